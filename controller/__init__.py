@@ -1,0 +1,3 @@
+"""canaryctl's controller: spec, storage, ingestion, reconcile, routers, operator and CLI."""
+
+__all__: list[str] = []
