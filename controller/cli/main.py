@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import typer
 
+from controller.cli import db as db_cli
+from controller.cli import ingest as ingest_cli
+
 app = typer.Typer(
     name="canaryctl",
     help="Canary releases of ML models with anytime-valid sequential tests.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-@app.callback()
-def _root() -> None:
-    """Canary releases of ML models with anytime-valid sequential tests."""
+app.add_typer(db_cli.app, name="db")
+app.add_typer(ingest_cli.app, name="ingest")
 
 
 @app.command()

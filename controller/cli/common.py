@@ -1,0 +1,42 @@
+"""Helpers every command group shares: the database option, one-line errors, output formats."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from controller.storage import db
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar=db.ENV_DATABASE_URL,
+        help="Postgres URL (postgresql://user@host:port/db); defaults to $CANARYCTL_DATABASE_URL.",
+        show_envvar=True,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line ``error: …`` to stderr and exit with ``code`` (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def require_url(url: str | None) -> str:
+    found = db.configured_url(url)
+    if not found:
+        fail(f"no database configured: pass --database-url or set {db.ENV_DATABASE_URL}")
+    try:
+        db.sqlalchemy_url(found)
+    except db.DatabaseConfigError as exc:
+        fail(str(exc))
+    return found
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, default=str, sort_keys=True) + "\n")

@@ -1,0 +1,123 @@
+"""``canaryctl ingest FILE`` and ``canaryctl ingest serve``: the file and HTTP ingest paths."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import sqlalchemy as sa
+import typer
+from typer.core import TyperGroup
+
+from controller.cli.common import DatabaseUrl, emit_json, fail, require_url
+from controller.ingest import load, readers, validate
+from controller.storage import db
+
+
+class _FileByDefault(TyperGroup):
+    """``ingest FILE`` runs the ``file`` command; ``ingest serve`` the server."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["file", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_FileByDefault,
+    help="Load request outcomes: `canaryctl ingest FILE` or `canaryctl ingest serve`.",
+    no_args_is_help=True,
+)
+
+
+def summarise(result: load.IngestResult) -> str:
+    """One line describing what happened to a batch."""
+    if result.duplicate:
+        return (
+            f"batch {result.batch_key} was already ingested "
+            f"({result.loaded} loaded, {result.rejected} rejected); nothing loaded again "
+            "(pass --batch-id to load it as a new batch)"
+        )
+    return (
+        f"batch {result.batch_key}: received {result.received}, loaded {result.loaded}, "
+        f"rejected {result.rejected}, late {result.late}"
+    )
+
+
+@app.command("file")
+def ingest_file(
+    path: Annotated[
+        Path, typer.Argument(help="CSV, JSON lines or Parquet file.", show_default=False)
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, jsonl or parquet (default: from the extension)."),
+    ] = None,
+    batch_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Batch id; default: the file's SHA-256, so loading a file twice loads it once."
+        ),
+    ] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Load one file of request outcomes (columns: experiment, arm, ts, revenue, latency_ms, error[, unit_id])."""
+    url = require_url(database_url)
+    try:
+        table = readers.read_file(path, fmt)
+    except readers.ReadError as exc:
+        fail(str(exc))
+    key = batch_id or "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    engine = db.make_engine(url)
+    try:
+        result = load.load_table(engine, table, batch_key=key, source=f"cli:{path.name}")
+    except validate.BatchError as exc:
+        fail(f"{path}: {exc}")
+    except sa.exc.OperationalError as exc:
+        fail(f"cannot reach the database: {exc.orig}")
+    finally:
+        engine.dispose()
+    if output == "json":
+        emit_json(result.as_dict())
+    elif result.loaded or not result.rejected:
+        typer.echo(summarise(result))
+    if result.rejected:
+        first = result.rejects[0]
+        if result.rejected == 1:
+            fail(f"row {first.row}: {first.reason}")
+        fail(
+            f"{result.rejected} of {result.received} rows rejected (first: row {first.row}: "
+            f"{first.reason}); they are kept with their reasons in ingest_rejects"
+        )
+
+
+@app.command("serve")
+def serve(
+    token: Annotated[
+        str,
+        typer.Option(
+            envvar="CANARYCTL_INGEST_TOKEN",
+            help="Bearer token clients must send.",
+            show_envvar=True,
+        ),
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8710,
+    max_bytes: Annotated[int, typer.Option(help="Largest accepted request body.")] = 32 << 20,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Serve the HTTP ingest endpoint (POST /v1/batches) for services in any language."""
+    import uvicorn
+
+    from controller.ingest import server
+
+    url = require_url(database_url)
+    if not token:
+        fail("--token: an empty token would let anyone write; set CANARYCTL_INGEST_TOKEN")
+    engine = db.make_engine(url)
+    api = server.create_app(engine, token=token, max_bytes=max_bytes)
+    config: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
+    uvicorn.run(api, **config)

@@ -1,0 +1,118 @@
+"""Readers that turn delivered bytes or files (CSV, JSON lines, Parquet) into Arrow tables.
+
+Readers only parse; they never validate values (``validate`` does) and never touch the
+database. Values are read as text where the format has no types, so one bad value gets
+its row rejected instead of failing the whole file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+FORMATS = ("csv", "jsonl", "parquet")
+
+
+class ReadError(ValueError):
+    """The input cannot be parsed as the named format."""
+
+
+def detect_format(path: Path) -> str:
+    """The format implied by a file name (``.csv``, ``.jsonl``/``.ndjson``/``.json``, ``.parquet``)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        suffix = Path(path.stem).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise ReadError(
+        f"{path}: cannot tell the format from the extension; pass --format csv|jsonl|parquet"
+    )
+
+
+def read_bytes(data: bytes, fmt: str) -> pa.Table:
+    """Parse ``data`` in format ``fmt`` into a table."""
+    if fmt == "csv":
+        return _read_csv(data)
+    if fmt == "jsonl":
+        return _read_jsonl(data)
+    if fmt == "parquet":
+        try:
+            return pq.read_table(io.BytesIO(data))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ReadError(f"not a readable Parquet file: {exc}") from exc
+    raise ReadError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+def read_file(path: Path, fmt: str | None = None) -> pa.Table:
+    """Read a file (format from its extension unless given)."""
+    if not path.exists():
+        raise ReadError(f"{path}: no such file")
+    fmt = fmt or detect_format(path)
+    if fmt == "parquet":
+        try:
+            return pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
+    return read_bytes(path.read_bytes(), fmt)
+
+
+def _read_csv(data: bytes) -> pa.Table:
+    if not data.strip():
+        raise ReadError("the CSV input is empty (a header line is required)")
+    header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
+    types = {name.strip(): pa.string() for name in header}
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise ReadError(f"not a readable CSV file: {exc}") from exc
+
+
+def _read_jsonl(data: bytes) -> pa.Table:
+    rows = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ReadError(f"line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(value, dict):
+            raise ReadError(f"line {number}: expected a JSON object per line")
+        rows.append({k: _scalar(v) for k, v in value.items()})
+    if not rows:
+        raise ReadError("the JSON lines input has no rows")
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        kinds = {type(v) for v in values if v is not None}
+        if kinds == {bool}:
+            columns[name] = pa.array(values, type=pa.bool_())
+        else:
+            columns[name] = pa.array(
+                [str(v).lower() if isinstance(v, bool) else v for v in values], type=pa.string()
+            )
+    return pa.table(columns)
+
+
+def _scalar(value: object) -> object:
+    """JSON values as text (booleans kept), so validation sees one type per column."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)

@@ -1,0 +1,438 @@
+"""Queries on the store: experiments, frozen settings, the decision log and rollup windows.
+
+This is the one place SQL about experiments and rollups lives; the operator, the CLI, the
+reports and the demo call it. Bulk loading of observations is ``controller.ingest``'s job.
+Every window query reads rollups only (one statement each), never raw observations;
+``rebuild_rollups`` is the one function that reads raw rows back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from analysis import buckets
+from controller.storage import models
+
+DEFAULT_NAMESPACE = "default"
+
+
+class UnknownExperimentError(LookupError):
+    """No experiment is registered under that key."""
+
+
+class SettingsFrozenError(RuntimeError):
+    """The experiment's analysis settings were frozen already and differ from the new ones."""
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """Split ``namespace/name`` (a bare name means namespace ``default``)."""
+    key = key.strip()
+    namespace, sep, name = key.partition("/")
+    if not sep:
+        namespace, name = DEFAULT_NAMESPACE, namespace
+    if not namespace or not name or "/" in name:
+        raise ValueError(f"experiment key {key!r} is not of the form namespace/name")
+    return namespace, name
+
+
+def format_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def register_experiment(
+    engine: sa.Engine,
+    key: str,
+    *,
+    uid: str | None = None,
+    spec: Mapping[str, Any] | None = None,
+    allowed_lateness_seconds: int = 120,
+) -> int:
+    """Register ``namespace/name`` (idempotent) and return its id; updates spec and uid."""
+    if allowed_lateness_seconds < 0:
+        raise ValueError("allowed_lateness_seconds: must be ≥ 0")
+    namespace, name = parse_key(key)
+    values: dict[str, Any] = {
+        "namespace": namespace,
+        "name": name,
+        "uid": uid,
+        "spec": dict(spec or {}),
+        "allowed_lateness_seconds": allowed_lateness_seconds,
+    }
+    stmt = pg_insert(models.Experiment).values(**values)
+    update = {"spec": stmt.excluded.spec, "updated_at": sa.func.now()}
+    if uid is not None:
+        update["uid"] = stmt.excluded.uid
+    if spec is not None:
+        update["allowed_lateness_seconds"] = stmt.excluded.allowed_lateness_seconds
+    stmt = stmt.on_conflict_do_update(index_elements=["namespace", "name"], set_=update).returning(
+        models.Experiment.id
+    )
+    with engine.begin() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def get_experiment(conn: sa.Connection, key: str) -> models.Experiment:
+    """The experiment row for ``key`` (a detached snapshot), or ``UnknownExperimentError``."""
+    namespace, name = parse_key(key)
+    with Session(bind=conn) as session:
+        exp = session.scalars(
+            sa.select(models.Experiment).where(
+                models.Experiment.namespace == namespace, models.Experiment.name == name
+            )
+        ).first()
+        if exp is None:
+            raise UnknownExperimentError(f"experiment {namespace}/{name} is not registered")
+        session.expunge(exp)
+    return exp
+
+
+def experiment_id(engine: sa.Engine, key: str) -> int:
+    with engine.connect() as conn:
+        return get_experiment(conn, key).id
+
+
+def freeze_settings(
+    engine: sa.Engine,
+    key: str,
+    settings: Mapping[str, Any],
+    *,
+    now: datetime,
+    revenue_cap: float | None = None,
+) -> bool:
+    """Freeze the analysis settings once; return True when this call froze them.
+
+    Freezing the same settings again is a no-op; different ones raise
+    ``SettingsFrozenError``. Setting a revenue cap rebuilds the experiment's rollups
+    from its raw observations, so every capped sum uses the frozen cap.
+    """
+    if revenue_cap is not None and not (np.isfinite(revenue_cap) and revenue_cap > 0):
+        raise ValueError(f"revenue_cap: must be a positive finite number (got {revenue_cap})")
+    snapshot = dict(settings)
+    snapshot["revenueCap"] = revenue_cap
+    with engine.begin() as conn:
+        exp_id = _id_for(conn, key)
+        exp = conn.execute(
+            sa.select(
+                models.Experiment.id,
+                models.Experiment.namespace,
+                models.Experiment.name,
+                models.Experiment.settings,
+                models.Experiment.settings_frozen_at,
+            )
+            .where(models.Experiment.id == exp_id)
+            .with_for_update()
+        ).one()
+        if exp.settings_frozen_at is not None:
+            if exp.settings != snapshot:
+                raise SettingsFrozenError(
+                    f"experiment {exp.namespace}/{exp.name}: analysis settings were frozen at "
+                    f"{exp.settings_frozen_at.isoformat()} and cannot change"
+                )
+            return False
+        conn.execute(
+            sa.update(models.Experiment)
+            .where(models.Experiment.id == exp.id)
+            .values(
+                settings=snapshot,
+                settings_frozen_at=now,
+                revenue_cap=revenue_cap,
+                updated_at=now,
+            )
+        )
+        if revenue_cap is not None:
+            rebuild_rollups(conn, exp.id, revenue_cap)
+    return True
+
+
+def _id_for(conn: sa.Connection, key: str) -> int:
+    namespace, name = parse_key(key)
+    found = conn.execute(
+        sa.select(models.Experiment.id).where(
+            models.Experiment.namespace == namespace, models.Experiment.name == name
+        )
+    ).scalar()
+    if found is None:
+        raise UnknownExperimentError(f"experiment {namespace}/{name} is not registered")
+    return int(found)
+
+
+def set_phase(engine: sa.Engine, exp_id: int, phase: str, *, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(models.Experiment)
+            .where(models.Experiment.id == exp_id)
+            .values(phase=phase, updated_at=now)
+        )
+
+
+def save_analysis_state(engine: sa.Engine, exp_id: int, state: Mapping[str, Any]) -> None:
+    """Persist the sequential tests' state so a restarted operator continues the same test."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(models.Experiment)
+            .where(models.Experiment.id == exp_id)
+            .values(analysis_state=dict(state))
+        )
+
+
+# --------------------------------------------------------------------------- decision log
+
+
+def append_decision(
+    conn: sa.Connection,
+    exp_id: int,
+    *,
+    at: datetime,
+    kind: str,
+    actor: str,
+    reason_code: str,
+    reason: str,
+    evidence: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> int | None:
+    """Append one decision; with an ``idempotency_key`` already logged, write nothing (None)."""
+    stmt = (
+        pg_insert(models.Decision)
+        .values(
+            experiment_id=exp_id,
+            at=at,
+            kind=kind,
+            actor=actor,
+            reason_code=reason_code,
+            reason=reason,
+            evidence=dict(evidence or {}),
+            idempotency_key=idempotency_key,
+        )
+        .on_conflict_do_nothing(index_elements=["experiment_id", "idempotency_key"])
+        .returning(models.Decision.id)
+    )
+    found = conn.execute(stmt).scalar()
+    return None if found is None else int(found)
+
+
+def decisions(conn: sa.Connection, exp_id: int) -> list[models.Decision]:
+    """The decision log of one experiment, oldest first."""
+    with Session(bind=conn) as session:
+        rows = list(
+            session.scalars(
+                sa.select(models.Decision)
+                .where(models.Decision.experiment_id == exp_id)
+                .order_by(models.Decision.at, models.Decision.id)
+            )
+        )
+        session.expunge_all()
+    return rows
+
+
+# --------------------------------------------------------------------------- rollup windows
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Sufficient statistics of one arm over a window, read from rollups."""
+
+    n: int = 0
+    revenue_sum: Decimal = Decimal(0)
+    revenue_sum_sq: Decimal = Decimal(0)
+    revenue_capped_sum: Decimal = Decimal(0)
+    revenue_capped_sum_sq: Decimal = Decimal(0)
+    revenue_nonzero: int = 0
+    log_latency_sum: Decimal = Decimal(0)
+    log_latency_sum_sq: Decimal = Decimal(0)
+    errors: int = 0
+    late_n: int = 0
+    latency_hist: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(buckets.N_LATENCY_BUCKETS, dtype=np.int64)
+    )
+
+
+_SUMS = (
+    "n",
+    "revenue_sum",
+    "revenue_sum_sq",
+    "revenue_capped_sum",
+    "revenue_capped_sum_sq",
+    "revenue_nonzero",
+    "log_latency_sum",
+    "log_latency_sum_sq",
+    "errors",
+    "late_n",
+)
+_COLS = ", ".join(_SUMS)
+_SUM_COLS = ", ".join(f"sum({c}) AS {c}" for c in _SUMS)
+
+_WINDOW_SQL = sa.text(
+    f"""
+    WITH stats AS (
+        SELECT arm, {_COLS} FROM rollups_hour
+         WHERE experiment_id = :e AND period >= :h0 AND period < :h1
+        UNION ALL
+        SELECT arm, {_COLS} FROM rollups_minute
+         WHERE experiment_id = :e
+           AND ((period >= :start AND period < :h0) OR (period >= :h1 AND period < :end))
+    ), lat AS (
+        SELECT arm, bucket, count FROM latency_hour
+         WHERE experiment_id = :e AND period >= :h0 AND period < :h1
+        UNION ALL
+        SELECT arm, bucket, count FROM latency_minute
+         WHERE experiment_id = :e
+           AND ((period >= :start AND period < :h0) OR (period >= :h1 AND period < :end))
+    ), hist AS (
+        SELECT arm, array_agg(bucket ORDER BY bucket) AS b, array_agg(c ORDER BY bucket) AS c
+          FROM (SELECT arm, bucket, sum(count) AS c FROM lat GROUP BY arm, bucket) per_bucket
+         GROUP BY arm
+    )
+    SELECT s.*, hist.b, hist.c
+      FROM (SELECT arm, {_SUM_COLS} FROM stats GROUP BY arm) s
+      LEFT JOIN hist USING (arm)
+    """
+)
+
+
+def _check_minute(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name}: needs a timezone-aware datetime")
+    if value.second or value.microsecond:
+        raise ValueError(f"{name}: window bounds are whole minutes (got {value.isoformat()})")
+    return value.astimezone(UTC)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    floor = t.replace(minute=0)
+    return floor if floor == t else floor + timedelta(hours=1)
+
+
+def window_totals(
+    conn: sa.Connection, exp_id: int, start: datetime, end: datetime
+) -> dict[str, ArmTotals]:
+    """Per-arm totals and latency histograms over minutes ``[start, end)``, in one query.
+
+    Whole hours inside the window are read from hourly rollups and the ragged ends from
+    minute rollups, so a day-long window reads about fifty rows per arm, not 1,440.
+    """
+    start, end = _check_minute("start", start), _check_minute("end", end)
+    if end < start:
+        raise ValueError("end: the window ends before it starts")
+    h0, h1 = _ceil_hour(start), end.replace(minute=0)
+    if h1 <= h0:
+        h0 = h1 = start
+    rows = conn.execute(_WINDOW_SQL, {"e": exp_id, "start": start, "end": end, "h0": h0, "h1": h1})
+    out = {name: ArmTotals() for name in models.ARM_CODES}
+    for row in rows.mappings():
+        hist = np.zeros(buckets.N_LATENCY_BUCKETS, dtype=np.int64)
+        if row["b"] is not None:
+            hist[np.asarray(row["b"], dtype=np.int64)] = np.asarray(row["c"], dtype=np.int64)
+        values = {c: row[c] for c in _SUMS}
+        for c in ("n", "revenue_nonzero", "errors", "late_n"):
+            values[c] = int(values[c])
+        out[models.ARM_NAMES[row["arm"]]] = ArmTotals(**values, latency_hist=hist)
+    return out
+
+
+_SERIES_SQL = sa.text(
+    f"""
+    SELECT period, arm, {_COLS} FROM rollups_minute
+     WHERE experiment_id = :e AND period >= :start AND period < :end
+     ORDER BY period, arm
+    """
+)
+
+
+def minute_series(
+    conn: sa.Connection, exp_id: int, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Per-minute, per-arm rollups over ``[start, end)`` for reports, in one query."""
+    start, end = _check_minute("start", start), _check_minute("end", end)
+    rows = conn.execute(_SERIES_SQL, {"e": exp_id, "start": start, "end": end}).mappings()
+    return [{**row, "arm": models.ARM_NAMES[row["arm"]]} for row in rows]
+
+
+def data_extent(conn: sa.Connection, exp_id: int) -> tuple[datetime, datetime] | None:
+    """First and last minute with data for the experiment, or None."""
+    row = conn.execute(
+        sa.text("SELECT min(period), max(period) FROM rollups_minute WHERE experiment_id = :e"),
+        {"e": exp_id},
+    ).one()
+    return None if row[0] is None else (row[0], row[1])
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+def rebuild_rollups(conn: sa.Connection, exp_id: int, revenue_cap: float | None) -> None:
+    """Recompute every rollup of one experiment from its raw observations (same transaction)."""
+    cap = "revenue" if revenue_cap is None else "least(revenue, :cap)"
+    params: dict[str, Any] = {
+        "e": exp_id,
+        "cap": revenue_cap,
+        "edges": list(buckets.LATENCY_EDGES_MS),
+    }
+    for table in ("rollups_minute", "rollups_hour", "latency_minute", "latency_hour"):
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE experiment_id = :e"), params)
+    conn.execute(
+        sa.text(
+            f"""
+            INSERT INTO rollups_minute (experiment_id, arm, period, {_COLS})
+            SELECT experiment_id, arm, date_trunc('minute', ts, 'UTC'), count(*),
+                   sum(revenue::numeric), sum(revenue::numeric * revenue::numeric),
+                   sum(({cap})::numeric), sum(({cap})::numeric * ({cap})::numeric),
+                   count(*) FILTER (WHERE revenue > 0),
+                   sum(ln(greatest(latency_ms, {LOG_LATENCY_FLOOR_MS}))::numeric),
+                   sum(ln(greatest(latency_ms, {LOG_LATENCY_FLOOR_MS}))::numeric
+                       * ln(greatest(latency_ms, {LOG_LATENCY_FLOOR_MS}))::numeric),
+                   count(*) FILTER (WHERE error), count(*) FILTER (WHERE late)
+              FROM observations WHERE experiment_id = :e
+             GROUP BY 1, 2, 3
+            """
+        ),
+        params,
+    )
+    conn.execute(
+        sa.text(
+            """
+            INSERT INTO latency_minute (experiment_id, arm, period, bucket, count)
+            SELECT experiment_id, arm, date_trunc('minute', ts, 'UTC'),
+                   width_bucket(latency_ms, CAST(:edges AS double precision[])), count(*)
+              FROM observations WHERE experiment_id = :e
+             GROUP BY 1, 2, 3, 4
+            """
+        ),
+        params,
+    )
+    conn.execute(
+        sa.text(
+            f"""
+            INSERT INTO rollups_hour (experiment_id, arm, period, {_COLS})
+            SELECT experiment_id, arm, date_trunc('hour', period, 'UTC'), {_SUM_COLS}
+              FROM rollups_minute WHERE experiment_id = :e GROUP BY 1, 2, 3
+            """
+        ),
+        params,
+    )
+    conn.execute(
+        sa.text(
+            """
+            INSERT INTO latency_hour (experiment_id, arm, period, bucket, count)
+            SELECT experiment_id, arm, date_trunc('hour', period, 'UTC'), bucket, sum(count)
+              FROM latency_minute WHERE experiment_id = :e GROUP BY 1, 2, 3, 4
+            """
+        ),
+        params,
+    )
+
+
+#: Latencies below this many milliseconds are floored before taking logs.
+LOG_LATENCY_FLOOR_MS = 0.01

@@ -1,0 +1,84 @@
+"""Shared fixtures: a real Postgres for every storage test, migrated once per run.
+
+``CANARYCTL_TEST_DATABASE_URL`` names a server to use (CI points it at the local one);
+without it an embedded Postgres is started in a temporary directory. Either way the run
+gets a database of its own, migrated with the real revisions (upgrade to head, then the
+drift check), dropped at the end. Each test that asks for ``engine`` starts from empty
+tables: they are truncated and the run-time partitions dropped after it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from controller.storage import db, models, partitions
+
+TEST_URL_ENV = "CANARYCTL_TEST_DATABASE_URL"
+
+
+def _with_database(url: str, name: str) -> str:
+    base = sa.engine.make_url(db.sqlalchemy_url(url))
+    return (
+        base.set(database=name)
+        .render_as_string(hide_password=False)
+        .replace("postgresql+psycopg://", "postgresql://", 1)
+    )
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A libpq URL of a Postgres server whose user may create databases."""
+    explicit = os.environ.get(TEST_URL_ENV)
+    if explicit:
+        yield db.libpq_url(explicit)
+        return
+    embedded = db.EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="canaryctl-pg-")))
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh database for this test run, migrated to head and drift-checked."""
+    name = f"canaryctl_test_{uuid.uuid4().hex[:10]}"
+    admin = db.make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = _with_database(server_url, name)
+    try:
+        db.upgrade(url)
+        db.check(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _session_engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+TABLES = [t.name for t in models.Base.metadata.sorted_tables if t.name != "observations"]
+
+
+@pytest.fixture
+def engine(_session_engine: sa.Engine) -> Iterator[sa.Engine]:
+    """The run's engine; every table is empty when the test starts."""
+    yield _session_engine
+    with _session_engine.begin() as conn:
+        for name in partitions.existing_partitions(conn):
+            conn.execute(sa.text(f'DROP TABLE "{name}"'))
+        conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
