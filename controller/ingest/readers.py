@@ -74,7 +74,10 @@ def _read_csv(data: bytes) -> pa.Table:
         return pacsv.read_csv(
             io.BytesIO(data),
             convert_options=pacsv.ConvertOptions(
-                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
             ),
         )
     except pa.ArrowInvalid as exc:

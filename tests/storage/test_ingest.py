@@ -1,0 +1,338 @@
+"""The loading core on the real server: bad input, duplicates, faults, late rows, exact rollups."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, getcontext
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from analysis import buckets
+from controller.clock import SimulatedClock
+from controller.ingest import load, validate
+from controller.storage import repository
+from tests.storage.helpers import T0, outcomes, row, rows_table
+
+NOW = T0 + timedelta(hours=3, minutes=1)
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(NOW)
+
+
+@pytest.fixture
+def exp_id(engine: sa.Engine) -> int:
+    return repository.register_experiment(engine, "default/ranker", allowed_lateness_seconds=300)
+
+
+def _count(engine: sa.Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(sql)).scalar_one())
+
+
+BAD_ROWS = [
+    (row(revenue="nan"), "revenue is NaN"),
+    (row(revenue="inf"), "revenue is infinite"),
+    (row(latency_ms="-1"), "latency_ms is negative"),
+    (row(revenue="-0.5"), "revenue is negative"),
+    (row(revenue="abc"), "revenue is not a number"),
+    (row(latency_ms=""), "latency_ms is missing"),
+    (row(arm="treatment"), "unknown arm 'treatment' (expected champion or challenger)"),
+    (row(experiment="default/unknown"), "experiment default/unknown is not registered"),
+    (row(experiment="ghost"), "experiment default/ghost is not registered"),
+    (row(ts="yesterday-ish"), "ts is not a valid timestamp (ISO 8601 or epoch seconds)"),
+    (row(ts=(NOW + timedelta(hours=1)).isoformat()), "ts is more than 0:05:00 in the future"),
+    (row(error="maybe"), "error is not a boolean (true/false or 1/0)"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), BAD_ROWS, ids=[r for _, r in BAD_ROWS])
+def test_each_bad_row_is_quarantined_with_its_reason(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock, bad: dict[str, str], reason: str
+) -> None:
+    table = rows_table([row(), bad, row(arm="challenger")])
+    result = load.load_table(engine, table, batch_key="b", source="test", clock=clock)
+    assert (result.received, result.loaded, result.rejected) == (3, 2, 1)
+    assert [(r.row, r.reason) for r in result.rejects] == [(2, reason)]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT row_number, reason, raw FROM ingest_rejects")).all()
+    assert [(r.row_number, r.reason) for r in stored] == [(2, reason)]
+    assert stored[0].raw["arm"] == bad["arm"]
+    assert _count(engine, "SELECT count(*) FROM observations") == 2
+    assert _count(engine, "SELECT sum(n) FROM rollups_minute") == 2
+
+
+def test_counts_reconcile_on_a_mixed_batch(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    good = [row(ts=(T0 + timedelta(seconds=i)).isoformat()) for i in range(50)]
+    bad = [b for b, _ in BAD_ROWS]
+    result = load.load_table(
+        engine, rows_table(good + bad), batch_key="mixed", source="test", clock=clock
+    )
+    assert result.loaded + result.rejected == result.received == 50 + len(BAD_ROWS)
+    assert result.rejected == len(BAD_ROWS)
+    assert _count(engine, "SELECT count(*) FROM observations") == result.loaded
+    assert _count(engine, "SELECT count(*) FROM ingest_rejects") == result.rejected
+    batch = (result.received, result.loaded, result.rejected)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT received, loaded, rejected FROM ingest_batches")
+        ).one()
+    assert tuple(stored) == batch
+
+
+def test_a_missing_column_refuses_the_batch_whole(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    table = rows_table([row()]).drop_columns(["latency_ms"])
+    with pytest.raises(validate.BatchError, match=r"missing required column.*latency_ms"):
+        load.load_table(engine, table, batch_key="nocol", source="test", clock=clock)
+    assert _count(engine, "SELECT count(*) FROM ingest_batches") == 0
+
+
+def test_the_same_batch_twice_is_counted_once(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    table = outcomes(5_000, seed=3)
+    first = load.load_table(engine, table, batch_key="dup", source="test", clock=clock)
+    second = load.load_table(engine, table, batch_key="dup", source="test", clock=clock)
+    assert not first.duplicate and second.duplicate
+    assert (second.received, second.loaded) == (first.received, first.loaded) == (5_000, 5_000)
+    assert _count(engine, "SELECT count(*) FROM observations") == 5_000
+    assert _count(engine, "SELECT sum(n) FROM rollups_minute") == 5_000
+    assert _count(engine, "SELECT sum(n) FROM rollups_hour") == 5_000
+
+
+@pytest.mark.parametrize("point", ["after_copy", "after_rollups"])
+def test_a_failure_mid_batch_leaves_no_trace_and_a_retry_loads_it(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock, point: str
+) -> None:
+    table = outcomes(2_000, seed=4)
+
+    def crash(where: str) -> None:
+        if where == point:
+            raise ConnectionError(f"simulated crash {where}")
+
+    with pytest.raises(ConnectionError):
+        load.load_table(engine, table, batch_key="crashy", source="test", clock=clock, fault=crash)
+    for t in ("observations", "rollups_minute", "rollups_hour", "latency_minute", "ingest_batches"):
+        assert _count(engine, f"SELECT count(*) FROM {t}") == 0, t
+    retry = load.load_table(engine, table, batch_key="crashy", source="test", clock=clock)
+    assert retry.loaded == 2_000 and not retry.duplicate
+    assert _count(engine, "SELECT sum(n) FROM rollups_minute") == 2_000
+
+
+def test_late_rows_are_stored_and_flagged_never_dropped(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    # allowed lateness 300 s: at NOW, minutes ending more than 5 minutes ago are closed
+    on_time = NOW - timedelta(minutes=2)
+    closed = NOW - timedelta(minutes=30)
+    table = rows_table(
+        [row(ts=on_time.isoformat()), row(ts=closed.isoformat()), row(ts=closed.isoformat())]
+    )
+    result = load.load_table(engine, table, batch_key="late", source="test", clock=clock)
+    assert (result.loaded, result.late) == (3, 2)
+    with engine.connect() as conn:
+        flags = conn.execute(sa.text("SELECT ts, late FROM observations ORDER BY ts")).all()
+        late_n = conn.execute(sa.text("SELECT sum(late_n), sum(n) FROM rollups_minute")).one()
+    assert [f.late for f in flags] == [True, True, False]
+    assert tuple(late_n) == (2, 3)
+
+
+def _decimal_recompute(
+    engine: sa.Engine, exp_id: int, cap: float | None
+) -> dict[tuple[int, datetime], dict[str, Decimal]]:
+    """Per (arm, minute) sums recomputed from raw rows in Python Decimal arithmetic."""
+    getcontext().prec = 60
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT arm, ts, revenue, latency_ms, error FROM observations WHERE experiment_id = :e"
+            ),
+            {"e": exp_id},
+        ).all()
+    out: dict[tuple[int, datetime], dict[str, Decimal]] = {}
+    for r in rows:
+        key = (r.arm, r.ts.replace(second=0, microsecond=0))
+        acc = out.setdefault(
+            key, {k: Decimal(0) for k in ("n", "rs", "rss", "cs", "css", "ls", "lss", "err", "nz")}
+        )
+        rev = Decimal(r.revenue)
+        capped = rev if cap is None else min(rev, Decimal(cap))
+        lat = Decimal(math.log(max(r.latency_ms, repository.LOG_LATENCY_FLOOR_MS)))
+        acc["n"] += 1
+        acc["rs"] += rev
+        acc["rss"] += rev * rev
+        acc["cs"] += capped
+        acc["css"] += capped * capped
+        acc["ls"] += lat
+        acc["lss"] += lat * lat
+        acc["err"] += int(r.error)
+        acc["nz"] += int(r.revenue > 0)
+    return out
+
+
+def _assert_close(got: Decimal, want: Decimal, what: str) -> None:
+    scale = max(abs(want), Decimal("1e-300"))
+    assert abs(Decimal(got) - want) / scale <= Decimal("1e-9"), (what, got, want)
+
+
+def _check_rollups_against_raw(engine: sa.Engine, exp_id: int, cap: float | None) -> None:
+    want = _decimal_recompute(engine, exp_id, cap)
+    with engine.connect() as conn:
+        got = conn.execute(
+            sa.text("SELECT * FROM rollups_minute WHERE experiment_id = :e"), {"e": exp_id}
+        ).all()
+    assert len(got) == len(want)
+    for g in got:
+        w = want[(g.arm, g.period)]
+        assert g.n == w["n"] and g.errors == w["err"] and g.revenue_nonzero == w["nz"]
+        for col, k in (
+            ("revenue_sum", "rs"),
+            ("revenue_sum_sq", "rss"),
+            ("revenue_capped_sum", "cs"),
+            ("revenue_capped_sum_sq", "css"),
+            ("log_latency_sum", "ls"),
+            ("log_latency_sum_sq", "lss"),
+        ):
+            _assert_close(getattr(g, col), w[k], col)
+
+
+def test_rollups_equal_a_decimal_recomputation_over_several_batches(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    for i in range(3):  # batches overlap in time, so upserts merge into the same minutes
+        load.load_table(
+            engine,
+            outcomes(4_000, seed=10 + i, unit_ids=i == 1),
+            batch_key=f"m{i}",
+            source="test",
+            clock=clock,
+        )
+    _check_rollups_against_raw(engine, exp_id, cap=None)
+    # merged over a window: hour rollups + ragged minutes give the same totals as raw rows
+    start, end = T0 + timedelta(minutes=17), T0 + timedelta(hours=2, minutes=41)
+    with engine.connect() as conn:
+        window = repository.window_totals(conn, exp_id, start, end)
+        raw = conn.execute(
+            sa.text(
+                "SELECT arm, count(*) n, sum(revenue::numeric) rs, count(*) FILTER (WHERE error) err "
+                "FROM observations WHERE experiment_id = :e AND ts >= :s AND ts < :t GROUP BY arm"
+            ),
+            {"e": exp_id, "s": start, "t": end},
+        ).all()
+        lat = conn.execute(
+            sa.text("SELECT arm, latency_ms FROM observations WHERE ts >= :s AND ts < :t"),
+            {"s": start, "t": end},
+        ).all()
+    by_arm = {r.arm: r for r in raw}
+    for arm, code in (("champion", 0), ("challenger", 1)):
+        assert window[arm].n == by_arm[code].n
+        assert window[arm].errors == by_arm[code].err
+        _assert_close(window[arm].revenue_sum, by_arm[code].rs, "window revenue")
+        hist = np.bincount(
+            buckets.latency_bucket([r.latency_ms for r in lat if r.arm == code]),
+            minlength=buckets.N_LATENCY_BUCKETS,
+        )
+        assert np.array_equal(window[arm].latency_hist, hist)
+
+
+def test_freezing_a_cap_rebuilds_rollups_from_raw_rows(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    load.load_table(
+        engine, outcomes(6_000, seed=21), batch_key="before-cap", source="test", clock=clock
+    )
+    frozen = repository.freeze_settings(
+        engine, "default/ranker", {"alpha": 0.05}, now=NOW, revenue_cap=2.0
+    )
+    assert frozen
+    load.load_table(
+        engine, outcomes(3_000, seed=22), batch_key="after-cap", source="test", clock=clock
+    )
+    _check_rollups_against_raw(engine, exp_id, cap=2.0)
+    assert not repository.freeze_settings(
+        engine, "default/ranker", {"alpha": 0.05}, now=NOW, revenue_cap=2.0
+    )
+    with pytest.raises(repository.SettingsFrozenError, match="cannot change"):
+        repository.freeze_settings(
+            engine, "default/ranker", {"alpha": 0.01}, now=NOW, revenue_cap=2.0
+        )
+
+
+def test_window_bounds_must_be_whole_minutes(engine: sa.Engine, exp_id: int) -> None:
+    with (
+        engine.connect() as conn,
+        pytest.raises(ValueError, match="start: window bounds are whole minutes"),
+    ):
+        repository.window_totals(conn, exp_id, T0 + timedelta(seconds=30), T0 + timedelta(hours=1))
+
+
+def test_minute_series_is_one_row_per_minute_and_arm(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    load.load_table(
+        engine, outcomes(3_000, seed=5, seconds=600), batch_key="series", source="test", clock=clock
+    )
+    with engine.connect() as conn:
+        series = repository.minute_series(conn, exp_id, T0, T0 + timedelta(minutes=10))
+    assert {(s["period"], s["arm"]) for s in series} == {
+        (T0 + timedelta(minutes=m), arm) for m in range(10) for arm in ("champion", "challenger")
+    }
+    assert sum(s["n"] for s in series) == 3_000
+
+
+def test_timestamps_in_every_accepted_form(
+    engine: sa.Engine, exp_id: int, clock: SimulatedClock
+) -> None:
+    when = T0 + timedelta(minutes=7, seconds=3)
+    forms = [
+        when.isoformat(),
+        when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        when.strftime("%Y-%m-%d %H:%M:%S"),
+        when.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin")).isoformat(),
+    ]
+    result = load.load_table(
+        engine, rows_table([row(ts=f) for f in forms]), batch_key="ts", source="test", clock=clock
+    )
+    assert result.rejected == 0
+    epoch = pa.table(
+        {
+            **{k: pa.array([v]) for k, v in row().items() if k != "ts"},
+            "ts": pa.array([when.timestamp()]),
+        }
+    )
+    assert (
+        load.load_table(engine, epoch, batch_key="epoch", source="test", clock=clock).rejected == 0
+    )
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT DISTINCT ts FROM observations")).scalars().all()
+    assert stored == [when]
+
+
+def test_retention_drops_old_partitions_and_keeps_rollups(engine: sa.Engine, exp_id: int) -> None:
+    from controller.storage import partitions
+
+    old_clock = SimulatedClock(datetime(2026, 10, 1, 12, tzinfo=UTC))
+    load.load_table(
+        engine,
+        outcomes(500, seed=1, start=datetime(2026, 10, 1, 9, tzinfo=UTC)),
+        batch_key="old",
+        source="t",
+        clock=old_clock,
+    )
+    clock = SimulatedClock(NOW)
+    load.load_table(engine, outcomes(500, seed=2), batch_key="new", source="t", clock=clock)
+    result = partitions.drop_partitions_before(engine, NOW - timedelta(days=30))
+    assert result.dropped == ["observations_p20261001"] and result.kept == [
+        "observations_p20261126"
+    ]
+    assert _count(engine, "SELECT count(*) FROM observations") == 500
+    assert _count(engine, "SELECT sum(n) FROM rollups_minute") == 1_000
