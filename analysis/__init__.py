@@ -6,4 +6,4 @@ contract enforces that it never reaches ``controller``, SQL, Kubernetes or HTTP 
 
 from analysis.buckets import LATENCY_EDGES_MS, N_LATENCY_BUCKETS, latency_bucket
 
-__all__ = sorted(["LATENCY_EDGES_MS", "N_LATENCY_BUCKETS", "latency_bucket"])
+__all__ = ["LATENCY_EDGES_MS", "N_LATENCY_BUCKETS", "latency_bucket"]

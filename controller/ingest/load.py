@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -256,12 +255,24 @@ def _decode(
     return keys >> 33, (keys >> 32) & 1, keys & 0xFFFFFFFF
 
 
-def _ts(minutes: int, unit_us: int = _MINUTE_US) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(minutes) * unit_us)
+_INT_FIELDS = {"n", "revenue_nonzero", "errors", "late_n"}
+_TEMP_TABLES = (
+    "CREATE TEMP TABLE IF NOT EXISTS _rollup_in (experiment_id int4, arm int2, period timestamptz, "
+    + ", ".join(f"{f} {'int8' if f in _INT_FIELDS else 'float8'}" for f in _ROLLUP_FIELDS)
+    + ") ON COMMIT DELETE ROWS; "
+    "CREATE TEMP TABLE IF NOT EXISTS _latency_in (experiment_id int4, arm int2, period timestamptz, "
+    "bucket int2, count int8) ON COMMIT DELETE ROWS"
+)
 
 
-def _exact(value: float) -> Decimal:
-    return Decimal(float(value))
+def _periods(index: npt.NDArray[np.int64], unit_us: int) -> npt.NDArray[np.datetime64]:
+    return (index * unit_us).astype("datetime64[us]")
+
+
+def _copy_in(cur: Any, table: str, columns: list[pgbinary.Column]) -> None:
+    cur.execute(f"TRUNCATE {table}")
+    with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(pgbinary.encode(columns))
 
 
 def _upsert_rollups(
@@ -270,78 +281,69 @@ def _upsert_rollups(
     late: npt.NDArray[np.bool_],
     info: dict[int, validate.ExperimentInfo],
 ) -> None:
+    """Add this batch's sums and histograms to the minute and hour rollups (exact numeric)."""
     keys, _, sums, hist = _group_sums(prep, late, info)
     exp, arm, minute = _decode(keys)
-    hour = minute // 60
-    hkey = (exp << 33) | (arm << 32) | hour
-    hkeys, hinv = np.unique(hkey, return_inverse=True)
+    hkeys, hinv = np.unique((exp << 33) | (arm << 32) | (minute // 60), return_inverse=True)
     hinv = hinv.reshape(-1)
     hsums = {
-        f: (
-            np.bincount(hinv, weights=v, minlength=len(hkeys))
-            if v.dtype.kind == "f"
-            else np.bincount(hinv, weights=v, minlength=len(hkeys)).astype(np.int64)
-        )
+        f: np.bincount(hinv, weights=v, minlength=len(hkeys)).astype(v.dtype)
         for f, v in sums.items()
     }
     hexp, harm, hhour = _decode(hkeys)
+    # latency histograms per minute group, then summed per hour group
+    hpair, hpair_inv = np.unique(hinv[hist[:, 0]] * 1024 + hist[:, 1], return_inverse=True)
+    hcount = np.bincount(hpair_inv.reshape(-1), weights=hist[:, 2]).astype(np.int64)
+    hgroup = hpair // 1024
     with raw.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _rollup_in (LIKE rollups_minute) ON COMMIT DELETE ROWS;"
-            "CREATE TEMP TABLE IF NOT EXISTS _latency_in (LIKE latency_minute) ON COMMIT DELETE ROWS"
-        )
-        for table, ks, ss, stamps, unit in (
-            ("rollups_minute", (exp, arm), sums, minute, _MINUTE_US),
-            ("rollups_hour", (hexp, harm), hsums, hhour, _HOUR_US),
+        cur.execute(_TEMP_TABLES)
+        for table, e, a, periods, s in (
+            ("rollups_minute", exp, arm, _periods(minute, _MINUTE_US), sums),
+            ("rollups_hour", hexp, harm, _periods(hhour, _HOUR_US), hsums),
         ):
-            cur.execute("TRUNCATE _rollup_in")
-            with cur.copy(
-                f"COPY _rollup_in (experiment_id, arm, period, {', '.join(_ROLLUP_FIELDS)}) FROM STDIN"
-            ) as copy:
-                for i in range(len(stamps)):
-                    copy.write_row(
-                        [int(ks[0][i]), int(ks[1][i]), _ts(stamps[i], unit)]
-                        + [
-                            _exact(ss[f][i]) if ss[f].dtype.kind == "f" else int(ss[f][i])
-                            for f in _ROLLUP_FIELDS
-                        ]
-                    )
+            _copy_in(
+                cur,
+                "_rollup_in",
+                [
+                    pgbinary.Column("int4", e.astype(np.int32)),
+                    pgbinary.Column("int2", a.astype(np.int16)),
+                    pgbinary.Column("timestamptz", periods),
+                ]
+                + [
+                    pgbinary.Column("int8" if f in _INT_FIELDS else "float8", s[f])
+                    for f in _ROLLUP_FIELDS
+                ],
+            )
+            casts = ", ".join(f if f in _INT_FIELDS else f"{f}::numeric" for f in _ROLLUP_FIELDS)
             updates = ", ".join(f"{f} = {table}.{f} + excluded.{f}" for f in _ROLLUP_FIELDS)
             cur.execute(
-                f"INSERT INTO {table} SELECT * FROM _rollup_in ORDER BY experiment_id, arm, period "
+                f"INSERT INTO {table} (experiment_id, arm, period, {', '.join(_ROLLUP_FIELDS)}) "
+                f"SELECT experiment_id, arm, period, {casts} FROM _rollup_in "
+                "ORDER BY experiment_id, arm, period "
                 f"ON CONFLICT (experiment_id, arm, period) DO UPDATE SET {updates}"
             )
-        # latency histograms: per minute group, then rolled up to hours
-        g_exp, g_arm, g_min = exp[hist[:, 0]], arm[hist[:, 0]], minute[hist[:, 0]]
-        hour_of = hinv[hist[:, 0]]
-        hpair, hpair_inv = np.unique(hour_of * 1024 + hist[:, 1], return_inverse=True)
-        hcount = np.bincount(hpair_inv.reshape(-1), weights=hist[:, 2]).astype(np.int64)
-        for table, rows in (
-            (
-                "latency_minute",
-                zip(g_exp, g_arm, (_ts(m) for m in g_min), hist[:, 1], hist[:, 2], strict=True),
-            ),
-            (
-                "latency_hour",
-                zip(
-                    hexp[hpair // 1024],
-                    harm[hpair // 1024],
-                    (_ts(h, _HOUR_US) for h in hhour[hpair // 1024]),
-                    hpair % 1024,
-                    hcount,
-                    strict=True,
-                ),
-            ),
-        ):
-            cur.execute("TRUNCATE _latency_in")
-            with cur.copy(
-                "COPY _latency_in (experiment_id, arm, period, bucket, count) FROM STDIN"
-            ) as copy:
-                for e, a, p, b, c in rows:
-                    copy.write_row((int(e), int(a), p, int(b), int(c)))
+        for table, e, a, periods, b, c in (
+            ("latency_minute", exp[hist[:, 0]], arm[hist[:, 0]],
+             _periods(minute[hist[:, 0]], _MINUTE_US), hist[:, 1], hist[:, 2]),
+            ("latency_hour", hexp[hgroup], harm[hgroup],
+             _periods(hhour[hgroup], _HOUR_US), hpair % 1024, hcount),
+        ):  # fmt: skip
+            _copy_in(
+                cur,
+                "_latency_in",
+                [
+                    pgbinary.Column("int4", e.astype(np.int32)),
+                    pgbinary.Column("int2", a.astype(np.int16)),
+                    pgbinary.Column("timestamptz", periods),
+                    pgbinary.Column("int2", b.astype(np.int16)),
+                    pgbinary.Column("int8", c.astype(np.int64)),
+                ],
+            )
             cur.execute(
-                f"INSERT INTO {table} SELECT * FROM _latency_in ORDER BY experiment_id, arm, period, bucket "
-                f"ON CONFLICT (experiment_id, arm, period, bucket) DO UPDATE SET count = {table}.count + excluded.count"
+                f"INSERT INTO {table} SELECT * FROM _latency_in "
+                "ORDER BY experiment_id, arm, period, bucket "
+                "ON CONFLICT (experiment_id, arm, period, bucket) "
+                f"DO UPDATE SET count = {table}.count + excluded.count"
             )
 
 

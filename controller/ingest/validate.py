@@ -199,17 +199,19 @@ def _parse_iso(value: object) -> np.datetime64 | None:
 
 
 def _experiment_keys(
-    raw: npt.NDArray[np.object_],
+    col: pa.ChunkedArray | pa.Array,
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
     """Unique normalised ``namespace/name`` keys and each row's index into them."""
-    uniq, inverse = np.unique(
-        np.array(["" if v is None else str(v).strip() for v in raw], dtype=object),
-        return_inverse=True,
-    )
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = pc.cast(col, pa.string())
+    encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(pc.fill_null(col, "")))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks()
+    uniq = encoded.dictionary.to_pylist()
     keys = np.array(
         [u if ("/" in u or not u) else f"{DEFAULT_NAMESPACE}/{u}" for u in uniq], dtype=object
     )
-    return keys, inverse.reshape(-1)
+    return keys, np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def prepare(
@@ -226,7 +228,7 @@ def prepare(
     n = table.num_rows
     reasons = np.full(n, None, dtype=object)
 
-    keys, key_index = _experiment_keys(_strings(table["experiment"]))
+    keys, key_index = _experiment_keys(table["experiment"])
     exp_ids = np.full(len(keys), -1, dtype=np.int64)
     caps = np.full(len(keys), np.nan)
     lateness_us = np.zeros(len(keys), dtype=np.int64)
