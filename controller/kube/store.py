@@ -269,6 +269,9 @@ class Store:
                     meta[field] = old_meta[field]
                 else:
                     meta.pop(field, None)
+            for field in ("labels", "annotations", "finalizers"):  # omitempty, as served
+                if field in meta and not meta[field]:
+                    del meta[field]
             if _content(new) != _content(current):
                 meta["generation"] = old_meta.get("generation", 1) + 1
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
