@@ -25,7 +25,8 @@ def router(kube: seed.Cluster, api: kubernetes.client.ApiClient,
 
 
 def backend_weights(kube: seed.Cluster) -> list[int]:
-    return [r["weight"] for r in kube.get(seed.GATEWAY, "ranker")["spec"]["rules"][0]["backendRefs"]]
+    rule = kube.get(seed.GATEWAY, "ranker")["spec"]["rules"][0]
+    return [ref["weight"] for ref in rule["backendRefs"]]
 
 
 def test_steps_then_promote(kube: seed.Cluster, router: base.TrafficRouter) -> None:
