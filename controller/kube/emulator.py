@@ -77,6 +77,8 @@ class Emulator(kmock.KubernetesScaffold):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.fallback["get /apis/"] << self._serve_apis  # the official client asks with a slash
+        self.fallback["get /api/"] << self._serve_api
         for kind in BUILTIN_KINDS:
             self.register(kind)
 
