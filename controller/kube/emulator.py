@@ -118,7 +118,8 @@ class Emulator(kmock.KubernetesScaffold):
     @override
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
-        kind = None if res is None else self._kinds.get((res.group, res.version, res.plural))
+        kind = None if res is None else self._kinds.get(
+            (res.group or "", res.version or "", res.plural or ""))
         entry = LoggedRequest(request.method.value, request.url.path, dict(request.params),
                               request.data, 0)
         for hook in list(self.hooks):
@@ -142,21 +143,22 @@ class Emulator(kmock.KubernetesScaffold):
         if sub not in (None, "status"):
             raise store_.ApiError(404, "NotFound", f"subresource {sub!r} is not served", kind)
         method = request.method.value
-        if method == "GET" and name is None:
-            return 200, self.store.list(kind, ns, request.params.get("labelSelector", ""))
-        if method == "GET":
+        if name is None:
+            if method == "GET":
+                return 200, self.store.list(kind, ns, request.params.get("labelSelector", ""))
+            if method == "POST":
+                created = self.store.create(kind, ns, data or {})
+                if kind.plural == "customresourcedefinitions":
+                    self._register_crd(created)
+                return 201, created
+        elif method == "GET":
             return 200, self.store.get(kind, ns, name)
-        if method == "POST" and name is None:
-            created = self.store.create(kind, ns, data or {})
-            if kind.plural == "customresourcedefinitions":
-                self._register_crd(created)
-            return 201, created
-        if method == "PUT" and name is not None:
+        elif method == "PUT":
             return 200, self.store.replace(kind, ns, name, data or {}, sub)
-        if method == "PATCH" and name is not None:
+        elif method == "PATCH":
             content_type = request.headers.get("Content-Type", store_.MERGE_PATCH)
             return 200, self.store.patch(kind, ns, name, data, content_type, sub)
-        if method == "DELETE" and name is not None:
+        elif method == "DELETE":
             return 200, self.store.delete(kind, ns, name)
         raise store_.ApiError(405, "MethodNotAllowed", f"{method} {request.url.path}", kind)
 

@@ -7,7 +7,7 @@ status subresource). It must not be used by the operator itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 
@@ -61,7 +61,8 @@ class Cluster:
         self.apps = kubernetes.client.AppsV1Api(api)
 
     def create_deployment(self, name: str, replicas: int = 1, ready: int | None = None) -> None:
-        self.apps.create_namespaced_deployment(self.namespace, deployment(name, replicas))
+        self.custom.create_namespaced_custom_object(
+            "apps", "v1", self.namespace, "deployments", deployment(name, replicas))
         self.set_ready(name, replicas if ready is None else ready)
 
     def set_ready(self, name: str, ready: int) -> None:
@@ -73,15 +74,13 @@ class Cluster:
 
     def create(self, resource: tuple[str, str, str], body: Body) -> Body:
         group, version, plural = resource
-        created: Body = self.custom.create_namespaced_custom_object(
-            group, version, self.namespace, plural, body)
-        return created
+        return cast(Body, self.custom.create_namespaced_custom_object(
+            group, version, self.namespace, plural, body))
 
     def get(self, resource: tuple[str, str, str], name: str) -> Body:
         group, version, plural = resource
-        obj: Body = self.custom.get_namespaced_custom_object(
-            group, version, self.namespace, plural, name)
-        return obj
+        return cast(Body, self.custom.get_namespaced_custom_object(
+            group, version, self.namespace, plural, name))
 
     def set_kserve_status(self, name: str, *, created: str, ready: str | None,
                           traffic: dict[str, tuple[int, bool]] | None = None) -> None:

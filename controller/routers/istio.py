@@ -21,9 +21,9 @@ Ref = objects.Ref
 
 def _matches(destination: Body, config: base.RouterConfig, backend: base.Backend,
              subset: str | None) -> bool:
-    host = destination.get("host", "")
+    host = str(destination.get("host", ""))
     if subset is not None:
-        return destination.get("subset") == subset and config.host in (None, host)
+        return bool(destination.get("subset") == subset and config.host in (None, host))
     service = backend.service_name
     return host == service or host.startswith(f"{service}.")
 

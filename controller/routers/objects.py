@@ -10,7 +10,7 @@ and retries on 409. It must not decide weights itself.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
@@ -102,8 +102,8 @@ class KubeRouter:
         objs: dict[Ref, Body | None] = {}
         for ref, required in self._refs():
             try:
-                objs[ref] = self._api.get_namespaced_custom_object(
-                    ref.group, ref.version, ref.namespace, ref.plural, ref.name)
+                objs[ref] = cast(Body, self._api.get_namespaced_custom_object(
+                    ref.group, ref.version, ref.namespace, ref.plural, ref.name))
             except ApiException as exc:
                 if exc.status != 404:
                     raise

@@ -79,7 +79,7 @@ class ReplicasRouter(objects.KubeRouter):
                   f"{self.config.namespace}/{self._challenger.name}",
             champion_weight=100 - weight, challenger_weight=weight,
             challenger_ready=objects.deployment_ready(challenger),
-            owner=(foreign or owners or [None])[0],
+            owner=foreign[0] if foreign else owners[0] if owners else None,
             resource_version="/".join(d["metadata"]["resourceVersion"]
                                       for d in (champion, challenger)),
             challenger_share=ready_challenger / ready_total if ready_total else weight / 100)
