@@ -163,7 +163,7 @@ class Emulator(kmock.KubernetesScaffold):
         raise store_.ApiError(405, "MethodNotAllowed", f"{method} {request.url.path}", kind)
 
     async def _watch(self, request: kmock.Request, kind: Kind) -> aiohttp.web.StreamResponse:
-        """Stream ADDED for the current objects, then every change, until the timeout or hangup."""
+        """Stream the backlog (see ``Store.subscribe``), then every change, until timeout/hangup."""
         raw = request._raw_request
         assert raw is not None
         loop = asyncio.get_running_loop()
@@ -178,11 +178,11 @@ class Emulator(kmock.KubernetesScaffold):
         response = aiohttp.web.StreamResponse(status=200)
         response.content_type = "application/json"
         await response.prepare(raw)
-        self.store.listeners.append(listen)
+        backlog = self.store.subscribe(listen, kind, request.namespace,
+                                       request.params.get("resourceVersion"))
+        for item in backlog:  # before any live event: those arrive via call_soon_threadsafe
+            queue.put_nowait(item)
         try:
-            if not request.params.get("resourceVersion"):
-                for obj in self.store.list(kind, request.namespace)["items"]:
-                    await queue.put(("ADDED", obj))
             timeout = float(request.params.get("timeoutSeconds", 3600))
             async with asyncio.timeout(timeout):
                 while True:
@@ -192,8 +192,9 @@ class Emulator(kmock.KubernetesScaffold):
         except (TimeoutError, ConnectionResetError):
             pass
         finally:
-            self.store.listeners.remove(listen)
-        await response.write_eof()
+            self.store.unsubscribe(listen)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
         return response
 
 

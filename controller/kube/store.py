@@ -12,6 +12,7 @@ to the main resource ignore ``status``), finalizers with ``deletionTimestamp``, 
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import datetime
@@ -120,6 +121,8 @@ class Store:
         self._counter = itertools.count(1)
         self._rv = 0
         self.listeners: list[Listener] = []  # called with (event type, kind, object) on changes
+        self._history: collections.deque[tuple[int, str, Kind, Body]] = collections.deque(
+            maxlen=10_000)  # recent events, replayed to watches that start at a resourceVersion
 
     @property
     def resource_version(self) -> str:
@@ -133,8 +136,31 @@ class Store:
         return (kind.group, kind.plural, (namespace or "") if kind.namespaced else "", name)
 
     def _emit(self, event: str, kind: Kind, obj: Body) -> None:
+        self._history.append((self._rv, event, kind, copy.deepcopy(obj)))
         for listener in list(self.listeners):
             listener(event, kind, copy.deepcopy(obj))
+
+    def subscribe(self, listener: Listener, kind: Kind, namespace: str | None,
+                  since: str | None) -> list[tuple[str, Body]]:
+        """Add a listener and return, atomically, what a watch must send first.
+
+        Without ``since`` that is an ``ADDED`` per current object; with a resourceVersion it is
+        the recorded events after it (as far back as the bounded history goes).
+        """
+        with self._lock:
+            self.listeners.append(listener)
+            if not since or since == "0":
+                return [("ADDED", obj) for obj in self.list(kind, namespace)["items"]]
+            return [
+                (event, {**copy.deepcopy(obj), "apiVersion": kind.api_version})
+                for rv, event, changed, obj in self._history
+                if rv > int(since) and (changed.group, changed.plural) == (kind.group, kind.plural)
+                and namespace in (None, obj["metadata"].get("namespace"))
+            ]
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with self._lock:
+            self.listeners.remove(listener)
 
     def _render(self, kind: Kind, obj: Body) -> Body:
         return {"apiVersion": kind.api_version, "kind": kind.kind, **copy.deepcopy(obj)}
@@ -235,6 +261,7 @@ class Store:
                     self._emit("MODIFIED", kind, self._render(kind, current))
                 return self._render(kind, current)
             del self._objects[self._key(kind, meta.get("namespace"), name)]
+            meta["resourceVersion"] = self._bump()
             self._emit("DELETED", kind, self._render(kind, current))
             return self._render(kind, current)
 

@@ -197,3 +197,20 @@ def test_watch_streams_changes(custom: kubernetes.client.CustomObjectsApi) -> No
         if len(events) == 3:
             watch.stop()
     assert events == [("ADDED", "exp-a"), ("ADDED", "exp-b"), ("DELETED", "exp-a")]
+
+
+def test_watch_from_a_resource_version_replays_later_events(
+        custom: kubernetes.client.CustomObjectsApi) -> None:
+    args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
+    custom.create_namespaced_custom_object(*args, experiment("exp-a"))
+    since = custom.list_namespaced_custom_object(*args)["metadata"]["resourceVersion"]
+    custom.create_namespaced_custom_object(*args, experiment("exp-b"))
+    custom.patch_namespaced_custom_object(*args, "exp-a", {"spec": {"steps": [1]}})
+    watch = kubernetes.watch.Watch()
+    events = []
+    for event in watch.stream(custom.list_namespaced_custom_object, *args,
+                              resource_version=since, timeout_seconds=5):
+        events.append((event["type"], event["object"]["metadata"]["name"]))
+        if len(events) == 2:
+            watch.stop()
+    assert events == [("ADDED", "exp-b"), ("MODIFIED", "exp-a")]

@@ -9,7 +9,7 @@ import pytest
 
 from controller import routers
 from controller.kube import emulator, seed
-from controller.routers import base
+from controller.routers import base, kserve, objects
 
 MakeConfig = Callable[..., base.RouterConfig]
 
@@ -94,3 +94,22 @@ def test_second_owner_is_refused(api: kubernetes.client.ApiClient, make_config: 
     other = routers.router_for(make_config(base.RouterKind.KSERVE, owner="ml/exp-b"), api)
     with pytest.raises(base.RouteOwnedError):
         other.apply(5)
+
+
+class StatusWritingRouter(kserve.KServeRouter):
+    """A buggy router that writes its split into status through the main resource."""
+
+    def _patches(self, objs: dict[objects.Ref, objects.Body | None],
+                 target: base.Target) -> list[tuple[objects.Ref, objects.Body]]:
+        return [(self._isvc, {"status": {"canaryTrafficPercent": target.challenger_weight}})]
+
+
+def test_a_write_the_server_drops_fails_verification(
+        served: emulator.Served, router: base.TrafficRouter, make_config: MakeConfig,
+        api: kubernetes.client.ApiClient) -> None:
+    buggy = StatusWritingRouter(make_config(base.RouterKind.KSERVE), api)
+    with pytest.raises(base.RouteVerifyError, match="InferenceService ml/ranker did not keep"):
+        buggy.apply(5)
+    patches = [r for r in served.emulator.writes("/inferenceservices/ranker")
+               if not r.path.endswith("/status")]
+    assert len(patches) == 1  # verified after the first write, not retried
