@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -45,6 +46,9 @@ BUILTIN_KINDS = (
     Kind("networking.istio.io", "v1beta1", "virtualservices", "VirtualService"),
     Kind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"),
 )
+
+
+_NAMESPACES = re.compile(r"/api/v1/namespaces(?:/([^/]+)(?:/(status|finalize))?)?/?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +118,21 @@ class Emulator(kmock.KubernetesScaffold):
     def writes(self, path_part: str = "") -> list[LoggedRequest]:
         """Successful writes so far, optionally only those whose path contains ``path_part``."""
         return [r for r in self.log if r.is_write and r.status < 400 and path_part in r.path]
+
+    @override
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock's URL parser reads "/api/v1/namespaces[/name]" as a namespace and fails; route
+        # Namespace objects to the store here, before it parses.
+        match = _NAMESPACES.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        body = await raw_request.read()
+        request = kmock.Request(
+            method=raw_request.method, url=raw_request.url, params=dict(raw_request.query),
+            headers=dict(raw_request.headers), body=body, data=json.loads(body) if body else None,
+            resource=kmock.resource(group="", version="v1", plural="namespaces"),
+            name=match.group(1), subresource=match.group(2), raw_request=raw_request)
+        return await self._handle(request)
 
     @override
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
