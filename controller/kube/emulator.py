@@ -162,6 +162,8 @@ class Emulator(kmock.KubernetesScaffold):
         if sub not in (None, "status"):
             raise store_.ApiError(404, "NotFound", f"subresource {sub!r} is not served", kind)
         method = request.method.value
+        if request.params.get("dryRun") and method != "GET":
+            raise store_.ApiError(400, "BadRequest", "the emulator does not support dryRun", kind)
         if name is None:
             if method == "GET":
                 return 200, self.store.list(kind, ns, request.params.get("labelSelector", ""))

@@ -60,6 +60,10 @@ class Cluster:
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.apps = kubernetes.client.AppsV1Api(api)
 
+    def create_namespace(self) -> None:
+        kubernetes.client.CoreV1Api(self.custom.api_client).create_namespace(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+
     def create_deployment(self, name: str, replicas: int = 1, ready: int | None = None) -> None:
         self.custom.create_namespaced_custom_object(
             "apps", "v1", self.namespace, "deployments", deployment(name, replicas))

@@ -103,6 +103,8 @@ class RouterConfig:
             raise ValueError(f"route: the {self.kind} router needs the routing object's name")
         if self.kind is RouterKind.REPLICAS and self.total_replicas < 1:
             raise ValueError("total_replicas: the replicas router needs at least 1")
+        if self.champion.name == self.challenger.name:
+            raise ValueError(f"challenger: must differ from the champion ({self.champion.name!r})")
         if self.index < 0:
             raise ValueError(f"index: must be >= 0, got {self.index}")
         if self.max_attempts < 1:

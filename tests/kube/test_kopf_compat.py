@@ -14,7 +14,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiException
 
-from controller.kube import emulator
+from controller.kube import emulator, seed
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -47,7 +47,7 @@ def gone(custom: kubernetes.client.CustomObjectsApi, name: str) -> bool:
 def test_kopf_operator_handles_create_and_delete(served: emulator.Served,
                                                  api: kubernetes.client.ApiClient) -> None:
     served.emulator.load_crd(CRD)
-    kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": "ml"}})
+    seed.Cluster(api, "ml").create_namespace()
     registry = kopf.OperatorRegistry()
     seen: list[str] = []
 

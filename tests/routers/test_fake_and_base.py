@@ -112,5 +112,7 @@ def test_config_validation() -> None:
         base.RouterConfig(base.RouterKind.ISTIO, "ml", "ml/x", *backends)
     with pytest.raises(ValueError, match="total_replicas"):
         base.RouterConfig(base.RouterKind.REPLICAS, "ml", "ml/x", *backends)
+    with pytest.raises(ValueError, match="challenger: must differ"):
+        base.RouterConfig(base.RouterKind.KSERVE, "ml", "ml/x", backends[0], backends[0], "r")
     backend = base.Backend("ranker-v2", service="ranker-v2-svc")
     assert (backend.service_name, backend.deployment_name) == ("ranker-v2-svc", "ranker-v2")
