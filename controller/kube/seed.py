@@ -62,7 +62,8 @@ class Cluster:
 
     def create_namespace(self) -> None:
         kubernetes.client.CoreV1Api(self.custom.api_client).create_namespace(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+            kubernetes.client.V1Namespace(
+                metadata=kubernetes.client.V1ObjectMeta(name=self.namespace)))
 
     def create_deployment(self, name: str, replicas: int = 1, ready: int | None = None) -> None:
         self.custom.create_namespaced_custom_object(
