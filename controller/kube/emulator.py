@@ -222,8 +222,9 @@ class Emulator(kmock.KubernetesScaffold):
 class Served:
     """An emulator running on 127.0.0.1 in a background thread; see :func:`serve`."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Emulator, port: int | None = None) -> None:
         self.emulator = emulator
+        self.port = port
         self.url = ""
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -241,7 +242,7 @@ class Served:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with self.emulator, kmock.Server(self.emulator) as server:
+        async with self.emulator, kmock.Server(self.emulator, port=self.port) as server:
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()
@@ -261,11 +262,21 @@ class Served:
     def api_client(self) -> kubernetes.client.ApiClient:
         return api_client(self.url)
 
+    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+        """A kubeconfig for this server, e.g. to point ``kubectl`` at the demo."""
+        return {
+            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "emulator", "user": {}}],
+            "contexts": [{"name": "emulator", "context": {
+                "cluster": "emulator", "user": "emulator", "namespace": namespace}}],
+        }
+
 
 @contextlib.contextmanager
-def serve(emulator: Emulator | None = None) -> Iterator[Served]:
-    """Run an emulator (a new one by default) over HTTP on 127.0.0.1 for the ``with`` block."""
-    served = Served(emulator or Emulator()).start()
+def serve(emulator: Emulator | None = None, port: int | None = None) -> Iterator[Served]:
+    """Run an emulator (a new one by default) over HTTP on 127.0.0.1 (``port``: any free one)."""
+    served = Served(emulator or Emulator(), port).start()
     try:
         yield served
     finally:

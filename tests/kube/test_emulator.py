@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import kubernetes.client
+import kubernetes.config
 import kubernetes.watch
 import pytest
 from kubernetes.client import ApiException
@@ -214,3 +215,12 @@ def test_watch_from_a_resource_version_replays_later_events(
         if len(events) == 2:
             watch.stop()
     assert events == [("ADDED", "exp-b"), ("MODIFIED", "exp-a")]
+
+
+def test_kubeconfig_loads_into_the_official_client(served: emulator.Served) -> None:
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config_from_dict(served.kubeconfig("ml"),
+                                                 client_configuration=configuration)
+    with kubernetes.client.ApiClient(configuration) as client:
+        namespaces = kubernetes.client.CoreV1Api(client).list_namespace()
+    assert namespaces.items == []
