@@ -75,7 +75,8 @@ class Emulator(kmock.KubernetesScaffold):
 
     store: store_.Store = attrs.field(factory=store_.Store)
     log: list[LoggedRequest] = attrs.field(factory=list)
-    # Called before a request is served (``status`` is 0 then), e.g. to play a concurrent writer.
+    # Called in the server's thread before a request is served (``status`` is 0 then), e.g. to
+    # play a concurrent writer through ``store``.
     hooks: list[Hook] = attrs.field(factory=list)
     _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
 
@@ -144,7 +145,11 @@ class Emulator(kmock.KubernetesScaffold):
         for hook in list(self.hooks):
             hook(entry)
         if kind is None:
-            response = await super()._handle(request)
+            try:
+                response = await super()._handle(request)
+            except kmock.KubernetesError as exc:  # rendered as a Status by kmock
+                self.log.append(dataclasses.replace(entry, status=exc.status))
+                raise
         elif request.method == "GET" and request.params.get("watch") in ("true", "1"):
             self.log.append(dataclasses.replace(entry, status=200))
             return await self._watch(request, kind)

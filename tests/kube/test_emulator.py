@@ -224,3 +224,12 @@ def test_kubeconfig_loads_into_the_official_client(served: emulator.Served) -> N
     with kubernetes.client.ApiClient(configuration) as client:
         namespaces = kubernetes.client.CoreV1Api(client).list_namespace()
     assert namespaces.items == []
+
+
+def test_unknown_resources_are_404_and_logged(served: emulator.Served,
+                                              api: kubernetes.client.ApiClient) -> None:
+    with pytest.raises(ApiException) as exc:
+        kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "example.com", "v1", "ml", "widgets")
+    assert exc.value.status == 404
+    assert [(r.method, r.status) for r in served.emulator.log] == [("GET", 404)]
