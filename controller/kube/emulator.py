@@ -41,10 +41,10 @@ BUILTIN_KINDS = (
     Kind("coordination.k8s.io", "v1", "leases", "Lease", status_subresource=False),
     Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
          namespaced=False),
-    Kind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
-    Kind("networking.istio.io", "v1", "virtualservices", "VirtualService"),
-    Kind("networking.istio.io", "v1beta1", "virtualservices", "VirtualService"),
-    Kind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"),
+    Kind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", custom=True),
+    Kind("networking.istio.io", "v1", "virtualservices", "VirtualService", custom=True),
+    Kind("networking.istio.io", "v1beta1", "virtualservices", "VirtualService", custom=True),
+    Kind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService", custom=True),
 )
 
 
@@ -112,7 +112,8 @@ class Emulator(kmock.KubernetesScaffold):
         return [
             self.register(Kind(spec["group"], version["name"], spec["names"]["plural"],
                                spec["names"]["kind"], namespaced=spec["scope"] == "Namespaced",
-                               status_subresource="status" in version.get("subresources", {})))
+                               status_subresource="status" in version.get("subresources", {}),
+                               custom=True))
             for version in spec["versions"]
         ]
 

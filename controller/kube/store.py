@@ -41,6 +41,7 @@ class Kind:
     kind: str
     namespaced: bool = True
     status_subresource: bool = True
+    custom: bool = False  # defined by a CRD: no strategic merge patch, as on a real server
 
     @property
     def api_version(self) -> str:
@@ -78,6 +79,42 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """A merge patch whose lists of objects merge by ``name`` (or ``type``, for conditions).
+
+    Covers what clients send to built-in kinds (containers, env, ports, conditions); other lists
+    are replaced, and ``$patch`` directives are not interpreted.
+    """
+    if isinstance(patch, list) and isinstance(target, list):
+        key = _merge_key(target + patch)
+        if key is None:
+            return copy.deepcopy(patch)
+        merged = [copy.deepcopy(item) for item in target]
+        for item in patch:
+            index = next((i for i, old in enumerate(merged) if old[key] == item[key]), None)
+            if index is None:
+                merged.append(copy.deepcopy(item))
+            else:
+                merged[index] = strategic_merge_patch(merged[index], item)
+        return merged
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = strategic_merge_patch(result.get(key), value)
+    return result
+
+
+def _merge_key(items: list[Any]) -> str | None:
+    for key in ("name", "type"):
+        if items and all(isinstance(item, dict) and key in item for item in items):
+            return key
+    return None
 
 
 def matches_selector(labels: dict[str, str], selector: str) -> bool:
@@ -237,10 +274,14 @@ class Store:
                 except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                     raise ApiError(422, "Invalid", f"json patch: {exc}", kind, name) from exc
             elif content_type.startswith((MERGE_PATCH, STRATEGIC_MERGE_PATCH)):
+                strategic = content_type.startswith(STRATEGIC_MERGE_PATCH)
+                if strategic and kind.custom:
+                    raise ApiError(415, "UnsupportedMediaType", "strategic merge patch is not "
+                                   "supported for custom resources; use a merge patch", kind, name)
                 if not isinstance(patch, dict):
                     raise ApiError(400, "BadRequest", "a merge patch must be an object", kind, name)
                 self._check_version(kind, name, current, patch)
-                updated = merge_patch(current, patch)
+                updated = (strategic_merge_patch if strategic else merge_patch)(current, patch)
             else:
                 raise ApiError(415, "UnsupportedMediaType",
                                f"unsupported patch type {content_type!r}", kind, name)

@@ -233,3 +233,26 @@ def test_unknown_resources_are_404_and_logged(served: emulator.Served,
             "example.com", "v1", "ml", "widgets")
     assert exc.value.status == 404
     assert [(r.method, r.status) for r in served.emulator.log] == [("GET", 404)]
+
+
+def test_typed_patches_are_strategic_merges(api: kubernetes.client.ApiClient) -> None:
+    apps = kubernetes.client.AppsV1Api(api)
+    body = seed.deployment("ranker-v1")
+    body["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "s:1"})
+    apps.create_namespaced_deployment("ml", body)
+    patched = apps.patch_namespaced_deployment("ranker-v1", "ml", {"spec": {"template": {"spec": {
+        "containers": [{"name": "model", "image": "model:2"}]}}}})
+    assert patched.spec is not None and patched.spec.template.spec is not None
+    containers = patched.spec.template.spec.containers
+    assert [(c.name, c.image) for c in containers] == [("model", "model:2"), ("sidecar", "s:1")]
+
+
+def test_strategic_merge_on_a_custom_resource_is_415(
+        custom: kubernetes.client.CustomObjectsApi) -> None:
+    args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
+    custom.create_namespaced_custom_object(*args, experiment())
+    with pytest.raises(ApiException) as exc:
+        custom.patch_namespaced_custom_object(
+            *args, "exp-a", {"spec": {"steps": [1]}},
+            _content_type="application/strategic-merge-patch+json")
+    assert exc.value.status == 415
