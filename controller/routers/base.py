@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 OWNER_ANNOTATION = "canaryctl.dev/owner"
 
@@ -183,6 +184,28 @@ class TrafficRouter(Protocol):
     def promote(self) -> RouteState: ...
 
     def finalize(self) -> RouteState: ...
+
+
+def config_from_spec(namespace: str, name: str, spec: Mapping[str, Any]) -> RouterConfig:
+    """Map an Experiment's ``spec`` (``router``, ``champion``, ``challenger``) to a config.
+
+    ``spec.router`` holds exactly one of ``gatewayAPI: {httpRoute, ruleIndex?}``,
+    ``istio: {virtualService, routeIndex?, championSubset?, challengerSubset?, host?}``,
+    ``kserve: {inferenceService}`` or ``replicas: {totalReplicas}``; each backend is
+    ``{name, service?, deployment?}``. The CRD schema validates it; this only maps.
+    """
+    (key, router), = spec["router"].items()
+    kind = RouterKind(key)
+    route = {RouterKind.GATEWAY_API: "httpRoute", RouterKind.ISTIO: "virtualService",
+             RouterKind.KSERVE: "inferenceService"}.get(kind)
+    return RouterConfig(
+        kind=kind, namespace=namespace, owner=f"{namespace}/{name}",
+        champion=Backend(**spec["champion"]), challenger=Backend(**spec["challenger"]),
+        route=router[route] if route else "",
+        index=router.get("ruleIndex", router.get("routeIndex", 0)),
+        host=router.get("host"), champion_subset=router.get("championSubset"),
+        challenger_subset=router.get("challengerSubset"),
+        total_replicas=router.get("totalReplicas", 0))
 
 
 def check_weight(challenger_weight: int) -> int:

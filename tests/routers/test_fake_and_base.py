@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -116,3 +117,22 @@ def test_config_validation() -> None:
         base.RouterConfig(base.RouterKind.KSERVE, "ml", "ml/x", backends[0], backends[0], "r")
     backend = base.Backend("ranker-v2", service="ranker-v2-svc")
     assert (backend.service_name, backend.deployment_name) == ("ranker-v2-svc", "ranker-v2")
+
+
+@pytest.mark.parametrize(("router", "expected"), [
+    ({"gatewayAPI": {"httpRoute": "ranker", "ruleIndex": 1}},
+     {"kind": base.RouterKind.GATEWAY_API, "route": "ranker", "index": 1}),
+    ({"istio": {"virtualService": "vs", "routeIndex": 2, "host": "ranker",
+                "championSubset": "v1", "challengerSubset": "v2"}},
+     {"kind": base.RouterKind.ISTIO, "route": "vs", "index": 2, "host": "ranker",
+      "champion_subset": "v1", "challenger_subset": "v2"}),
+    ({"kserve": {"inferenceService": "isvc"}}, {"kind": base.RouterKind.KSERVE, "route": "isvc"}),
+    ({"replicas": {"totalReplicas": 4}}, {"kind": base.RouterKind.REPLICAS, "total_replicas": 4}),
+])
+def test_config_from_spec(router: dict[str, Any], expected: dict[str, Any]) -> None:
+    spec = {"router": router, "champion": {"name": "ranker-v1"},
+            "challenger": {"name": "ranker-v2", "service": "svc-v2", "deployment": "dep-v2"}}
+    config = base.config_from_spec("ml", "exp-a", spec)
+    assert config == base.RouterConfig(**{
+        "namespace": "ml", "owner": "ml/exp-a", "champion": base.Backend("ranker-v1"),
+        "challenger": base.Backend("ranker-v2", "svc-v2", "dep-v2"), **expected})
