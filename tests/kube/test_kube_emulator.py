@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import kmock
 import kubernetes.client
 import kubernetes.config
 import kubernetes.watch
@@ -256,3 +257,14 @@ def test_strategic_merge_on_a_custom_resource_is_415(
             *args, "exp-a", {"spec": {"steps": [1]}},
             _content_type="application/strategic-merge-patch+json")
     assert exc.value.status == 415
+
+
+async def test_served_in_the_running_loop_with_kmock_server() -> None:
+    async with emulator.Emulator() as kube, kmock.Server(kube):
+        response = await kube.post("/apis/apps/v1/namespaces/ml/deployments",
+                                   json=seed.deployment("ranker-v1"))
+        assert response.status == 201
+        response = await kube.get("/apis/apps/v1/deployments")
+        listed = await response.json()
+    assert (listed["kind"], [i["metadata"]["name"] for i in listed["items"]]) == \
+        ("DeploymentList", ["ranker-v1"])
