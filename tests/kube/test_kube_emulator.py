@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import kmock
@@ -11,6 +13,7 @@ import kubernetes.config
 import kubernetes.watch
 import pytest
 from kubernetes.client import ApiException
+from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
@@ -268,3 +271,30 @@ async def test_served_in_the_running_loop_with_kmock_server() -> None:
         listed = await response.json()
     assert (listed["kind"], [i["metadata"]["name"] for i in listed["items"]]) == \
         ("DeploymentList", ["ranker-v1"])
+
+
+def test_leader_election_acquires_and_renews(served: emulator.Served) -> None:
+    """The client's own election loop: create the Lease, renew it with PUT, then stop leading."""
+    def renewed() -> bool:
+        return any(r.method == "PUT" and r.status == 200 for r in served.emulator.log)
+
+    def lead() -> None:
+        deadline = time.monotonic() + 20  # a bound on waiting, not a timing assertion
+        while not renewed() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise RuntimeError("done leading")  # makes the elector stop renewing and return
+
+    stopped = threading.Event()
+    kubernetes.client.Configuration.set_default(served.api_client().configuration)
+    try:
+        config = electionconfig.Config(
+            LeaseLock("canaryctl", "ml", "pod-a"), lease_duration=3, renew_deadline=2,
+            retry_period=1, onstarted_leading=lead, onstopped_leading=stopped.set)
+        elector = threading.Thread(target=leaderelection.LeaderElection(config).run, daemon=True)
+        elector.start()
+        elector.join(timeout=30)
+    finally:
+        kubernetes.client.Configuration.set_default(None)
+    assert stopped.is_set()
+    assert [(r.method, r.status) for r in served.emulator.log if r.is_write][:2] == \
+        [("POST", 201), ("PUT", 200)]
