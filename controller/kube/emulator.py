@@ -3,7 +3,9 @@
 kmock (by Kopf's author) serves HTTP, API discovery and ``Status`` errors; its own object tracking
 lacks PUT, resourceVersion conflicts, the status subresource and list ``kind``, so this subclass
 answers every request for a registered resource from :class:`controller.kube.store.Store` and
-leaves the rest (discovery, unknown paths, kmock reactions) to kmock. It records a request log.
+leaves the rest (discovery, unknown paths, kmock reactions) to kmock. It records a request log,
+serves watches (``?watch=true``, replaying events after a ``resourceVersion``) and Namespace
+objects (which kmock's URL parser cannot read). Kopf and ``kubernetes.leaderelection`` run on it.
 
 Used by the router and operator tests and by ``canaryctl demo``; :func:`serve` runs it on
 127.0.0.1 in a background thread and :func:`api_client` builds the official client for it.
