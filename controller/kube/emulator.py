@@ -1,0 +1,298 @@
+"""A Kubernetes API emulator over real HTTP: kmock's server and discovery with our object store.
+
+kmock (by Kopf's author) serves HTTP, API discovery and ``Status`` errors; its own object tracking
+lacks PUT, resourceVersion conflicts, the status subresource and list ``kind``, so this subclass
+answers every request for a registered resource from :class:`controller.kube.store.Store` and
+leaves the rest (discovery, unknown paths, kmock reactions) to kmock. It records a request log,
+serves watches (``?watch=true``, replaying events after a ``resourceVersion``) and Namespace
+objects (which kmock's URL parser cannot read). Kopf and ``kubernetes.leaderelection`` run on it.
+
+Used by the router and operator tests and by ``canaryctl demo``; :func:`serve` runs it on
+127.0.0.1 in a background thread and :func:`api_client` builds the official client for it.
+It must not grow admission logic or schema validation: that is the CRD's and the spec's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+import kubernetes.client
+from typing_extensions import override
+
+from controller.kube import store as store_
+
+Kind = store_.Kind
+
+BUILTIN_KINDS = (
+    Kind("", "v1", "namespaces", "Namespace", namespaced=False),
+    Kind("", "v1", "services", "Service"),
+    Kind("", "v1", "configmaps", "ConfigMap", status_subresource=False),
+    Kind("", "v1", "events", "Event", status_subresource=False),
+    Kind("events.k8s.io", "v1", "events", "Event", status_subresource=False),
+    Kind("apps", "v1", "deployments", "Deployment"),
+    Kind("coordination.k8s.io", "v1", "leases", "Lease", status_subresource=False),
+    Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
+         namespaced=False),
+    Kind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", custom=True),
+    Kind("networking.istio.io", "v1", "virtualservices", "VirtualService", custom=True),
+    Kind("networking.istio.io", "v1beta1", "virtualservices", "VirtualService", custom=True),
+    Kind("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService", custom=True),
+)
+
+
+_NAMESPACES = re.compile(r"/api/v1/namespaces(?:/([^/]+)(?:/(status|finalize))?)?/?")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggedRequest:
+    """One served request: method, path, query, parsed JSON body and the answered status code."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+
+Hook = Callable[[LoggedRequest], None]
+
+
+@attrs.define(kw_only=True)
+class Emulator(kmock.KubernetesScaffold):
+    """kmock's Kubernetes scaffold whose registered resources are served from a :class:`Store`."""
+
+    store: store_.Store = attrs.field(factory=store_.Store)
+    log: list[LoggedRequest] = attrs.field(factory=list)
+    # Called in the server's thread before a request is served (``status`` is 0 then), e.g. to
+    # play a concurrent writer through ``store``.
+    hooks: list[Hook] = attrs.field(factory=list)
+    _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.fallback["get /apis/"] << self._serve_apis  # the official client asks with a slash
+        self.fallback["get /api/"] << self._serve_api
+        for kind in BUILTIN_KINDS:
+            self.register(kind)
+
+    def register(self, kind: Kind) -> Kind:
+        """Serve a resource (and announce it in API discovery)."""
+        self._kinds[kind.group, kind.version, kind.plural] = kind
+        key = kmock.resource(group=kind.group, version=kind.version, plural=kind.plural)
+        self.resources[key] = kmock.ResourceInfo(
+            kind=kind.kind, namespaced=kind.namespaced, singular=kind.kind.lower(),
+            subresources={"status"} if kind.status_subresource else set(),
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+        return kind
+
+    def kind(self, group: str, version: str, plural: str) -> Kind:
+        return self._kinds[group, version, plural]
+
+    def load_crd(self, crd: dict[str, Any]) -> list[Kind]:
+        """Store a CustomResourceDefinition and serve each of its versions."""
+        crds = self.kind("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        with contextlib.suppress(store_.ApiError):  # already stored: only (re)register
+            self.store.create(crds, None, crd)
+        return self._register_crd(crd)
+
+    def _register_crd(self, crd: dict[str, Any]) -> list[Kind]:
+        spec = crd["spec"]
+        return [
+            self.register(Kind(spec["group"], version["name"], spec["names"]["plural"],
+                               spec["names"]["kind"], namespaced=spec["scope"] == "Namespaced",
+                               status_subresource="status" in version.get("subresources", {}),
+                               custom=True))
+            for version in spec["versions"]
+        ]
+
+    def writes(self, path_part: str = "") -> list[LoggedRequest]:
+        """Successful writes so far, optionally only those whose path contains ``path_part``."""
+        return [r for r in self.log if r.is_write and r.status < 400 and path_part in r.path]
+
+    @override
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock's URL parser reads "/api/v1/namespaces[/name]" as a namespace and fails; route
+        # Namespace objects to the store here, before it parses.
+        match = _NAMESPACES.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        body = await raw_request.read()
+        request = kmock.Request(
+            method=raw_request.method, url=raw_request.url, params=dict(raw_request.query),
+            headers=dict(raw_request.headers), body=body, data=json.loads(body) if body else None,
+            resource=kmock.resource(group="", version="v1", plural="namespaces"),
+            name=match.group(1), subresource=match.group(2), raw_request=raw_request)
+        return await self._handle(request)
+
+    @override
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        res = request.resource
+        kind = None if res is None else self._kinds.get(
+            (res.group or "", res.version or "", res.plural or ""))
+        entry = LoggedRequest(request.method.value, request.url.path, dict(request.params),
+                              request.data, 0)
+        for hook in list(self.hooks):
+            hook(entry)
+        if kind is None:
+            try:
+                response = await super()._handle(request)
+            except kmock.KubernetesError as exc:  # rendered as a Status by kmock
+                self.log.append(dataclasses.replace(entry, status=exc.status))
+                raise
+        elif request.method == "GET" and request.params.get("watch") in ("true", "1"):
+            self.log.append(dataclasses.replace(entry, status=200))
+            return await self._watch(request, kind)
+        else:
+            try:
+                code, body = self._serve(request, kind)
+            except store_.ApiError as exc:
+                code, body = exc.code, exc.status()
+            response = aiohttp.web.json_response(body, status=code)
+        self.log.append(dataclasses.replace(entry, status=response.status))
+        return response
+
+    def _serve(self, request: kmock.Request, kind: Kind) -> tuple[int, dict[str, Any]]:
+        ns, name, sub, data = request.namespace, request.name, request.subresource, request.data
+        if sub not in (None, "status"):
+            raise store_.ApiError(404, "NotFound", f"subresource {sub!r} is not served", kind)
+        method = request.method.value
+        if request.params.get("dryRun") and method != "GET":
+            raise store_.ApiError(400, "BadRequest", "the emulator does not support dryRun", kind)
+        if name is None:
+            if method == "GET":
+                return 200, self.store.list(kind, ns, request.params.get("labelSelector", ""))
+            if method == "POST":
+                created = self.store.create(kind, ns, data or {})
+                if kind.plural == "customresourcedefinitions":
+                    self._register_crd(created)
+                return 201, created
+        elif method == "GET":
+            return 200, self.store.get(kind, ns, name)
+        elif method == "PUT":
+            return 200, self.store.replace(kind, ns, name, data or {}, sub)
+        elif method == "PATCH":
+            content_type = request.headers.get("Content-Type", store_.MERGE_PATCH)
+            return 200, self.store.patch(kind, ns, name, data, content_type, sub)
+        elif method == "DELETE":
+            return 200, self.store.delete(kind, ns, name)
+        raise store_.ApiError(405, "MethodNotAllowed", f"{method} {request.url.path}", kind)
+
+    async def _watch(self, request: kmock.Request, kind: Kind) -> aiohttp.web.StreamResponse:
+        """Stream the backlog (see ``Store.subscribe``), then every change, until timeout/hangup."""
+        raw = request._raw_request
+        assert raw is not None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+
+        def listen(event: str, changed: Kind, obj: dict[str, Any]) -> None:
+            same = (changed.group, changed.plural) == (kind.group, kind.plural)
+            if same and request.namespace in (None, obj["metadata"].get("namespace")):
+                obj = {**obj, "apiVersion": kind.api_version}
+                loop.call_soon_threadsafe(queue.put_nowait, (event, obj))
+
+        response = aiohttp.web.StreamResponse(status=200)
+        response.content_type = "application/json"
+        await response.prepare(raw)
+        backlog = self.store.subscribe(listen, kind, request.namespace,
+                                       request.params.get("resourceVersion"))
+        for item in backlog:  # before any live event: those arrive via call_soon_threadsafe
+            queue.put_nowait(item)
+        try:
+            timeout = float(request.params.get("timeoutSeconds", 3600))
+            async with asyncio.timeout(timeout):
+                while True:
+                    event, obj = await queue.get()
+                    line = json.dumps({"type": event, "object": obj}) + "\n"
+                    await response.write(line.encode())
+        except (TimeoutError, ConnectionResetError):
+            pass
+        finally:
+            self.store.unsubscribe(listen)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+
+class Served:
+    """An emulator running on 127.0.0.1 in a background thread; see :func:`serve`."""
+
+    def __init__(self, emulator: Emulator, port: int | None = None) -> None:
+        self.emulator = emulator
+        self.port = port
+        self.url = ""
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to the starting thread
+            self._failure = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self.emulator, kmock.Server(self.emulator, port=self.port) as server:
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> Served:
+        self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._failure is not None or not self.url:
+            raise RuntimeError("the Kubernetes API emulator did not start") from self._failure
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return api_client(self.url)
+
+    def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+        """A kubeconfig for this server, e.g. to point ``kubectl`` at the demo."""
+        return {
+            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "emulator", "user": {}}],
+            "contexts": [{"name": "emulator", "context": {
+                "cluster": "emulator", "user": "emulator", "namespace": namespace}}],
+        }
+
+
+@contextlib.contextmanager
+def serve(emulator: Emulator | None = None, port: int | None = None) -> Iterator[Served]:
+    """Run an emulator (a new one by default) over HTTP on 127.0.0.1 (``port``: any free one)."""
+    served = Served(emulator or Emulator(), port).start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def api_client(url: str) -> kubernetes.client.ApiClient:
+    """The official client configured for an emulator URL (no auth, no TLS)."""
+    configuration = kubernetes.client.Configuration(host=url)
+    configuration.verify_ssl = False
+    return kubernetes.client.ApiClient(configuration)

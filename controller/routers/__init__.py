@@ -1,0 +1,31 @@
+"""Traffic routers: one module per router behind :class:`base.TrafficRouter`, and a fake.
+
+``base`` and ``fake`` do not import the Kubernetes client; :func:`router_for` imports the
+router modules (and with them the client) only when called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from controller.routers import base
+
+if TYPE_CHECKING:
+    import kubernetes.client
+
+
+def router_for(config: base.RouterConfig,
+               api_client: kubernetes.client.ApiClient) -> base.TrafficRouter:
+    """The Kubernetes router named by ``config.kind``, talking through ``api_client``."""
+    from controller.routers import gateway_api, istio, kserve, replicas
+
+    cls = {
+        base.RouterKind.GATEWAY_API: gateway_api.GatewayAPIRouter,
+        base.RouterKind.ISTIO: istio.IstioRouter,
+        base.RouterKind.KSERVE: kserve.KServeRouter,
+        base.RouterKind.REPLICAS: replicas.ReplicasRouter,
+    }[config.kind]
+    return cls(config, api_client)
+
+
+__all__ = ["router_for"]

@@ -1,0 +1,23 @@
+"""Fixtures: an emulator served over HTTP and the official client configured for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import kubernetes.client
+import pytest
+
+from controller.kube import emulator
+
+
+@pytest.fixture()
+def served() -> Iterator[emulator.Served]:
+    with emulator.serve() as served:
+        yield served
+
+
+@pytest.fixture()
+def api(served: emulator.Served) -> Iterator[kubernetes.client.ApiClient]:
+    client = served.api_client()
+    yield client
+    client.close()
