@@ -278,17 +278,17 @@ _WINDOW_SQL = sa.text(
     f"""
     WITH stats AS (
         SELECT arm, {_COLS} FROM rollups_hour
-         WHERE experiment_id = :e AND period >= :h0 AND period < :h1
+         WHERE experiment_id = :e AND arm IN (0, 1) AND period >= :h0 AND period < :h1
         UNION ALL
         SELECT arm, {_COLS} FROM rollups_minute
-         WHERE experiment_id = :e
+         WHERE experiment_id = :e AND arm IN (0, 1)
            AND ((period >= :start AND period < :h0) OR (period >= :h1 AND period < :end))
     ), lat AS (
         SELECT arm, bucket, count FROM latency_hour
-         WHERE experiment_id = :e AND period >= :h0 AND period < :h1
+         WHERE experiment_id = :e AND arm IN (0, 1) AND period >= :h0 AND period < :h1
         UNION ALL
         SELECT arm, bucket, count FROM latency_minute
-         WHERE experiment_id = :e
+         WHERE experiment_id = :e AND arm IN (0, 1)
            AND ((period >= :start AND period < :h0) OR (period >= :h1 AND period < :end))
     ), hist AS (
         SELECT arm, array_agg(bucket ORDER BY bucket) AS b, array_agg(c ORDER BY bucket) AS c
