@@ -150,7 +150,8 @@ def _guardrail(raw: Mapping[str, Any]) -> spec.Guardrail:
     return spec.RateGuardrail(name=raw["name"], kappa=kappa)
 
 
-def _analysis(raw: Mapping[str, Any]) -> spec.Analysis:
+def analysis_from_raw(raw: Mapping[str, Any]) -> spec.Analysis:
+    """Build ``spec.Analysis`` from schema-valid CRD-shaped JSON, filling in defaults."""
     burn_in = raw.get("burnIn", {})
     cap = raw.get("revenueCap")
     baseline = raw.get("baseline")
@@ -196,7 +197,7 @@ def _build(raw: Mapping[str, Any]) -> spec.ExperimentSpec:
             )
             for s in raw["steps"]
         ),
-        analysis=_analysis(raw["analysis"]),
+        analysis=analysis_from_raw(raw["analysis"]),
         promotion=spec.PromotionMode(raw.get("promotion", {}).get("mode", "automatic")),
         failure_policy=spec.FailurePolicy(
             missing_data_grace=_grace(policy, "missingData", "15m"),
