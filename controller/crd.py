@@ -528,6 +528,11 @@ STATUS_SCHEMA: Schema = _obj(
             "description": "Ids of manual requests already acted on (newest last).",
         },
         "observedGeneration": {"type": "integer", "minimum": 0},
+        "kopf": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "The operator framework's own bookkeeping; not part of the API.",
+        },
         "conditions": {
             "type": "array",
             "items": _CONDITION,
