@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import manual, settings, spec, validation
+from controller import crd, manual, settings, spec, validation
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 
@@ -382,3 +382,22 @@ def test_no_request() -> None:
 def test_request_defaults() -> None:
     parsed = manual.parse_request({ANN: '{"id": "r", "action": "pause", "actor": "bob"}'})
     assert parsed == manual.ManualRequest("r", manual.RequestAction.PAUSE, "bob", "")
+
+
+# -- documentation -----------------------------------------------------------------------
+
+
+def _field_paths(node: dict[str, Any], path: str) -> list[str]:
+    out = []
+    for name, child in node.get("properties", {}).items():
+        out.append(f"{path}.{name}")
+        out += _field_paths(child, f"{path}.{name}")
+    if "items" in node:
+        out += _field_paths(node["items"], f"{path}[]")
+    return out
+
+
+def test_every_spec_field_is_documented() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "spec.md").read_text()
+    missing = [p for p in _field_paths(crd.SPEC_SCHEMA, "spec") if f"`{p}`" not in text]
+    assert not missing
