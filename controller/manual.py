@@ -75,7 +75,7 @@ def parse_request(annotations: Mapping[str, str] | None) -> ManualRequest | Malf
     if unknown:
         return MalformedRequest(rid, f"{unknown[0]}: is not a known field")
     try:
-        action = RequestAction(raw.get("action"))
+        action = RequestAction(str(raw.get("action")))
     except ValueError:
         actions = ", ".join(a.value for a in RequestAction)
         return MalformedRequest(rid, f"action: must be one of {actions}")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import manual, reconcile, spec, validation
+from controller import crd, manual, reconcile, spec, status, validation
 from controller import observed as obs
 from controller import plan as p
 from controller import settings as frozen_settings
@@ -836,3 +838,135 @@ def test_plan_values_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.actions = ()  # type: ignore[misc]
     assert replace(plan) == plan
+
+
+# -- whole lifecycles: reconcile, a fake router and the stored status, minute by minute ----
+
+STATUS_VALIDATOR = jsonschema.Draft4Validator(crd.STATUS_SCHEMA)
+RATE = 1000  # requests per minute
+
+
+@dataclass
+class World:
+    """A fake router and data source; ``verdict`` scripts the analysis."""
+
+    spec: spec.ExperimentSpec
+    verdict: Callable[[int, int], obs.Verdicts | None]  # (minute, weight) -> verdicts
+    requests: dict[int, manual.ManualRequest] = dataclasses.field(default_factory=dict)
+    weight: int = 0
+    raw: status.StatusDict = dataclasses.field(default_factory=dict)  # type: ignore[assignment]
+    trace: list[tuple[int, str, int]] = dataclasses.field(default_factory=list)
+
+    def run(self, minutes: int = 600) -> status.StatusDict:
+        request: manual.ManualRequest | None = None
+        for minute in range(minutes):
+            now = T0 + timedelta(minutes=minute)
+            stored = status.read_status(self.raw)
+            in_step = 0 if stored.step_started_at is None else (now - stored.step_started_at)
+            n = int(in_step.total_seconds() // 60) if in_step else 0
+            request = self.requests.get(minute, request)
+            o = obs.Observed(
+                created_at=T0,
+                status=stored,
+                router=obs.RouterState(self.weight, challenger_ready=True),
+                samples=obs.ArmCounts(
+                    n * RATE * (100 - self.weight) // 100, n * RATE * self.weight // 100
+                ),
+                database_reachable=True,
+                last_data_at=now - timedelta(seconds=30),
+                baseline=obs.BaselineResult(revenue_cap=9.5),
+                request=request,
+            )
+            plan = reconcile.reconcile(self.spec, o, self.verdict(minute, self.weight), now)
+            for action in plan.actions:
+                if isinstance(action, p.SetWeight):
+                    self.weight = action.weight
+                elif isinstance(action, p.PromoteRoute):
+                    self.weight = 100
+                elif isinstance(action, p.FinalizeRoute):
+                    self.weight = 0
+            self.raw = status.apply_plan(plan, self.raw)
+            STATUS_VALIDATOR.validate(self.raw)
+            assert status.read_status(self.raw).phase.value == self.raw["phase"]
+            if not self.trace or self.trace[-1][1:] != (self.raw["phase"], self.weight):
+                self.trace.append((minute, self.raw["phase"], self.weight))
+            if obs.Phase(self.raw["phase"]).terminal:
+                return self.raw
+        return self.raw
+
+
+def pass_at_last_step(minute: int, weight: int) -> obs.Verdicts:
+    return verdicts("PASS" if weight == 50 else "CONTINUE")
+
+
+def test_lifecycle_promotes_a_healthy_challenger() -> None:
+    world = World(BASE, pass_at_last_step)
+    final = world.run()
+    assert final["phase"] == "Promoted" and final["reasonCode"] == "promoted"
+    assert [(ph, w) for _, ph, w in world.trace] == [
+        ("Progressing", 5),
+        ("Progressing", 25),
+        ("Progressing", 50),
+        ("Promoted", 100),
+    ]
+    assert final["frozenSettings"]["digest"] == frozen_settings.digest(BASE.analysis)
+    # 1,000 samples of the challenger at 5 % take 20 minutes, longer than minDuration.
+    assert world.trace[1][0] == 20
+
+
+def test_lifecycle_rolls_back_on_a_failure() -> None:
+    def fail_late(minute: int, weight: int) -> obs.Verdicts:
+        return verdicts(fail="latency" if minute >= 30 else None)
+
+    world = World(BASE, fail_late)
+    final = world.run()
+    assert final["phase"] == "RolledBack"
+    assert final["reasonCode"] == "guardrail_failed:latency"
+    assert world.weight == 0 and final["challengerWeight"] == 0
+    assert world.trace[-1] == (30, "RolledBack", 0)
+
+
+def test_lifecycle_with_a_baseline_and_manual_promotion() -> None:
+    spec_ = make_spec(
+        promotion={"mode": "manual"},
+        analysis_revenueCap={"fromBaseline": {"quantile": 0.999}},
+        analysis_baseline={"duration": "30m"},
+    )
+    world = World(spec_, pass_at_last_step, requests={200: request("promote", rid="ok-1")})
+    final = world.run()
+    phases = [ph for _, ph, _ in world.trace]
+    assert phases == [
+        "Baseline",
+        "Progressing",
+        "Progressing",
+        "Progressing",
+        "AwaitingPromotion",
+        "Promoted",
+    ]
+    assert world.trace[1][0] == 30  # step 1 after the 30-minute baseline
+    assert final["reasonCode"] == "manual_promote"
+    assert final["handledRequests"] == ["ok-1"]
+    assert final["frozenSettings"]["snapshot"]["derived"] == {"revenueCap": 9.5}
+
+
+def test_lifecycle_never_passing_is_inconclusive() -> None:
+    world = World(BASE, lambda minute, weight: verdicts())
+    final = world.run()
+    assert final["phase"] == "RolledBack" and final["reasonCode"] == "inconclusive"
+    assert world.trace[-1][0] == 180  # maxDuration 3h
+
+
+def test_lifecycle_pause_and_resume() -> None:
+    world = World(
+        BASE,
+        pass_at_last_step,
+        requests={5: request("pause", rid="p"), 60: request("resume", rid="r")},
+    )
+    final = world.run()
+    assert [(ph, w) for _, ph, w in world.trace][:3] == [
+        ("Progressing", 5),
+        ("Paused", 5),
+        ("Progressing", 5),
+    ]
+    assert final["phase"] == "Promoted"
+    assert final["handledRequests"] == ["p", "r"]
