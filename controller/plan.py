@@ -100,7 +100,7 @@ class FreezeSettings:
 
 @dataclass(frozen=True)
 class RecordDecision:
-    """Append to the decision log."""
+    """Append to the decision log; ``key`` is its idempotency key (one row per transition)."""
 
     kind: DecisionKind
     reason_code: str
@@ -108,6 +108,7 @@ class RecordDecision:
     actor: str
     at: datetime
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    key: str = field(kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ class _Tick:
                 actor,
                 self.now,
                 {"requestId": request_id, "phase": self.st.phase.value},
+                key=f"request:{request_id}",
             ),
             p.EmitEvent(p.EventType.WARNING, "RequestRejected", f"{action} ({request_id}): {why}"),
             p.MarkRequestHandled(request_id),
@@ -136,7 +137,13 @@ class _Tick:
         self.add(
             p.SetPhase(obs.Phase.ROLLED_BACK, code, message, self.now),
             p.RecordDecision(
-                p.DecisionKind.ROLLBACK, code, message, actor, self.now, self.evidence()
+                p.DecisionKind.ROLLBACK,
+                code,
+                message,
+                actor,
+                self.now,
+                self.evidence(),
+                key="rollback",
             ),
             p.EmitEvent(p.EventType.WARNING, "RolledBack", f"{code}: {message}"),
         )
@@ -157,7 +164,13 @@ class _Tick:
         self.add(
             p.SetPhase(obs.Phase.PROMOTED, code, message, self.now),
             p.RecordDecision(
-                p.DecisionKind.PROMOTE, code, message, actor, self.now, self.evidence()
+                p.DecisionKind.PROMOTE,
+                code,
+                message,
+                actor,
+                self.now,
+                self.evidence(),
+                key="promote",
             ),
             p.EmitEvent(p.EventType.NORMAL, "Promoted", message),
         )
@@ -182,6 +195,7 @@ def _invalid(tick: _Tick, error: validation.SpecError) -> p.Plan:
             ACTOR,
             tick.now,
             {"issues": [{"field": i.field, "message": i.message} for i in error.issues]},
+            key="fail",
         ),
         p.EmitEvent(p.EventType.WARNING, "InvalidSpec", message),
     )
@@ -334,7 +348,9 @@ def _manual(tick: _Tick, s: spec.ExperimentSpec, req: manual.ManualRequest) -> b
     message = f"{req.action.value} requested by {who}"
     tick.add(
         p.SetPhase(new_phase, code, message, tick.now),
-        p.RecordDecision(kind, code, message, req.actor, tick.now, tick.evidence()),
+        p.RecordDecision(
+            kind, code, message, req.actor, tick.now, tick.evidence(), key=f"request:{req.id}"
+        ),
         p.EmitEvent(p.EventType.NORMAL, reason, message),
         p.MarkRequestHandled(req.id),
     )
@@ -368,7 +384,13 @@ def _start(tick: _Tick, s: spec.ExperimentSpec) -> None:
             started_at=tick.now if tick.st.started_at is None else None,
         ),
         p.RecordDecision(
-            p.DecisionKind.START, "started", message, ACTOR, tick.now, {"settings": snap}
+            p.DecisionKind.START,
+            "started",
+            message,
+            ACTOR,
+            tick.now,
+            {"settings": snap},
+            key="start",
         ),
         p.EmitEvent(p.EventType.NORMAL, "Started", message),
     )
@@ -391,7 +413,13 @@ def _step(tick: _Tick, s: spec.ExperimentSpec) -> None:
             p.SetWeight(nxt.weight),
             p.SetStep(i + 1, f"{i + 2}/{len(s.steps)}", tick.now),
             p.RecordDecision(
-                p.DecisionKind.ADVANCE, "step_complete", message, ACTOR, tick.now, tick.evidence()
+                p.DecisionKind.ADVANCE,
+                "step_complete",
+                message,
+                ACTOR,
+                tick.now,
+                tick.evidence(),
+                key=f"advance:{i + 1}",
             ),
             p.EmitEvent(p.EventType.NORMAL, "StepAdvanced", message),
         )
@@ -404,7 +432,13 @@ def _step(tick: _Tick, s: spec.ExperimentSpec) -> None:
     tick.add(
         p.SetPhase(obs.Phase.AWAITING_PROMOTION, "passed", message, tick.now),
         p.RecordDecision(
-            p.DecisionKind.AWAIT_PROMOTION, "passed", message, ACTOR, tick.now, tick.evidence()
+            p.DecisionKind.AWAIT_PROMOTION,
+            "passed",
+            message,
+            ACTOR,
+            tick.now,
+            tick.evidence(),
+            key="await_promotion",
         ),
         p.EmitEvent(p.EventType.NORMAL, "AwaitingPromotion", message),
     )
@@ -423,7 +457,12 @@ def _progress(tick: _Tick, s: spec.ExperimentSpec) -> None:
             tick.add(
                 p.SetPhase(obs.Phase.BASELINE, "baseline", message, tick.now, started_at=tick.now),
                 p.RecordDecision(
-                    p.DecisionKind.START_BASELINE, "baseline", message, ACTOR, tick.now
+                    p.DecisionKind.START_BASELINE,
+                    "baseline",
+                    message,
+                    ACTOR,
+                    tick.now,
+                    key="start_baseline",
                 ),
                 p.EmitEvent(p.EventType.NORMAL, "BaselineStarted", message),
             )
@@ -473,6 +512,7 @@ def _run(tick: _Tick, s: spec.ExperimentSpec) -> None:
                             "frozenDigest": st.frozen.digest,
                             "specDigest": settings.digest(s.analysis),
                         },
+                        key=f"settings_change_refused:{settings.digest(s.analysis)}",
                     )
                 )
             tick.condition(

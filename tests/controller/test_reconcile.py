@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -856,6 +857,7 @@ class World:
     weight: int = 0
     raw: status.StatusDict = dataclasses.field(default_factory=dict)  # type: ignore[assignment]
     trace: list[tuple[int, str, int]] = dataclasses.field(default_factory=list)
+    decisions: list[p.RecordDecision] = dataclasses.field(default_factory=list)
 
     def run(self, minutes: int = 600) -> status.StatusDict:
         request: manual.ManualRequest | None = None
@@ -885,6 +887,7 @@ class World:
                     self.weight = 100
                 elif isinstance(action, p.FinalizeRoute):
                     self.weight = 0
+            self.decisions += plan.of_type(p.RecordDecision)
             self.raw = status.apply_plan(plan, self.raw)
             STATUS_VALIDATOR.validate(self.raw)
             assert status.read_status(self.raw).phase.value == self.raw["phase"]
@@ -910,6 +913,7 @@ def test_lifecycle_promotes_a_healthy_challenger() -> None:
         ("Promoted", 100),
     ]
     assert final["frozenSettings"]["digest"] == frozen_settings.digest(BASE.analysis)
+    assert [d.key for d in world.decisions] == ["start", "advance:1", "advance:2", "promote"]
     # 1,000 samples of the challenger at 5 % take 20 minutes, longer than minDuration.
     assert world.trace[1][0] == 20
 
@@ -970,3 +974,54 @@ def test_lifecycle_pause_and_resume() -> None:
     ]
     assert final["phase"] == "Promoted"
     assert final["handledRequests"] == ["p", "r"]
+    keys = [d.key for d in world.decisions]
+    assert len(keys) == len(set(keys)), "one decision-log row per transition"
+
+
+PURE_MODULES = (
+    "reconcile",
+    "plan",
+    "observed",
+    "spec",
+    "validation",
+    "settings",
+    "manual",
+    "status",
+)
+ALLOWED_IMPORTS = {
+    "__future__",
+    "collections",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "functools",
+    "hashlib",
+    "json",
+    "re",
+    "typing",
+    "jsonschema",
+    "controller",
+}
+
+
+@pytest.mark.parametrize("name", PURE_MODULES)
+def test_decision_modules_are_pure(name: str) -> None:
+    """No I/O, clock or randomness can reach the decision: check the imports and calls."""
+    import ast
+    import importlib
+
+    source = Path(importlib.import_module(f"controller.{name}").__file__ or "").read_text()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots = {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots = {(node.module or "").split(".")[0]}
+        else:
+            continue
+        assert roots <= ALLOWED_IMPORTS, f"controller.{name} imports {roots - ALLOWED_IMPORTS}"
+        if roots == {"controller"} and isinstance(node, ast.ImportFrom):
+            assert {a.name for a in node.names} <= set(PURE_MODULES) | {"crd"}
+    for banned in (".now(", ".utcnow(", ".today(", "time.time(", "open("):
+        assert banned not in source, f"controller.{name} uses {banned}"
