@@ -184,8 +184,8 @@ _GUARDRAIL = _obj(
         "direction": {
             "type": "string",
             "enum": [d.value for d in spec.Direction],
-            "default": spec.Direction.HIGHER_IS_BETTER.value,
-            "description": "mean only: which way is better.",
+            # No schema default: the API server would add it to tail and rate guardrails too.
+            "description": "mean only: which way is better (default higherIsBetter).",
         },
         "margin": _obj(
             {
@@ -241,6 +241,16 @@ _GUARDRAIL = _obj(
             "rule": "self.kind == 'mean' || has(self.kappa)",
             "message": "tail and rate guardrails need kappa",
             "fieldPath": ".kappa",
+        },
+        {
+            "rule": "self.kind != 'mean' || !has(self.kappa)",
+            "message": "only tail and rate guardrails take kappa",
+            "fieldPath": ".kappa",
+        },
+        {
+            "rule": "self.kind == 'mean' || !has(self.direction)",
+            "message": "only mean guardrails take direction",
+            "fieldPath": ".direction",
         },
         {
             "rule": "self.kind != 'tail' || has(self.thresholdMs) !="
@@ -360,6 +370,16 @@ _ANALYSIS = _obj(
     description="Analysis settings; frozen when Progressing begins.",
     rules=[
         {
+            "rule": "duration(self.interval) > duration('0s')",
+            "message": "interval must be positive",
+            "fieldPath": ".interval",
+        },
+        {
+            "rule": "!has(self.baseline) || duration(self.baseline.duration) > duration('0s')",
+            "message": "the baseline duration must be positive",
+            "fieldPath": ".baseline",
+        },
+        {
             "rule": "((has(self.revenueCap) && has(self.revenueCap.fromBaseline))"
             " || self.guardrails.exists(g, has(g.thresholdFromBaseline))) ?"
             " has(self.baseline) : true",
@@ -449,6 +469,13 @@ SPEC_SCHEMA: Schema = _obj(
             "rule": "self.champion.name != self.challenger.name",
             "message": "champion and challenger must have different names",
             "fieldPath": ".challenger.name",
+        },
+        {
+            "rule": "!has(self.router.replicas) || (has(self.champion.deployment)"
+            " ? self.champion.deployment : self.champion.name) != (has(self.challenger.deployment)"
+            " ? self.challenger.deployment : self.challenger.name)",
+            "message": "the replicas router needs two different Deployments",
+            "fieldPath": ".challenger.deployment",
         },
         {
             "rule": "duration(self.maxDuration) >= self.steps.map(s, duration(s.minDuration)).sum()"
