@@ -9,6 +9,7 @@ what the API server stores parses to the same spec as what was applied.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ _ENV = celpy.Environment()
 _FUNCTIONS = {"isSorted": _is_sorted, "sum": _sum}
 
 
+@functools.cache
+def _program(rule: str) -> Any:
+    return _ENV.program(_ENV.compile(rule), functions=_FUNCTIONS)
+
+
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     """Fill in ``default`` values the way the API server does (recursively, objects only)."""
     if isinstance(value, dict):
@@ -58,8 +64,7 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
 def cel_failures(schema: dict[str, Any], value: Any, path: str = "spec") -> Iterator[str]:
     """The messages of every CEL rule that ``value`` breaks."""
     for rule in schema.get("x-kubernetes-validations", []):
-        program = _ENV.program(_ENV.compile(rule["rule"]), functions=_FUNCTIONS)
-        if not program.evaluate({"self": celpy.json_to_cel(value)}):
+        if not _program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)}):
             yield f"{path}: {rule['message']}"
     if isinstance(value, dict):
         for name, child in schema.get("properties", {}).items():
