@@ -369,7 +369,7 @@ def _keep_weight(tick: _Tick, target: int) -> bool:
 
 def _start(tick: _Tick, s: spec.ExperimentSpec) -> None:
     first = s.steps[0]
-    snap = settings.snapshot(s.analysis, tick.o.baseline)
+    snap = settings.snapshot(s.analysis, tick.o.baseline, s)
     frozen = obs.FrozenSettings(settings.digest(s.analysis), snap, tick.now)
     message = f"step 1/{len(s.steps)}: challenger at {first.weight} %"
     tick.add(

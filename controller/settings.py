@@ -92,9 +92,46 @@ def baseline_complete(a: spec.Analysis, derived: observed.BaselineResult | None)
     )
 
 
-def snapshot(a: spec.Analysis, derived: observed.BaselineResult | None) -> dict[str, Any]:
-    """The settings to record: ``{"analysis": ..., "derived": {...}}`` (only values in use)."""
+def routing_to_raw(s: spec.ExperimentSpec) -> dict[str, Any]:
+    """The arms and the router as CRD-shaped JSON: enough to finalise the route later."""
+    r = s.router
+    router: dict[str, Any]
+    if isinstance(r, spec.GatewayAPIRouter):
+        router = {"gatewayAPI": {"httpRoute": r.http_route, "ruleIndex": r.rule_index}}
+    elif isinstance(r, spec.IstioRouter):
+        istio: dict[str, Any] = {"virtualService": r.virtual_service, "routeIndex": r.route_index}
+        for key, value in (
+            ("host", r.host),
+            ("championSubset", r.champion_subset),
+            ("challengerSubset", r.challenger_subset),
+        ):
+            if value is not None:
+                istio[key] = value
+        router = {"istio": istio}
+    elif isinstance(r, spec.KServeRouter):
+        router = {"kserve": {"inferenceService": r.inference_service}}
+    else:
+        router = {"replicas": {"totalReplicas": r.total_replicas}}
+    arms = {
+        which: {"name": arm.name, "service": arm.service, "deployment": arm.deployment}
+        for which, arm in (("champion", s.champion), ("challenger", s.challenger))
+    }
+    return {**arms, "router": router}
+
+
+def snapshot(
+    a: spec.Analysis,
+    derived: observed.BaselineResult | None,
+    routing: spec.ExperimentSpec | None = None,
+) -> dict[str, Any]:
+    """The settings to record: ``{"analysis", "derived", "routing"?}`` (derived: values in use).
+
+    ``routing`` (arms and router) lets the operator finalise the route even when a later
+    edit makes the spec invalid; it is recorded, not frozen.
+    """
     out: dict[str, Any] = {"analysis": analysis_to_raw(a), "derived": {}}
+    if routing is not None:
+        out["routing"] = routing_to_raw(routing)
     cap, tails = derived_names(a)
     if derived is not None:
         if cap and derived.revenue_cap is not None:

@@ -401,3 +401,20 @@ def test_every_spec_field_is_documented() -> None:
     text = (Path(__file__).parents[2] / "docs" / "spec.md").read_text()
     missing = [p for p in _field_paths(crd.SPEC_SCHEMA, "spec") if f"`{p}`" not in text]
     assert not missing
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_routing_snapshot_rebuilds_the_router(path: Path) -> None:
+    parsed = validation.parse_experiment(yaml.safe_load(path.read_text()))
+    routing = settings.routing_to_raw(parsed)
+    raw = {
+        **routing,
+        "steps": [{"weight": 5, "minDuration": "1m"}],
+        "analysis": MINIMAL["analysis"],
+    }
+    rebuilt = validation.validate_spec(raw)
+    assert (rebuilt.router, rebuilt.champion, rebuilt.challenger) == (
+        parsed.router,
+        parsed.champion,
+        parsed.challenger,
+    )
