@@ -40,6 +40,8 @@ class _Done(Exception):
 
 
 class _Tick:
+    """The inputs of one tick and the actions decided so far."""
+
     def __init__(
         self,
         observed: obs.Observed,
@@ -310,7 +312,7 @@ def _safety(tick: _Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> None:
         tick.condition(ct.CHALLENGER_READY, True, "Ready", "the challenger's pods are ready")
 
 
-def _manual(tick: _Tick, s: spec.ExperimentSpec, req: manual.ManualRequest) -> bool:
+def _manual(tick: _Tick, req: manual.ManualRequest) -> bool:
     """Step 7: act on promote, pause or resume; True when this tick is complete."""
     phase = tick.st.phase
     A = manual.RequestAction
@@ -535,7 +537,7 @@ def _run(tick: _Tick, s: spec.ExperimentSpec) -> None:
         )
     _safety(tick, s, analysis)
     tick.add(p.RequeueAfter(analysis.interval))
-    if req is not None and _manual(tick, s, req):
+    if req is not None and _manual(tick, req):
         return
     _progress(tick, s)
 
