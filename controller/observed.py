@@ -138,11 +138,11 @@ class Observed:
 
 
 class Verdict(StrEnum):
-    """Outcome of a guardrail, or of the whole analysis."""
+    """Outcome of a guardrail, or of the whole analysis (values as ``analysis.spec.Verdict``)."""
 
-    PASS = "PASS"
-    FAIL = "FAIL"
-    CONTINUE = "CONTINUE"
+    PASS = "pass"
+    FAIL = "fail"
+    CONTINUE = "continue"
 
 
 @dataclass(frozen=True)

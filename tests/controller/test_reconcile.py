@@ -135,7 +135,7 @@ def verdicts(
         for name in ("revenue", "latency", "errors")
     )
     return obs.Verdicts(
-        obs.Verdict.FAIL if fail else obs.Verdict(overall), guardrails, srm, burn_in
+        obs.Verdict.FAIL if fail else obs.Verdict[overall], guardrails, srm, burn_in
     )
 
 
@@ -650,11 +650,11 @@ def test_rollback_records_the_evidence() -> None:
     assert decision is not None
     assert decision.kind is p.DecisionKind.ROLLBACK
     assert decision.actor == reconcile.ACTOR
-    failing = [g for g in decision.evidence["verdicts"]["guardrails"] if g["verdict"] == "FAIL"]
+    failing = [g for g in decision.evidence["verdicts"]["guardrails"] if g["verdict"] == "fail"]
     assert failing == [
         {
             "name": "latency",
-            "verdict": "FAIL",
+            "verdict": "fail",
             "reasonCode": "harm_detected",
             "reason": "challenger worse than the margin",
         }
