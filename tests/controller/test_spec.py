@@ -418,3 +418,47 @@ def test_routing_snapshot_rebuilds_the_router(path: Path) -> None:
         parsed.champion,
         parsed.challenger,
     )
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 200)
+    | st.floats(-2, 2, allow_nan=False)
+    | st.sampled_from(["", "5m", "0s", "x", "mean", "tail", "rate", "revenue", "1d"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                ["name", "kind", "weight", "minDuration", "margin", "relative", "kappa", "value"]
+            ),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=6,
+)
+_PATHS = [p.removeprefix("spec.") for p in _field_paths(crd.SPEC_SCHEMA, "spec")]
+
+
+@given(st.lists(st.tuples(st.sampled_from(_PATHS), _json), min_size=1, max_size=3))
+def test_validator_never_crashes(edits: list[tuple[str, Any]]) -> None:
+    """Whatever is written where, the result is a spec or a SpecError naming a field."""
+    raw = copy.deepcopy(MINIMAL)
+    for path, value in edits:
+        node: Any = raw
+        parts = path.replace("[]", ".0").split(".")
+        for part in parts[:-1]:
+            if isinstance(node, list):
+                node = node[0] if node else None
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {}) if part != "0" else None
+            if not isinstance(node, (dict, list)):
+                break
+        else:
+            if isinstance(node, dict):
+                node[parts[-1]] = value
+    try:
+        validation.validate_spec(raw)
+    except validation.SpecError as error:
+        assert all(issue.field.startswith("spec") for issue in error.issues)
