@@ -419,6 +419,33 @@ ROWS = [
         code="srm",
         spec=MANUAL,
     ),
+    Row(
+        "awaiting promotion without PASS is inconclusive at max duration",
+        observed(Ph.AWAITING_PROMOTION, step=LAST, started=NOW - timedelta(hours=3)),
+        verdicts(),
+        phase=Ph.ROLLED_BACK,
+        code="inconclusive",
+        spec=MANUAL,
+    ),
+    Row(
+        "baseline is inconclusive at max duration",
+        observed(Ph.BASELINE, started=NOW - timedelta(hours=4)),
+        None,
+        phase=Ph.ROLLED_BACK,
+        code="inconclusive",
+        spec=DERIVED,
+    ),
+    Row(
+        "baseline values incomplete: hold",
+        observed(
+            Ph.BASELINE,
+            phase_age=timedelta(hours=1),
+            baseline=obs.BaselineResult(thresholds_ms={"latency": 300.0}),
+        ),
+        None,
+        spec=DERIVED,
+        conditions=((obs.ConditionType.BASELINE_READY, "False"),),
+    ),
     # Manual requests
     Row(
         "manual rollback",
