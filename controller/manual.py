@@ -1,0 +1,112 @@
+"""Manual control requests carried by an annotation, safe under GitOps.
+
+The CLI writes one annotation, ``canaryctl.dev/request``, whose value is a JSON object
+``{"id", "action", "actor", "reason", "full"?, "requestedAt"?}``; the spec is never edited.
+The operator reads it with ``parse_request``, hands it to ``reconcile`` inside
+``Observed``, and reconcile acts on each id once (the ids it handled are kept in the
+status). Pure parsing and formatting only; no I/O and no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+REQUEST_ANNOTATION = "canaryctl.dev/request"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_FIELDS = {"id", "action", "actor", "reason", "full", "requestedAt"}
+
+
+class RequestAction(StrEnum):
+    """What a person may ask for."""
+
+    ROLLBACK = "rollback"
+    PROMOTE = "promote"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True)
+class ManualRequest:
+    """A well-formed request; ``full`` only matters for promote (skip the remaining steps)."""
+
+    id: str
+    action: RequestAction
+    actor: str
+    reason: str
+    full: bool = False
+    requested_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MalformedRequest:
+    """An annotation that could not be read; ``id`` is its own id or a hash of the text."""
+
+    id: str
+    error: str
+
+
+def _fallback_id(text: str) -> str:
+    return "malformed-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def parse_request(annotations: Mapping[str, str] | None) -> ManualRequest | MalformedRequest | None:
+    """Read the request annotation, if any; never raises on bad input."""
+    if not annotations or REQUEST_ANNOTATION not in annotations:
+        return None
+    text = annotations[REQUEST_ANNOTATION]
+    try:
+        raw: Any = json.loads(text)
+    except ValueError:
+        return MalformedRequest(_fallback_id(text), "the request is not valid JSON")
+    if not isinstance(raw, dict):
+        return MalformedRequest(_fallback_id(text), "the request must be a JSON object")
+    given = raw.get("id")
+    rid = given if isinstance(given, str) and _ID.match(given) else _fallback_id(text)
+    if rid != given:
+        return MalformedRequest(rid, "id: must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+    unknown = sorted(set(raw) - _FIELDS)
+    if unknown:
+        return MalformedRequest(rid, f"{unknown[0]}: is not a known field")
+    try:
+        action = RequestAction(str(raw.get("action")))
+    except ValueError:
+        actions = ", ".join(a.value for a in RequestAction)
+        return MalformedRequest(rid, f"action: must be one of {actions}")
+    actor, reason, full = raw.get("actor"), raw.get("reason", ""), raw.get("full", False)
+    if not isinstance(actor, str) or not actor:
+        return MalformedRequest(rid, "actor: the caller's identity is required")
+    if not isinstance(reason, str):
+        return MalformedRequest(rid, "reason: must be a string")
+    if not isinstance(full, bool):
+        return MalformedRequest(rid, "full: must be true or false")
+    if full and action is not RequestAction.PROMOTE:
+        return MalformedRequest(rid, "full: only applies to promote")
+    requested_at = None
+    if "requestedAt" in raw:
+        try:
+            requested_at = datetime.fromisoformat(str(raw["requestedAt"]).replace("Z", "+00:00"))
+        except ValueError:
+            return MalformedRequest(rid, "requestedAt: must be an RFC 3339 time")
+    return ManualRequest(rid, action, actor, reason, full, requested_at)
+
+
+def format_request(request: ManualRequest) -> dict[str, str]:
+    """The annotations to merge-patch onto the Experiment for ``request`` (used by the CLI)."""
+    raw: dict[str, Any] = {
+        "id": request.id,
+        "action": request.action.value,
+        "actor": request.actor,
+        "reason": request.reason,
+    }
+    if request.full:
+        raw["full"] = True
+    if request.requested_at is not None:
+        raw["requestedAt"] = request.requested_at.isoformat().replace("+00:00", "Z")
+    return {REQUEST_ANNOTATION: json.dumps(raw, sort_keys=True)}

@@ -1,0 +1,180 @@
+"""What ``reconcile`` reads: the stored status, the world as observed, the analysis summary.
+
+The operator fills these values each tick (status from the custom resource, weight and
+readiness from the router, counts and freshness from Postgres, the request from the
+annotation, verdicts from the analysis engine) and passes them to the pure
+``reconcile.reconcile``. Values only; no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from controller import manual
+
+
+class Phase(StrEnum):
+    """Lifecycle phase of an Experiment (``status.phase``)."""
+
+    PENDING = "Pending"
+    BASELINE = "Baseline"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    AWAITING_PROMOTION = "AwaitingPromotion"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        """True for phases an experiment never leaves."""
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+
+
+class ConditionStatus(StrEnum):
+    """Kubernetes condition status."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class ConditionType(StrEnum):
+    """The conditions reconcile maintains."""
+
+    SPEC_VALID = "SpecValid"
+    SETTINGS_FROZEN = "SettingsFrozen"
+    CHALLENGER_READY = "ChallengerReady"
+    DATABASE_REACHABLE = "DatabaseReachable"
+    DATA_FRESH = "DataFresh"
+    ANALYSIS_AVAILABLE = "AnalysisAvailable"
+    BASELINE_READY = "BaselineReady"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One stored condition; ``last_transition_time`` says since when it has this status."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+    last_transition_time: datetime
+
+
+@dataclass(frozen=True)
+class FrozenSettings:
+    """The analysis settings recorded when Progressing began."""
+
+    digest: str
+    snapshot: Mapping[str, Any]
+    frozen_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredStatus:
+    """The Experiment's status as stored (what earlier ticks decided)."""
+
+    phase: Phase = Phase.PENDING
+    phase_started_at: datetime | None = None
+    started_at: datetime | None = None
+    step_index: int = 0
+    step_started_at: datetime | None = None
+    frozen: FrozenSettings | None = None
+    handled_requests: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    verdict: str | None = None
+
+    def condition(self, type_: ConditionType) -> Condition | None:
+        """The stored condition of this type, if any."""
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+@dataclass(frozen=True)
+class RouterState:
+    """What the traffic router reports now."""
+
+    challenger_weight: int
+    challenger_ready: bool
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """Finalised requests per arm in the current step."""
+
+    champion: int = 0
+    challenger: int = 0
+
+    @property
+    def smaller(self) -> int:
+        """Requests in the smaller arm."""
+        return min(self.champion, self.challenger)
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """Values derived from the champion's baseline period by the analysis engine."""
+
+    revenue_cap: float | None = None
+    thresholds_ms: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything reconcile knows about the world at one tick."""
+
+    created_at: datetime
+    status: StoredStatus
+    router: RouterState
+    samples: ArmCounts
+    database_reachable: bool
+    last_data_at: datetime | None = None
+    baseline: BaselineResult | None = None
+    request: manual.ManualRequest | manual.MalformedRequest | None = None
+
+
+class Verdict(StrEnum):
+    """Outcome of a guardrail, or of the whole analysis (values as ``analysis.spec.Verdict``)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    CONTINUE = "continue"
+
+
+@dataclass(frozen=True)
+class GuardrailVerdict:
+    """One guardrail's verdict with a machine-readable reason code and a sentence."""
+
+    name: str
+    verdict: Verdict
+    reason_code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The controller-side summary of one analysis run (None when it could not run)."""
+
+    overall: Verdict
+    guardrails: tuple[GuardrailVerdict, ...]
+    srm_mismatch: bool = False
+    burn_in_met: bool = False
+
+    @property
+    def failed(self) -> tuple[GuardrailVerdict, ...]:
+        """Guardrails whose verdict is FAIL."""
+        return tuple(g for g in self.guardrails if g.verdict is Verdict.FAIL)
+
+    @property
+    def all_pass(self) -> bool:
+        """PASS overall and on every guardrail, with the burn-in met."""
+        return (
+            self.overall is Verdict.PASS
+            and self.burn_in_met
+            and bool(self.guardrails)
+            and all(g.verdict is Verdict.PASS for g in self.guardrails)
+        )

@@ -1,0 +1,289 @@
+"""The Experiment spec as typed, frozen values, and Go-style durations.
+
+Sits between the raw custom resource (validated by ``controller.validation``) and
+everything that decides or acts: the reconcile function, the routers, the analysis
+engine and the CLI all read an ``ExperimentSpec``, never the raw JSON. This module only
+describes values; it does no validation beyond what building a value needs, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+API_GROUP = "canaryctl.dev"
+API_VERSION = "v1alpha1"
+KIND = "Experiment"
+PLURAL = "experiments"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+#: The same grammar as a JSON-schema pattern (used in the CRD).
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Go-style duration such as ``"30s"``, ``"1h30m"`` or ``"250ms"`` (no sign)."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"text: {text!r} is not a duration like '30s', '5m' or '2h'")
+    pos = 0
+    seconds = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text):
+        raise ValueError(f"text: {text!r} is not a duration like '30s', '5m' or '2h'")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta as a Go-style duration (``"1h30m"``, ``"45s"``); inverse of parse."""
+    total = value.total_seconds()
+    if total < 0:
+        raise ValueError("value: durations are never negative")
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = []
+    if hours:
+        parts.append(f"{int(hours)}h")
+    if minutes:
+        parts.append(f"{int(minutes)}m")
+    if seconds or not parts:
+        parts.append(f"{seconds:g}s")
+    return "".join(parts)
+
+
+class RouterKind(StrEnum):
+    """Which traffic router splits requests between the two arms."""
+
+    GATEWAY_API = "gatewayAPI"
+    ISTIO = "istio"
+    KSERVE = "kserve"
+    REPLICAS = "replicas"
+
+
+class GuardrailKind(StrEnum):
+    """The tests the analysis engine knows (STATISTICS.md §1–3)."""
+
+    MEAN = "mean"
+    TAIL = "tail"
+    RATE = "rate"
+
+
+class Direction(StrEnum):
+    """Which way a mean metric should move."""
+
+    HIGHER_IS_BETTER = "higherIsBetter"
+    LOWER_IS_BETTER = "lowerIsBetter"
+
+
+class MarginKind(StrEnum):
+    """How a mean guardrail's tolerated change is expressed."""
+
+    RELATIVE = "relative"
+    ABSOLUTE = "absolute"
+
+
+class PromotionMode(StrEnum):
+    """Whether passing the last step promotes on its own or waits for a person."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of the experiment: the champion or the challenger."""
+
+    name: str
+    service: str
+    deployment: str
+
+
+@dataclass(frozen=True)
+class GatewayAPIRouter:
+    """A Gateway API ``HTTPRoute``; weights are set on the ``backendRefs`` of one rule."""
+
+    http_route: str
+    rule_index: int = 0
+    kind: Literal[RouterKind.GATEWAY_API] = RouterKind.GATEWAY_API
+
+
+@dataclass(frozen=True)
+class IstioRouter:
+    """An Istio ``VirtualService``; weights are set on one HTTP route's destinations."""
+
+    virtual_service: str
+    route_index: int = 0
+    host: str | None = None
+    champion_subset: str | None = None
+    challenger_subset: str | None = None
+    kind: Literal[RouterKind.ISTIO] = RouterKind.ISTIO
+
+
+@dataclass(frozen=True)
+class KServeRouter:
+    """KServe ``InferenceService``: the latest revision gets ``canaryTrafficPercent``."""
+
+    inference_service: str
+    kind: Literal[RouterKind.KSERVE] = RouterKind.KSERVE
+
+
+@dataclass(frozen=True)
+class ReplicasRouter:
+    """Two Deployments scaled so that their replica ratio approximates the weight."""
+
+    total_replicas: int
+    kind: Literal[RouterKind.REPLICAS] = RouterKind.REPLICAS
+
+
+Router = GatewayAPIRouter | IstioRouter | KServeRouter | ReplicasRouter
+
+
+@dataclass(frozen=True)
+class Step:
+    """A constant challenger weight held for at least a duration and a sample count per arm."""
+
+    weight: int
+    min_duration: timedelta
+    min_samples: int
+
+
+@dataclass(frozen=True)
+class Margin:
+    """Tolerated change of a mean: a fraction of the champion (relative) or a value (absolute)."""
+
+    kind: MarginKind
+    value: float
+
+
+@dataclass(frozen=True)
+class FromBaseline:
+    """A value derived from the champion's baseline period: a quantile, inflated by ``margin``."""
+
+    quantile: float
+    margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class MeanGuardrail:
+    """Capped revenue per request must not drop by more than ``margin`` (mSPRT, §1)."""
+
+    name: str
+    margin: Margin
+    direction: Direction = Direction.HIGHER_IS_BETTER
+    kind: Literal[GuardrailKind.MEAN] = GuardrailKind.MEAN
+
+
+@dataclass(frozen=True)
+class TailGuardrail:
+    """Share of requests slower than a threshold must not grow by more than ``kappa`` (§3)."""
+
+    name: str
+    kappa: float
+    threshold_ms: float | None = None
+    threshold_from_baseline: FromBaseline | None = None
+    kind: Literal[GuardrailKind.TAIL] = GuardrailKind.TAIL
+
+
+@dataclass(frozen=True)
+class RateGuardrail:
+    """Error rate must not grow by more than ``kappa`` (§3)."""
+
+    name: str
+    kappa: float
+    kind: Literal[GuardrailKind.RATE] = GuardrailKind.RATE
+
+
+Guardrail = MeanGuardrail | TailGuardrail | RateGuardrail
+
+
+@dataclass(frozen=True)
+class BurnIn:
+    """Minimum data in the smaller arm before any test may decide (§2)."""
+
+    min_requests: int
+    min_non_zero_revenue: int
+
+
+@dataclass(frozen=True)
+class RevenueCap:
+    """Per-request revenue cap: an explicit value or a quantile of the champion's baseline."""
+
+    value: float | None = None
+    from_baseline: FromBaseline | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A period with the challenger at 0 % to measure the champion (cap, latency threshold)."""
+
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Optional tuning of the sequential tests."""
+
+    samples_per_arm: int | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Settings of the analysis engine; frozen and recorded when Progressing begins."""
+
+    interval: timedelta
+    alpha: float
+    guardrails: tuple[Guardrail, ...]
+    burn_in: BurnIn
+    revenue_cap: RevenueCap | None
+    baseline: Baseline | None
+    srm_enabled: bool
+    allowed_lateness: timedelta
+    tuning: Tuning
+
+    @property
+    def needs_baseline(self) -> bool:
+        """True when the revenue cap or a latency threshold is derived from a baseline."""
+        if self.revenue_cap is not None and self.revenue_cap.from_baseline is not None:
+            return True
+        return any(
+            isinstance(g, TailGuardrail) and g.threshold_from_baseline is not None
+            for g in self.guardrails
+        )
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """How long to hold before rolling back when data, the database or the challenger fail."""
+
+    missing_data_grace: timedelta
+    database_unreachable_grace: timedelta
+    challenger_not_ready_grace: timedelta
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A validated Experiment: what to release, how to route, step and judge it."""
+
+    champion: Arm
+    challenger: Arm
+    router: Router
+    steps: tuple[Step, ...]
+    analysis: Analysis
+    promotion: PromotionMode
+    failure_policy: FailurePolicy
+    max_duration: timedelta

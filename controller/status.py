@@ -1,0 +1,149 @@
+"""The Experiment's raw status: reading it into ``StoredStatus`` and folding a plan into it.
+
+The boundary between ``status`` as stored in Kubernetes (camelCase JSON, typed here as
+``TypedDict``) and the values reconcile reads. ``apply_plan`` is pure: it returns the
+status a plan leads to, for the executor to write (one merge patch of ``status``) after
+the plan's route actions succeeded. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypedDict
+
+from controller import observed as obs
+from controller import plan as p
+
+MAX_HANDLED_REQUESTS = 100
+
+
+class ConditionDict(TypedDict):
+    """One condition as stored."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+    lastTransitionTime: str
+
+
+class FrozenSettingsDict(TypedDict):
+    """``status.frozenSettings`` as stored."""
+
+    digest: str
+    frozenAt: str
+    snapshot: dict[str, Any]
+
+
+class StatusDict(TypedDict, total=False):
+    """``status`` of an Experiment as stored (see ``controller.crd.STATUS_SCHEMA``)."""
+
+    phase: str
+    reasonCode: str
+    message: str
+    phaseStartedAt: str
+    startedAt: str
+    stepIndex: int
+    step: str
+    stepStartedAt: str
+    challengerWeight: int
+    verdict: str
+    frozenSettings: FrozenSettingsDict
+    handledRequests: list[str]
+    conditions: list[ConditionDict]
+    observedGeneration: int
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _maybe_time(text: str | None) -> datetime | None:
+    return None if text is None else _time(text)
+
+
+def _text(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def read_status(raw: StatusDict | None) -> obs.StoredStatus:
+    """The stored status as reconcile reads it (an empty status is a new experiment)."""
+    raw = raw or {}
+    frozen = raw.get("frozenSettings")
+    return obs.StoredStatus(
+        phase=obs.Phase(raw.get("phase", obs.Phase.PENDING.value)),
+        phase_started_at=_maybe_time(raw.get("phaseStartedAt")),
+        started_at=_maybe_time(raw.get("startedAt")),
+        step_index=raw.get("stepIndex", 0),
+        step_started_at=_maybe_time(raw.get("stepStartedAt")),
+        frozen=None
+        if frozen is None
+        else obs.FrozenSettings(frozen["digest"], frozen["snapshot"], _time(frozen["frozenAt"])),
+        handled_requests=tuple(raw.get("handledRequests", ())),
+        conditions=tuple(
+            obs.Condition(
+                obs.ConditionType(c["type"]),
+                obs.ConditionStatus(c["status"]),
+                c.get("reason", ""),
+                c.get("message", ""),
+                _time(c["lastTransitionTime"]),
+            )
+            for c in raw.get("conditions", ())
+            if c["type"] in obs.ConditionType.__members__.values()
+        ),
+        verdict=raw.get("verdict"),
+    )
+
+
+def _condition(c: obs.Condition) -> ConditionDict:
+    return {
+        "type": c.type.value,
+        "status": c.status.value,
+        "reason": c.reason,
+        "message": c.message,
+        "lastTransitionTime": _text(c.last_transition_time),
+    }
+
+
+def apply_plan(plan: p.Plan, raw: StatusDict | None) -> StatusDict:
+    """The status after every action of ``plan`` has been applied (a new dict)."""
+    out: StatusDict = dict(raw or {})  # type: ignore[assignment]
+    conditions = list(out.get("conditions", []))
+    handled = list(out.get("handledRequests", []))
+    for action in plan.actions:
+        if isinstance(action, p.SetWeight):
+            out["challengerWeight"] = action.weight
+        elif isinstance(action, p.PromoteRoute):
+            out["challengerWeight"] = 100
+        elif isinstance(action, p.FinalizeRoute):
+            out["challengerWeight"] = 0
+        elif isinstance(action, p.SetPhase):
+            out["phase"] = action.phase.value
+            out["reasonCode"] = action.reason_code
+            out["message"] = action.message
+            out["phaseStartedAt"] = _text(action.at)
+            if action.started_at is not None:
+                out["startedAt"] = _text(action.started_at)
+        elif isinstance(action, p.SetStep):
+            out["stepIndex"] = action.index
+            out["step"] = action.display
+            out["stepStartedAt"] = _text(action.at)
+        elif isinstance(action, p.SetCondition):
+            new = _condition(action.condition)
+            conditions = [c for c in conditions if c["type"] != new["type"]] + [new]
+        elif isinstance(action, p.SetVerdict):
+            out["verdict"] = action.verdict
+        elif isinstance(action, p.FreezeSettings):
+            s = action.settings
+            out["frozenSettings"] = {
+                "digest": s.digest,
+                "frozenAt": _text(s.frozen_at),
+                "snapshot": dict(s.snapshot),
+            }
+        elif isinstance(action, p.MarkRequestHandled) and action.request_id not in handled:
+            handled = [*handled, action.request_id][-MAX_HANDLED_REQUESTS:]
+    if conditions:
+        out["conditions"] = conditions
+    if handled:
+        out["handledRequests"] = handled
+    return out

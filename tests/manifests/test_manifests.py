@@ -1,0 +1,258 @@
+"""The manifests: built-in kinds valid for Kubernetes, the CRD structural and in sync,
+examples valid against the CRD, and RBAC exactly what the operator uses."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from controller import crd, permissions, spec
+
+ROOT = Path(__file__).parents[2]
+MANIFESTS = ROOT / "manifests"
+K8S_VERSION = "1.30.0"
+EXAMPLES = sorted((MANIFESTS / "examples").glob("*.yaml"))
+
+
+def _docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((MANIFESTS / name).read_text()) if d]
+
+
+BUILT_IN = [
+    pytest.param(doc, id=f"{name}:{doc['kind']}:{doc['metadata']['name']}")
+    for name in ("crd.yaml", "rbac.yaml", "operator.yaml")
+    for doc in _docs(name)
+]
+
+
+@pytest.mark.parametrize("doc", BUILT_IN)
+def test_built_in_kinds_are_valid(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_validate_is_strict() -> None:
+    (deployment,) = [d for d in _docs("operator.yaml") if d["kind"] == "Deployment"]
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_crd_yaml_is_generated() -> None:
+    assert (MANIFESTS / "crd.yaml").read_text() == crd.render()
+
+
+def test_crd_names() -> None:
+    (doc,) = _docs("crd.yaml")
+    assert doc["metadata"]["name"] == "experiments.canaryctl.dev"
+    names = doc["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"]) == (
+        "Experiment",
+        "experiments",
+        ["exp"],
+    )
+    (version,) = doc["spec"]["versions"]
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns == {
+        "Phase": ".status.phase",
+        "Weight": ".status.challengerWeight",
+        "Step": ".status.step",
+        "Verdict": ".status.verdict",
+        "Age": ".metadata.creationTimestamp",
+    }
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for path in columns.values():
+        if path.startswith(".status."):
+            assert path.removeprefix(".status.") in status
+
+
+def _walk(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema node (not inside a logical junctor) with its path."""
+    if not isinstance(node, dict):
+        return
+    yield path, node
+    for name, child in node.get("properties", {}).items():
+        yield from _walk(child, f"{path}.{name}")
+    if "items" in node:
+        yield from _walk(node["items"], f"{path}[]")
+
+
+JUNCTORS = ("oneOf", "anyOf", "allOf", "not")
+FORBIDDEN_IN_JUNCTORS = ("type", "description", "default", "additionalProperties", "nullable")
+
+
+def _schema() -> dict[str, Any]:
+    (doc,) = _docs("crd.yaml")
+    return doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_schema_is_structural() -> None:
+    """The rules of a structural schema (Kubernetes docs, 'Specifying a structural schema')."""
+    for path, node in _walk(_schema()):
+        if path == ".metadata":
+            assert node == {"type": "object"}
+            continue
+        assert "type" in node, f"{path}: every node needs a type"
+        assert "$ref" not in node and "additionalItems" not in node, path
+        if node["type"] == "array":
+            assert "items" in node, f"{path}: arrays need items"
+        for junctor in JUNCTORS:
+            for branch in node.get(junctor, []):
+                for key in FORBIDDEN_IN_JUNCTORS:
+                    assert key not in branch, f"{path}.{junctor}: {key} is not allowed"
+                for key in branch.get("required", []):
+                    assert key in node.get("properties", {}), f"{path}.{junctor}: {key}"
+        if node["type"] == "string" and path.startswith(".spec"):
+            assert "maxLength" in node or "enum" in node, f"{path}: bound strings for CEL cost"
+        if node["type"] == "array" and path.startswith(".spec"):
+            assert "maxItems" in node, f"{path}: bound arrays for CEL cost"
+
+
+def _default_nodes() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, node in _walk(_schema()):
+        if "default" in node:
+            yield path, node
+
+
+@pytest.mark.parametrize(("path", "node"), list(_default_nodes()), ids=lambda v: str(v)[:40])
+def test_defaults_are_valid(path: str, node: dict[str, Any]) -> None:
+    jsonschema.Draft4Validator(node).validate(node["default"])
+
+
+_SELF_FIELD = re.compile(r"\bself\.([A-Za-z]+)")
+
+
+def test_cel_rules_name_existing_fields() -> None:
+    """A cheap guard against typos in CEL: every self.<field> is a property of the node."""
+    checked = 0
+    for path, node in _walk(_schema()):
+        for rule in node.get("x-kubernetes-validations", []):
+            props = node.get("properties") or node.get("items", {}).get("properties", {})
+            for name in _SELF_FIELD.findall(rule["rule"]):
+                if node["type"] == "array" and name in ("map", "all", "exists", "size"):
+                    continue
+                assert name in props, f"{path}: {rule['rule']!r} uses unknown field {name}"
+            assert rule["message"]
+            if "fieldPath" in rule:
+                first = rule["fieldPath"].split(".")[1]
+                assert first in props, f"{path}: fieldPath {rule['fieldPath']}"
+            checked += 1
+    assert checked >= 10
+
+
+def test_every_router_kind_is_in_the_schema() -> None:
+    router = _schema()["properties"]["spec"]["properties"]["router"]
+    assert set(router["properties"]) == {k.value for k in spec.RouterKind}
+    assert router["oneOf"] == [{"required": [k.value]} for k in spec.RouterKind]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_validate_against_the_crd(path: Path) -> None:
+    body = yaml.safe_load(path.read_text())
+    assert body["apiVersion"] == f"{spec.API_GROUP}/{spec.API_VERSION}"
+    assert body["kind"] == spec.KIND
+    jsonschema.Draft4Validator(_schema()).validate(body)
+
+
+def test_crd_schema_rejects_a_bad_example() -> None:
+    body = yaml.safe_load(EXAMPLES[0].read_text())
+    body["spec"]["steps"][0]["weight"] = 150
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(_schema()).validate(body)
+
+
+def test_one_example_per_router() -> None:
+    kinds = set()
+    for path in EXAMPLES:
+        (router,) = yaml.safe_load(path.read_text())["spec"]["router"]
+        kinds.add(router)
+    assert kinds == {k.value for k in spec.RouterKind}
+
+
+# -- RBAC ------------------------------------------------------------------------------
+
+
+def _rules(kind: str) -> set[tuple[str, str, str]]:
+    out = set()
+    for doc in _docs("rbac.yaml"):
+        if doc["kind"] != kind:
+            continue
+        for rule in doc["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], f"{kind}: no wildcards"
+            assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+            out |= {
+                (g, r, v)
+                for g in rule["apiGroups"]
+                for r in rule["resources"]
+                for v in rule["verbs"]
+            }
+    return out
+
+
+def test_cluster_role_grants_exactly_what_the_operator_uses() -> None:
+    assert _rules("ClusterRole") == permissions.granted(permissions.Scope.CLUSTER)
+
+
+def test_namespaced_role_grants_exactly_what_the_operator_uses() -> None:
+    assert _rules("Role") == permissions.granted(permissions.Scope.OPERATOR_NAMESPACE)
+
+
+def test_rbac_never_touches_secrets_or_escalates() -> None:
+    everything = _rules("ClusterRole") | _rules("Role")
+    resources = {r for _, r, _ in everything}
+    assert not resources & {"secrets", "pods/exec", "roles", "clusterroles", "rolebindings"}
+    assert not {v for _, _, v in everything} & {"escalate", "bind", "impersonate", "delete"}
+
+
+def test_bindings_point_at_the_operator_service_account() -> None:
+    (deployment,) = [d for d in _docs("operator.yaml") if d["kind"] == "Deployment"]
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    namespace = deployment["metadata"]["namespace"]
+    roles = {(d["kind"], d["metadata"]["name"]) for d in _docs("rbac.yaml") if "rules" in d}
+    for doc in _docs("rbac.yaml"):
+        if doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            assert doc["subjects"] == [
+                {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+            ]
+            assert (doc["roleRef"]["kind"], doc["roleRef"]["name"]) in roles
+    sa = [d for d in _docs("rbac.yaml") if d["kind"] == "ServiceAccount"]
+    assert [(d["metadata"]["name"], d["metadata"]["namespace"]) for d in sa] == [
+        (account, namespace)
+    ]
+
+
+# -- operator Deployment ---------------------------------------------------------------
+
+
+def test_operator_deployment() -> None:
+    (deployment,) = [d for d in _docs("operator.yaml") if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert probe in container
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    env = {e["name"]: e for e in container["env"]}
+    secret = env["CANARYCTL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "canaryctl-database", "key": "url"}
+    assert "value" not in env["CANARYCTL_DATABASE_URL"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_dockerfile() -> None:
+    text = (MANIFESTS / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.1[1-9]", text, re.M)
+    assert re.search(r"^USER 10001", text, re.M), "run as the non-root user the Deployment expects"
+    assert 'ENTRYPOINT ["canaryctl"]' in text
+    for path in ("pyproject.toml", "analysis", "controller", "migrations"):
+        assert f"COPY {path}" in text
