@@ -14,14 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import celpy
 import jsonschema
 import pytest
 import yaml
+from celpy import celtypes
 
 from controller import crd, validation
-
-celpy = pytest.importorskip("celpy")
-celtypes = pytest.importorskip("celpy.celtypes")
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 
