@@ -383,9 +383,11 @@ def _assemble(
             spec.Verdict.CONTINUE,
             spec.ReasonCode.BURN_IN,
             (
-                f"burn-in: smaller arm has {int(n_arm.min())} of {settings.burn_in_requests} requests"
+                f"burn-in: smaller arm has {int(n_arm.min())} of "
+                f"{settings.burn_in_requests} requests"
                 + (
-                    f" and {int(nz_arm.min())} of {settings.burn_in_nonzero} non-zero revenue events"
+                    f" and {int(nz_arm.min())} of {settings.burn_in_nonzero} "
+                    "non-zero revenue events"
                     if needs_nonzero
                     else ""
                 )

@@ -70,8 +70,9 @@ def mean_summaries(
     """Within-step differences ``B − A`` (or ``B/A − 1``) with τ² tuned at ``n_star``.
 
     Arm arrays have shape (rows, steps, 2) with arm 0 = champion; ``relative``,
-    ``min_requests``, ``min_nonzero``, ``n_star`` and ``alpha`` have shape (rows,). A step is active once its smaller
-    arm has ``min_requests`` requests and ``min_nonzero`` non-zero values (burn-in).
+    ``min_requests``, ``min_nonzero``, ``n_star`` and ``alpha`` have shape (rows,). A step
+    is active once its smaller arm has ``min_requests`` requests and ``min_nonzero``
+    non-zero values (burn-in).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / n

@@ -206,7 +206,11 @@ def mean_difference(
         est, var = mean_b - mean_a, var_a / n_a + var_b / n_b
     if not var > 0:
         raise ValueError("the difference has zero variance; nothing to test")
-    t2 = float(tuned_tau2(var, min(champion.n, challenger.n), n_star, alpha)) if tau2 is None else tau2
+    t2 = (
+        float(tuned_tau2(var, min(champion.n, challenger.n), n_star, alpha))
+        if tau2 is None
+        else tau2
+    )
     log_l = float(log_lambda_two_sided(est, var, t2, delta0))
     hw = float(half_width(var, t2, alpha))
     p = min(previous_p_value, 1.0, math.exp(-log_l))

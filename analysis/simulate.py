@@ -191,7 +191,9 @@ def _requests(
     k = int(clicks.sum())
     scale = sc._curve(sc.revenue_amplitude)[minute[clicks]]
     scale = scale * np.where(is_b[clicks], 1.0 + sc.revenue_effect, 1.0)
-    revenue[clicks] = scale * np.exp(sc.revenue_log_mean + sc.revenue_log_sigma * rng.standard_normal(k))
+    revenue[clicks] = scale * np.exp(
+        sc.revenue_log_mean + sc.revenue_log_sigma * rng.standard_normal(k)
+    )
     log_lat = (
         math.log(sc.latency_median_ms)
         + np.log(sc._curve(sc.latency_amplitude))[minute]
@@ -199,7 +201,9 @@ def _requests(
         + np.where(rng.random(minute.size) < sc.tail_share, math.log(sc.tail_factor), 0.0)
         + np.where(is_b, math.log(sc.latency_factor), 0.0)
     )
-    p_err = sc.error_rate * sc._curve(sc.error_amplitude)[minute] * np.where(is_b, sc.error_factor, 1.0)
+    p_err = (
+        sc.error_rate * sc._curve(sc.error_amplitude)[minute] * np.where(is_b, sc.error_factor, 1.0)
+    )
     error = rng.random(minute.size) < np.minimum(p_err, 1.0)
     return minute, arm, revenue, log_lat, error
 
@@ -231,19 +235,27 @@ def simulate_minutes(
     size = scenario.minutes * 2
 
     def per_cell(weights: npt.ArrayLike | None = None) -> FloatArray:
-        out: FloatArray = np.bincount(cell, weights=weights, minlength=size).reshape(-1, 2)
+        counts = np.bincount(cell, weights=weights, minlength=size)
+        out: FloatArray = counts.reshape(-1, 2).astype(np.float64)
         return out
 
     capped = np.minimum(revenue, scenario.cap)
-    edges = [float(buckets.LATENCY_EDGES_MS[np.searchsorted(buckets.LATENCY_EDGES_MS, t)]) for t in thresholds_ms]
-    exceed = np.stack(
-        [per_cell(log_lat >= math.log(e)).astype(np.int64) for e in edges], axis=-1
-    ) if edges else np.zeros((scenario.minutes, 2, 0), dtype=np.int64)
-    hist = None
+    edges = [
+        float(buckets.LATENCY_EDGES_MS[np.searchsorted(buckets.LATENCY_EDGES_MS, t)])
+        for t in thresholds_ms
+    ]
+    exceed = (
+        np.stack([per_cell(log_lat >= math.log(e)).astype(np.int64) for e in edges], axis=-1)
+        if edges
+        else np.zeros((scenario.minutes, 2, 0), dtype=np.int64)
+    )
+    hist: IntArray | None = None
     if histograms:
         b = buckets.latency_bucket(np.exp(log_lat))
-        hist = np.bincount(cell * buckets.N_LATENCY_BUCKETS + b, minlength=size * buckets.N_LATENCY_BUCKETS)
-        hist = hist.reshape(scenario.minutes, 2, buckets.N_LATENCY_BUCKETS).astype(np.int64)
+        flat = np.bincount(
+            cell * buckets.N_LATENCY_BUCKETS + b, minlength=size * buckets.N_LATENCY_BUCKETS
+        )
+        hist = flat.reshape(scenario.minutes, 2, buckets.N_LATENCY_BUCKETS).astype(np.int64)
     return MinuteStats(
         n=per_cell().astype(np.int64),
         revenue_sum=per_cell(capped),

@@ -106,13 +106,13 @@ class GuardrailSpec:
             raise ValueError(f"kappa must be finite and > 0, got {self.kappa}")
         if self.kind != GuardrailKind.MEAN and self.direction == Direction.HIGHER_IS_BETTER:
             raise ValueError("direction must be lower_is_better for tail and rate guardrails")
-        if self.kind == GuardrailKind.TAIL:
-            if self.threshold_ms is None or not (
-                0 < self.threshold_ms <= buckets.LATENCY_EDGES_MS[-1]
-            ):
-                raise ValueError(
-                    "threshold_ms must be set within the histogram range for a tail guardrail"
-                )
+        top = buckets.LATENCY_EDGES_MS[-1]
+        if self.kind == GuardrailKind.TAIL and not (
+            self.threshold_ms is not None and 0 < self.threshold_ms <= top
+        ):
+            raise ValueError(
+                "threshold_ms must be set within the histogram range for a tail guardrail"
+            )
 
     @property
     def sign(self) -> float:

@@ -91,9 +91,9 @@ def replay(
     burn_in = n_tot.min(axis=1) >= settings.burn_in_requests
     if needs_nonzero:
         burn_in &= nz.sum(axis=1).min(axis=1) >= settings.burn_in_nonzero
-    log_bf = np.where(
-        started, engine.srm_step_log_bf(n, rho, settings.srm_concentration), 0.0
-    ).sum(axis=1)
+    log_bf = np.where(started, engine.srm_step_log_bf(n, rho, settings.srm_concentration), 0.0).sum(
+        axis=1
+    )
     srm_fire = burn_in & (log_bf >= big_l)
 
     fail_any = srm_fire.copy()
@@ -103,12 +103,17 @@ def replay(
     for g in guardrails:
         if g.kind == spec.GuardrailKind.MEAN:
             rev = g.metric == spec.MeanMetric.REVENUE
-            total = _cumulate(minutes.revenue_sum if rev else minutes.log_latency_sum, step, n_steps)
+            total = _cumulate(
+                minutes.revenue_sum if rev else minutes.log_latency_sum, step, n_steps
+            )
             total_sq = _cumulate(
                 minutes.revenue_sum_sq if rev else minutes.log_latency_sum_sq, step, n_steps
             )
             summ = engine.mean_summaries(
-                n, total, total_sq, nz if rev else np.full_like(n, np.inf),
+                n,
+                total,
+                total_sq,
+                nz if rev else np.full_like(n, np.inf),
                 relative=np.full(t_len, g.relative),
                 min_requests=ones * settings.burn_in_requests,
                 min_nonzero=ones * (settings.burn_in_nonzero if rev else 0.0),
@@ -116,18 +121,30 @@ def replay(
                 alpha=ones * alpha_g,
             )
             comb = engine.combine_means(
-                summ, sign=ones * g.sign, margin=ones * g.margin, alpha=ones * alpha_g,
+                summ,
+                sign=ones * g.sign,
+                margin=ones * g.margin,
+                alpha=ones * alpha_g,
                 with_bounds=False,
             )
         else:
             if g.kind == spec.GuardrailKind.RATE:
                 ev = _cumulate(minutes.errors, step, n_steps)
             else:
-                j = [round(t, 9) for t in minutes.thresholds_ms].index(round(g.threshold_edge_ms, 9))
+                j = [round(t, 9) for t in minutes.thresholds_ms].index(
+                    round(g.threshold_edge_ms, 9)
+                )
                 ev = _cumulate(minutes.exceedances[..., j], step, n_steps)
             comb = engine.combine_counts(
-                ev, n, rho, started, kappa=ones * g.kappa, alpha=ones * alpha_g,
-                a=ones * settings.beta_a, b=ones * settings.beta_b, with_bounds=False,
+                ev,
+                n,
+                rho,
+                started,
+                kappa=ones * g.kappa,
+                alpha=ones * alpha_g,
+                a=ones * settings.beta_a,
+                b=ones * settings.beta_b,
+                with_bounds=False,
             )
         fail = burn_in & ~srm_fire & (comb.log_e_harm >= big_l) & comb.harmful
         passed = (comb.log_e_noninf >= big_l) & comb.safe
@@ -138,7 +155,8 @@ def replay(
     first_by["srm"] = _first(srm_fire)
     pass_all &= ~fail_any & bool(guardrails)
     verdict = np.where(
-        fail_any, spec.Verdict.FAIL.value,
+        fail_any,
+        spec.Verdict.FAIL.value,
         np.where(pass_all, spec.Verdict.PASS.value, spec.Verdict.CONTINUE.value),
     )
     return Replay(verdict, _first(fail_any), first_by, _first(pass_all), log_e)
