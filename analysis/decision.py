@@ -1,0 +1,442 @@
+"""The decision at one look: guardrail verdicts, the SRM check and the experiment's verdict.
+
+Sits between the controller (which reads rollups per traffic step and persists the state)
+and ``engine`` (the vectorised statistics). ``evaluate`` handles one experiment and
+``evaluate_batch`` many in one call; both lay the steps out as arrays and go through the
+same code. Pure: no clock, no I/O, no randomness; the state goes in and comes out. This
+module must not pool arms across steps and must not relax the family-wise alpha: the
+experiment's alpha is split equally over the guardrails and the SRM check (Bonferroni).
+
+Sources: STATISTICS.md §§1–5; Schultzberg, Ankargren & Frånberg (2024) for the
+promote-only-when-every-guardrail-is-non-inferior rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis import engine, spec, state, stats
+
+FloatArray = npt.NDArray[np.float64]
+
+_ARM_FIELDS = ("n", "rev_sum", "rev_sq", "nonzero", "errors", "ll_sum", "ll_sq")
+
+
+@dataclass(frozen=True)
+class GuardrailResult:
+    """One guardrail at one look.
+
+    Attributes
+    ----------
+    name, kind : str, GuardrailKind
+    verdict : Verdict
+    reason_code : ReasonCode
+    reason : str
+        One sentence for people.
+    estimate, lower, upper : float
+        Stratified across steps. ``mean``: the difference B − A (a fraction when
+        relative); ``tail``/``rate``: the ratio p_B/p_A. Bounds are the anytime-valid
+        bounds dual to the two one-sided tests at ``alpha`` each (±inf before burn-in).
+    p_value, log_e_value : float
+        Harm test (challenger worse than the margin): running-minimum always-valid p-value
+        and current ln E (product over steps).
+    p_value_noninferiority, log_e_value_noninferiority : float
+        The same for non-inferiority (challenger within the margin).
+    alpha : float
+        This guardrail's share of the experiment's alpha.
+    """
+
+    name: str
+    kind: spec.GuardrailKind
+    verdict: spec.Verdict
+    reason_code: spec.ReasonCode
+    reason: str
+    estimate: float
+    lower: float
+    upper: float
+    p_value: float
+    log_e_value: float
+    p_value_noninferiority: float
+    log_e_value_noninferiority: float
+    alpha: float
+
+    @property
+    def e_value(self) -> float:
+        """E of the harm test (may be ``inf`` for overwhelming evidence)."""
+        return math.exp(min(self.log_e_value, 709.0))
+
+
+@dataclass(frozen=True)
+class SrmStatus:
+    """The sample-ratio check at one look, against the shares the router reported."""
+
+    mismatch: bool
+    p_value: float
+    log_bayes_factor: float
+    observed_share: float
+    expected_share: float
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An experiment at one look; ``state`` is what to persist and pass to the next look."""
+
+    verdict: spec.Verdict
+    reason_code: spec.ReasonCode
+    reason: str
+    burn_in_met: bool
+    guardrails: tuple[GuardrailResult, ...]
+    srm: SrmStatus
+    state: state.AnalysisState
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One experiment of :func:`evaluate_batch`."""
+
+    settings: spec.AnalysisSettings
+    guardrails: Sequence[spec.GuardrailSpec]
+    steps: Sequence[spec.StepWindow]
+    state: state.AnalysisState
+
+
+def _frozen_arm(arm: stats.ArmStats) -> state.FrozenArm:
+    return state.FrozenArm(
+        arm.n,
+        arm.revenue.sum,
+        arm.revenue.sum_sq,
+        arm.revenue_nonzero,
+        arm.errors,
+        arm.log_latency.sum,
+        arm.log_latency.sum_sq,
+    )
+
+
+def _arm_row(arm: state.FrozenArm) -> tuple[float, ...]:
+    return (
+        arm.n,
+        arm.revenue_sum,
+        arm.revenue_sum_sq,
+        arm.revenue_nonzero,
+        arm.errors,
+        arm.log_latency_sum,
+        arm.log_latency_sum_sq,
+    )
+
+
+def _check(item: BatchItem) -> None:
+    names = [g.name for g in item.guardrails]
+    if len(set(names)) != len(names):
+        raise ValueError("guardrails must have unique names")
+    if not item.steps:
+        raise ValueError("steps must contain at least one traffic step")
+    if len(item.steps) < len(item.state.frozen_steps):
+        raise ValueError("steps must include every step frozen in state")
+    if any(not s.closed for s in item.steps[:-1]):
+        raise ValueError("steps: only the last step may be open")
+
+
+def evaluate(
+    settings: spec.AnalysisSettings,
+    guardrails: Sequence[spec.GuardrailSpec],
+    steps: Sequence[spec.StepWindow],
+    previous: state.AnalysisState | None = None,
+    *,
+    with_bounds: bool = True,
+) -> Evaluation:
+    """Evaluate one experiment at one look.
+
+    Parameters
+    ----------
+    settings : AnalysisSettings
+    guardrails : sequence of GuardrailSpec
+    steps : sequence of StepWindow
+        Every traffic step since the start, in order, each cumulative since it began; only
+        the last may be open. Steps already frozen in ``previous`` are read from the state.
+    previous : AnalysisState, optional
+        The state returned by the previous look (``None`` at the first look).
+    with_bounds : bool
+        Compute the confidence bounds (the verdicts do not need them).
+
+    Returns
+    -------
+    Evaluation
+        FAIL as soon as a guardrail shows harm beyond its margin or the split mismatches;
+        PASS when every guardrail shows non-inferiority; otherwise CONTINUE.
+
+    Notes
+    -----
+    Mean tests: half-normal mixture mSPRT on each step's difference (Johari et al. 2022);
+    tail and rate: truncated Beta-mixture count e-process (Lindon & Malek 2022); SRM:
+    Dirichlet–multinomial Bayes factor. Per-step e-values multiply (STATISTICS.md §5).
+    Checked by ``tests/analysis/test_decision.py`` and the A/A simulations.
+    """
+    item = BatchItem(settings, guardrails, steps, previous or state.AnalysisState())
+    return evaluate_batch([item], with_bounds=with_bounds)[0]
+
+
+def evaluate_batch(items: Sequence[BatchItem], *, with_bounds: bool = True) -> list[Evaluation]:
+    """Evaluate many experiments at one look in one vectorised pass (see :func:`evaluate`)."""
+    for item in items:
+        _check(item)
+    n_exp = len(items)
+    if n_exp == 0:
+        return []
+    k_max = max(len(it.steps) for it in items)
+    arms = np.zeros((n_exp, k_max, 2, len(_ARM_FIELDS)))
+    rho = np.full((n_exp, k_max), 0.5)
+    present = np.zeros((n_exp, k_max), dtype=bool)
+    frozen_arms: list[list[tuple[state.FrozenArm, state.FrozenArm]]] = []
+    for i, it in enumerate(items):
+        rows = []
+        n_frozen = len(it.state.frozen_steps)
+        for j, step in enumerate(it.steps):
+            if j < n_frozen:
+                fz = it.state.frozen_steps[j]
+                pair = (fz.champion, fz.challenger)
+                rho[i, j] = fz.weight_challenger
+            else:
+                pair = (_frozen_arm(step.champion), _frozen_arm(step.challenger))
+                rho[i, j] = step.weight_challenger
+            rows.append(pair)
+            arms[i, j, 0] = _arm_row(pair[0])
+            arms[i, j, 1] = _arm_row(pair[1])
+            present[i, j] = True
+        frozen_arms.append(rows)
+
+    # Rows: one per (experiment, guardrail).
+    mean_rows: list[tuple[int, spec.GuardrailSpec]] = []
+    count_rows: list[tuple[int, spec.GuardrailSpec]] = []
+    for i, it in enumerate(items):
+        for g in it.guardrails:
+            (mean_rows if g.kind == spec.GuardrailKind.MEAN else count_rows).append((i, g))
+
+    def alpha_of(i: int) -> float:
+        return items[i].settings.alpha_each(len(items[i].guardrails))
+
+    results: dict[tuple[int, str], tuple[engine.Combined, int]] = {}
+    if mean_rows:
+        idx = np.array([i for i, _ in mean_rows])
+        is_rev = np.array([g.metric == spec.MeanMetric.REVENUE for _, g in mean_rows])
+        sel = arms[idx]
+        total = np.where(is_rev[:, None, None], sel[..., 1], sel[..., 5])
+        total_sq = np.where(is_rev[:, None, None], sel[..., 2], sel[..., 6])
+        summ = engine.mean_summaries(
+            sel[..., 0],
+            total,
+            total_sq,
+            np.where(is_rev[:, None, None], sel[..., 3], np.inf),
+            relative=np.array([g.relative for _, g in mean_rows]),
+            min_requests=np.array([float(items[i].settings.burn_in_requests) for i in idx]),
+            min_nonzero=np.where(
+                is_rev, [float(items[i].settings.burn_in_nonzero) for i in idx], 0.0
+            ),
+            n_star=np.array([float(items[i].settings.n_star) for i in idx]),
+            alpha=np.array([alpha_of(i) for i in idx]),
+        )
+        comb = engine.combine_means(
+            summ,
+            sign=np.array([g.sign for _, g in mean_rows]),
+            margin=np.array([g.margin for _, g in mean_rows]),
+            alpha=np.array([alpha_of(i) for i in idx]),
+            with_bounds=with_bounds,
+        )
+        for r, (i, g) in enumerate(mean_rows):
+            results[(i, g.name)] = (comb, r)
+    exceed: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    if count_rows:
+        events = np.zeros((len(count_rows), k_max, 2))
+        for r, (i, g) in enumerate(count_rows):
+            it = items[i]
+            n_frozen = len(it.state.frozen_steps)
+            pairs: list[tuple[int, int]] = []
+            for j, step in enumerate(it.steps):
+                cpair: tuple[int, int]
+                if g.kind == spec.GuardrailKind.RATE:
+                    cpair = (frozen_arms[i][j][0].errors, frozen_arms[i][j][1].errors)
+                elif j < n_frozen:
+                    cpair = it.state.frozen_steps[j].exceedances[g.name]
+                else:
+                    e = g.edge_index
+                    cpair = (step.champion.slower_than(e), step.challenger.slower_than(e))
+                events[r, j] = cpair
+                pairs.append(cpair)
+            exceed[(i, g.name)] = pairs
+        idx = np.array([i for i, _ in count_rows])
+        comb = engine.combine_counts(
+            events,
+            arms[idx][..., 0],
+            rho[idx],
+            present[idx],
+            kappa=np.array([g.kappa for _, g in count_rows]),
+            alpha=np.array([alpha_of(i) for i in idx]),
+            a=np.array([items[i].settings.beta_a for i in idx]),
+            b=np.array([items[i].settings.beta_b for i in idx]),
+            with_bounds=with_bounds,
+        )
+        for r, (i, g) in enumerate(count_rows):
+            results[(i, g.name)] = (comb, r)
+    conc = np.array([it.settings.srm_concentration for it in items])[:, None, None]
+    srm_steps = np.where(present, engine.srm_step_log_bf(arms[..., 0], rho, conc), 0.0)
+    return [
+        _assemble(it, i, arms[i], rho[i], srm_steps[i], results, exceed)
+        for i, it in enumerate(items)
+    ]
+
+
+def _fmt(x: float, relative: bool) -> str:
+    if not math.isfinite(x):
+        return str(x)
+    return f"{100 * x:+.2f} %" if relative else f"{x:+.4g}"
+
+
+def _assemble(
+    it: BatchItem,
+    i: int,
+    arms: FloatArray,
+    rho: FloatArray,
+    srm_steps: FloatArray,
+    results: dict[tuple[int, str], tuple[engine.Combined, int]],
+    exceed: dict[tuple[int, str], list[tuple[int, int]]],
+) -> Evaluation:
+    st, settings = it.state, it.settings
+    k = len(it.steps)
+    alpha_g = settings.alpha_each(len(it.guardrails))
+    big_l = engine.log_threshold(alpha_g)
+    n_arm = arms[:k, :, 0].sum(axis=0)
+    nz_arm = arms[:k, :, 3].sum(axis=0)
+    needs_nonzero = any(
+        g.kind == spec.GuardrailKind.MEAN and g.metric == spec.MeanMetric.REVENUE
+        for g in it.guardrails
+    )
+    burn_in = bool(
+        n_arm.min() >= settings.burn_in_requests
+        and (not needs_nonzero or nz_arm.min() >= settings.burn_in_nonzero)
+    )
+    log_bf = float(srm_steps[:k].sum())
+    srm_p = min(st.srm_p, math.exp(-log_bf) if log_bf > -700 else 1.0) if burn_in else st.srm_p
+    srm_fired = burn_in and log_bf >= big_l
+    expected = float((rho[:k] * arms[:k, :, 0].sum(axis=1)).sum() / max(n_arm.sum(), 1.0))
+    observed = float(n_arm[1] / n_arm.sum()) if n_arm.sum() > 0 else math.nan
+    srm_status = SrmStatus(srm_fired, srm_p, log_bf, observed, expected, alpha_g)
+
+    out: list[GuardrailResult] = []
+    running: dict[str, state.RunningP] = {}
+    for g in it.guardrails:
+        comb, r = results[(i, g.name)]
+        harm, noninf = float(comb.log_e_harm[r]), float(comb.log_e_noninf[r])
+        prev = st.running_p.get(g.name, state.RunningP())
+        if burn_in:
+            prev = state.RunningP(
+                min(prev.harm, math.exp(-harm) if harm > -700 else 1.0),
+                min(prev.noninferiority, math.exp(-noninf) if noninf > -700 else 1.0),
+            )
+        running[g.name] = prev
+        rel = g.kind == spec.GuardrailKind.MEAN and g.relative
+        est, lo, hi = float(comb.estimate[r]), float(comb.lower[r]), float(comb.upper[r])
+        shown = f"estimate {_fmt(est, rel)}, bounds [{_fmt(lo, rel)}, {_fmt(hi, rel)}]"
+        if g.kind == spec.GuardrailKind.MEAN:
+            limit = f"the margin {_fmt(-g.sign * g.margin, rel)}"
+        else:
+            limit = f"κ = {g.kappa:g} times the champion's rate"
+        if not burn_in:
+            verdict, code, text = spec.Verdict.CONTINUE, spec.ReasonCode.BURN_IN, "burn-in not met"
+        elif srm_fired:
+            verdict, code = spec.Verdict.CONTINUE, spec.ReasonCode.VOID_SRM
+            text = "void: the traffic split does not match the reported split"
+        elif harm >= big_l and bool(comb.harmful[r]):
+            verdict, code = spec.Verdict.FAIL, spec.ReasonCode.HARM
+            text = f"challenger worse than {limit} ({shown}, ln E = {harm:.2f} ≥ {big_l:.2f})"
+        elif noninf >= big_l and bool(comb.safe[r]):
+            verdict, code = spec.Verdict.PASS, spec.ReasonCode.NON_INFERIOR
+            text = f"challenger within {limit} ({shown})"
+        else:
+            verdict, code = spec.Verdict.CONTINUE, spec.ReasonCode.INCONCLUSIVE
+            text = f"not yet conclusive against {limit} ({shown})"
+        out.append(
+            GuardrailResult(
+                g.name,
+                g.kind,
+                verdict,
+                code,
+                f"{g.name}: {text}",
+                est,
+                lo,
+                hi,
+                prev.harm,
+                harm,
+                prev.noninferiority,
+                noninf,
+                alpha_g,
+            )
+        )
+
+    fails = [r for r in out if r.verdict == spec.Verdict.FAIL]
+    if not burn_in:
+        verdict, code, reason = (
+            spec.Verdict.CONTINUE,
+            spec.ReasonCode.BURN_IN,
+            (
+                f"burn-in: smaller arm has {int(n_arm.min())} of "
+                f"{settings.burn_in_requests} requests"
+                + (
+                    f" and {int(nz_arm.min())} of {settings.burn_in_nonzero} "
+                    "non-zero revenue events"
+                    if needs_nonzero
+                    else ""
+                )
+            ),
+        )
+    elif srm_fired:
+        verdict, code = spec.Verdict.FAIL, spec.ReasonCode.SRM
+        reason = (
+            f"sample-ratio mismatch: challenger got {100 * observed:.2f} % of requests, "
+            f"the router reported {100 * expected:.2f} % (ln BF = {log_bf:.2f}); results void"
+        )
+    elif fails:
+        verdict, code = spec.Verdict.FAIL, spec.ReasonCode.HARM
+        reason = "; ".join(r.reason for r in fails)
+    elif out and all(r.verdict == spec.Verdict.PASS for r in out):
+        verdict, code, reason = (
+            spec.Verdict.PASS,
+            spec.ReasonCode.ALL_PASS,
+            ("every guardrail shows non-inferiority"),
+        )
+    else:
+        verdict, code, reason = (
+            spec.Verdict.CONTINUE,
+            spec.ReasonCode.INCONCLUSIVE,
+            ("no guardrail shows harm yet and not all show non-inferiority"),
+        )
+
+    frozen = list(st.frozen_steps)
+    for j in range(len(frozen), k):
+        step = it.steps[j]
+        if not step.closed:
+            break
+        log_e: dict[str, tuple[float, float]] = {}
+        for g in it.guardrails:
+            comb, r = results[(i, g.name)]
+            log_e[g.name] = (float(comb.step_log_e_harm[r, j]), float(comb.step_log_e_noninf[r, j]))
+        frozen.append(
+            state.FrozenStep(
+                step.weight_challenger,
+                _frozen_arm(step.champion),
+                _frozen_arm(step.challenger),
+                {
+                    g.name: exceed[(i, g.name)][j]
+                    for g in it.guardrails
+                    if g.kind == spec.GuardrailKind.TAIL
+                },
+                log_e,
+                float(srm_steps[j]),
+            )
+        )
+    new_state = state.AnalysisState(st.looks + 1, tuple(frozen), running, srm_p)
+    return Evaluation(verdict, code, reason, burn_in, tuple(out), srm_status, new_state)

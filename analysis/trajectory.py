@@ -1,0 +1,162 @@
+"""Replay canaryctl's decision at every minute of a recorded or simulated history at once.
+
+Sits beside ``decision``: where ``evaluate`` answers "what now?" for one look with state
+passed in and out, ``replay`` answers "when would canaryctl have stopped?" for every
+minute of a history, vectorised over time with the same ``engine`` kernels and the same
+rules (per-step burn-in, products over steps, Bonferroni split, FAIL only with the
+estimate on the harmful side). Tests check it against minute-by-minute ``evaluate``. Used
+by the benchmark and by notebooks; it must not be used by the controller (which needs
+state) and must not change any rule of ``decision``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis import engine, simulate, spec
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Per-minute outcome of a history; minutes are 0-based, −1 means never.
+
+    Attributes
+    ----------
+    verdict : ndarray of str, shape (minutes,)
+        The experiment's verdict at each minute.
+    first_fail : int
+        First minute with an overall FAIL (any guardrail or SRM).
+    first_fail_by : dict of str to int
+        First FAIL per guardrail name, and under ``"srm"`` for the SRM check.
+    first_pass : int
+        First minute with an overall PASS.
+    log_e_harm : dict of str to ndarray
+        ln E of each guardrail's harm test at each minute.
+    """
+
+    verdict: npt.NDArray[np.str_]
+    first_fail: int
+    first_fail_by: dict[str, int]
+    first_pass: int
+    log_e_harm: dict[str, FloatArray]
+
+
+def _first(mask: npt.NDArray[np.bool_]) -> int:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else -1
+
+
+def _cumulate(x: npt.ArrayLike, step: IntArray, n_steps: int) -> FloatArray:
+    """(minutes, ...) per-minute values → (minutes, steps, ...) cumulative per step."""
+    a = np.asarray(x, dtype=np.float64)
+    out = np.zeros((a.shape[0], n_steps, *a.shape[1:]))
+    for k in range(n_steps):
+        in_k = (step == k).reshape(-1, *([1] * (a.ndim - 1)))
+        out[:, k] = np.cumsum(np.where(in_k, a, 0.0), axis=0)
+    return out
+
+
+def replay(
+    settings: spec.AnalysisSettings,
+    guardrails: Sequence[spec.GuardrailSpec],
+    minutes: simulate.MinuteStats,
+) -> Replay:
+    """Evaluate a history at every minute (see the module docstring)."""
+    step = minutes.step
+    n_steps = int(step.max()) + 1
+    t_len = step.size
+    started = np.arange(n_steps)[None, :] <= step[:, None]
+    rho = np.broadcast_to(
+        np.array([minutes.weight[np.flatnonzero(step == k)[0]] for k in range(n_steps)]),
+        (t_len, n_steps),
+    )
+    n = _cumulate(minutes.n, step, n_steps)
+    alpha_g = settings.alpha_each(len(guardrails))
+    big_l = engine.log_threshold(alpha_g)
+    ones = np.ones(t_len)
+
+    n_tot = n.sum(axis=1)
+    nz = _cumulate(minutes.revenue_nonzero, step, n_steps)
+    needs_nonzero = any(
+        g.kind == spec.GuardrailKind.MEAN and g.metric == spec.MeanMetric.REVENUE
+        for g in guardrails
+    )
+    burn_in = n_tot.min(axis=1) >= settings.burn_in_requests
+    if needs_nonzero:
+        burn_in &= nz.sum(axis=1).min(axis=1) >= settings.burn_in_nonzero
+    log_bf = np.where(started, engine.srm_step_log_bf(n, rho, settings.srm_concentration), 0.0).sum(
+        axis=1
+    )
+    srm_fire = burn_in & (log_bf >= big_l)
+
+    fail_any = srm_fire.copy()
+    pass_all = burn_in & ~srm_fire
+    first_by: dict[str, int] = {}
+    log_e: dict[str, FloatArray] = {}
+    for g in guardrails:
+        if g.kind == spec.GuardrailKind.MEAN:
+            rev = g.metric == spec.MeanMetric.REVENUE
+            total = _cumulate(
+                minutes.revenue_sum if rev else minutes.log_latency_sum, step, n_steps
+            )
+            total_sq = _cumulate(
+                minutes.revenue_sum_sq if rev else minutes.log_latency_sum_sq, step, n_steps
+            )
+            summ = engine.mean_summaries(
+                n,
+                total,
+                total_sq,
+                nz if rev else np.full_like(n, np.inf),
+                relative=np.full(t_len, g.relative),
+                min_requests=ones * settings.burn_in_requests,
+                min_nonzero=ones * (settings.burn_in_nonzero if rev else 0.0),
+                n_star=ones * settings.n_star,
+                alpha=ones * alpha_g,
+            )
+            comb = engine.combine_means(
+                summ,
+                sign=ones * g.sign,
+                margin=ones * g.margin,
+                alpha=ones * alpha_g,
+                with_bounds=False,
+            )
+        else:
+            if g.kind == spec.GuardrailKind.RATE:
+                ev = _cumulate(minutes.errors, step, n_steps)
+            else:
+                j = [round(t, 9) for t in minutes.thresholds_ms].index(
+                    round(g.threshold_edge_ms, 9)
+                )
+                ev = _cumulate(minutes.exceedances[..., j], step, n_steps)
+            comb = engine.combine_counts(
+                ev,
+                n,
+                rho,
+                started,
+                kappa=ones * g.kappa,
+                alpha=ones * alpha_g,
+                a=ones * settings.beta_a,
+                b=ones * settings.beta_b,
+                with_bounds=False,
+            )
+        fail = burn_in & ~srm_fire & (comb.log_e_harm >= big_l) & comb.harmful
+        passed = (comb.log_e_noninf >= big_l) & comb.safe
+        fail_any |= fail
+        pass_all &= passed
+        first_by[g.name] = _first(fail)
+        log_e[g.name] = comb.log_e_harm
+    first_by["srm"] = _first(srm_fire)
+    pass_all &= ~fail_any & bool(guardrails)
+    verdict = np.where(
+        fail_any,
+        spec.Verdict.FAIL.value,
+        np.where(pass_all, spec.Verdict.PASS.value, spec.Verdict.CONTINUE.value),
+    )
+    return Replay(verdict, _first(fail_any), first_by, _first(pass_all), log_e)
