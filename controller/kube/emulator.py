@@ -41,8 +41,13 @@ BUILTIN_KINDS = (
     Kind("events.k8s.io", "v1", "events", "Event", status_subresource=False),
     Kind("apps", "v1", "deployments", "Deployment"),
     Kind("coordination.k8s.io", "v1", "leases", "Lease", status_subresource=False),
-    Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
-         namespaced=False),
+    Kind(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+    ),
     Kind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", custom=True),
     Kind("networking.istio.io", "v1", "virtualservices", "VirtualService", custom=True),
     Kind("networking.istio.io", "v1beta1", "virtualservices", "VirtualService", custom=True),
@@ -94,9 +99,12 @@ class Emulator(kmock.KubernetesScaffold):
         self._kinds[kind.group, kind.version, kind.plural] = kind
         key = kmock.resource(group=kind.group, version=kind.version, plural=kind.plural)
         self.resources[key] = kmock.ResourceInfo(
-            kind=kind.kind, namespaced=kind.namespaced, singular=kind.kind.lower(),
+            kind=kind.kind,
+            namespaced=kind.namespaced,
+            singular=kind.kind.lower(),
             subresources={"status"} if kind.status_subresource else set(),
-            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+        )
         return kind
 
     def kind(self, group: str, version: str, plural: str) -> Kind:
@@ -112,10 +120,17 @@ class Emulator(kmock.KubernetesScaffold):
     def _register_crd(self, crd: dict[str, Any]) -> list[Kind]:
         spec = crd["spec"]
         return [
-            self.register(Kind(spec["group"], version["name"], spec["names"]["plural"],
-                               spec["names"]["kind"], namespaced=spec["scope"] == "Namespaced",
-                               status_subresource="status" in version.get("subresources", {}),
-                               custom=True))
+            self.register(
+                Kind(
+                    spec["group"],
+                    version["name"],
+                    spec["names"]["plural"],
+                    spec["names"]["kind"],
+                    namespaced=spec["scope"] == "Namespaced",
+                    status_subresource="status" in version.get("subresources", {}),
+                    custom=True,
+                )
+            )
             for version in spec["versions"]
         ]
 
@@ -132,19 +147,30 @@ class Emulator(kmock.KubernetesScaffold):
             return await super().__call__(raw_request)
         body = await raw_request.read()
         request = kmock.Request(
-            method=raw_request.method, url=raw_request.url, params=dict(raw_request.query),
-            headers=dict(raw_request.headers), body=body, data=json.loads(body) if body else None,
+            method=raw_request.method,
+            url=raw_request.url,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            data=json.loads(body) if body else None,
             resource=kmock.resource(group="", version="v1", plural="namespaces"),
-            name=match.group(1), subresource=match.group(2), raw_request=raw_request)
+            name=match.group(1),
+            subresource=match.group(2),
+            raw_request=raw_request,
+        )
         return await self._handle(request)
 
     @override
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
-        kind = None if res is None else self._kinds.get(
-            (res.group or "", res.version or "", res.plural or ""))
-        entry = LoggedRequest(request.method.value, request.url.path, dict(request.params),
-                              request.data, 0)
+        kind = (
+            None
+            if res is None
+            else self._kinds.get((res.group or "", res.version or "", res.plural or ""))
+        )
+        entry = LoggedRequest(
+            request.method.value, request.url.path, dict(request.params), request.data, 0
+        )
         for hook in list(self.hooks):
             hook(entry)
         if kind is None:
@@ -207,8 +233,9 @@ class Emulator(kmock.KubernetesScaffold):
         response = aiohttp.web.StreamResponse(status=200)
         response.content_type = "application/json"
         await response.prepare(raw)
-        backlog = self.store.subscribe(listen, kind, request.namespace,
-                                       request.params.get("resourceVersion"))
+        backlog = self.store.subscribe(
+            listen, kind, request.namespace, request.params.get("resourceVersion")
+        )
         for item in backlog:  # before any live event: those arrive via call_soon_threadsafe
             queue.put_nowait(item)
         try:
@@ -273,11 +300,17 @@ class Served:
     def kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
         """A kubeconfig for this server, e.g. to point ``kubectl`` at the demo."""
         return {
-            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "emulator",
             "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
             "users": [{"name": "emulator", "user": {}}],
-            "contexts": [{"name": "emulator", "context": {
-                "cluster": "emulator", "user": "emulator", "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "emulator",
+                    "context": {"cluster": "emulator", "user": "emulator", "namespace": namespace},
+                }
+            ],
         }
 
 

@@ -51,8 +51,14 @@ class Kind:
 class ApiError(Exception):
     """A failure the server answers with a ``Status`` body."""
 
-    def __init__(self, code: int, reason: str, message: str, kind: Kind | None = None,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        kind: Kind | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
         self.kind, self.name = kind, name
@@ -63,9 +69,16 @@ class ApiError(Exception):
             details = {"group": self.kind.group, "kind": self.kind.plural}
         if self.name:
             details["name"] = self.name
-        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-                "code": self.code, "reason": self.reason, "message": self.message,
-                "details": details}
+        return {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "code": self.code,
+            "reason": self.reason,
+            "message": self.message,
+            "details": details,
+        }
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -159,7 +172,8 @@ class Store:
         self._rv = 0
         self.listeners: list[Listener] = []  # called with (event type, kind, object) on changes
         self._history: collections.deque[tuple[int, str, Kind, Body]] = collections.deque(
-            maxlen=10_000)  # recent events, replayed to watches that start at a resourceVersion
+            maxlen=10_000
+        )  # recent events, replayed to watches that start at a resourceVersion
 
     @property
     def resource_version(self) -> str:
@@ -177,8 +191,9 @@ class Store:
         for listener in list(self.listeners):
             listener(event, kind, copy.deepcopy(obj))
 
-    def subscribe(self, listener: Listener, kind: Kind, namespace: str | None,
-                  since: str | None) -> list[tuple[str, Body]]:
+    def subscribe(
+        self, listener: Listener, kind: Kind, namespace: str | None, since: str | None
+    ) -> list[tuple[str, Body]]:
         """Add a listener and return, atomically, what a watch must send first.
 
         Without ``since`` that is an ``ADDED`` per current object; with a resourceVersion it is
@@ -191,7 +206,8 @@ class Store:
             return [
                 (event, {**copy.deepcopy(obj), "apiVersion": kind.api_version})
                 for rv, event, changed, obj in self._history
-                if rv > int(since) and (changed.group, changed.plural) == (kind.group, kind.plural)
+                if rv > int(since)
+                and (changed.group, changed.plural) == (kind.group, kind.plural)
                 and namespace in (None, obj["metadata"].get("namespace"))
             ]
 
@@ -205,8 +221,9 @@ class Store:
     def _existing(self, kind: Kind, namespace: str | None, name: str) -> Body:
         obj = self._objects.get(self._key(kind, namespace, name))
         if obj is None:
-            raise ApiError(404, "NotFound", f'{kind.plural}.{kind.group} "{name}" not found',
-                           kind, name)
+            raise ApiError(
+                404, "NotFound", f'{kind.plural}.{kind.group} "{name}" not found', kind, name
+            )
         return obj
 
     def get(self, kind: Kind, namespace: str | None, name: str) -> Body:
@@ -223,8 +240,12 @@ class Store:
                 and (namespace is None or not kind.namespaced or ns == namespace)
                 and matches_selector(obj["metadata"].get("labels") or {}, label_selector)
             ]
-            return {"apiVersion": kind.api_version, "kind": f"{kind.kind}List",
-                    "metadata": {"resourceVersion": self.resource_version}, "items": items}
+            return {
+                "apiVersion": kind.api_version,
+                "kind": f"{kind.kind}List",
+                "metadata": {"resourceVersion": self.resource_version},
+                "items": items,
+            }
 
     def create(self, kind: Kind, namespace: str | None, body: Body) -> Body:
         with self._lock:
@@ -239,8 +260,13 @@ class Store:
                 raise ApiError(422, "Invalid", "metadata.name: Required value", kind)
             key = self._key(kind, namespace or meta.get("namespace"), name)
             if key in self._objects:
-                raise ApiError(409, "AlreadyExists",
-                               f'{kind.plural}.{kind.group} "{name}" already exists', kind, name)
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{kind.plural}.{kind.group} "{name}" already exists',
+                    kind,
+                    name,
+                )
             if kind.namespaced:
                 meta["namespace"] = key[2]
             else:
@@ -249,22 +275,39 @@ class Store:
                 obj.pop("status", None)
             for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
                 meta.pop(field, None)
-            meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1,
-                        resourceVersion=self._bump())
+            meta.update(
+                uid=str(uuid.uuid4()),
+                creationTimestamp=_now(),
+                generation=1,
+                resourceVersion=self._bump(),
+            )
             self._objects[key] = obj
             self._emit("ADDED", kind, self._render(kind, obj))
             return self._render(kind, obj)
 
-    def replace(self, kind: Kind, namespace: str | None, name: str, body: Body,
-                subresource: str | None = None) -> Body:
+    def replace(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        body: Body,
+        subresource: str | None = None,
+    ) -> Body:
         """PUT: the body replaces the object (or only its status on the ``status`` subresource)."""
         with self._lock:
             current = self._existing(kind, namespace, name)
             self._check_version(kind, name, current, body)
             return self._commit(kind, current, copy.deepcopy(body), subresource)
 
-    def patch(self, kind: Kind, namespace: str | None, name: str, patch: Any,
-              content_type: str = MERGE_PATCH, subresource: str | None = None) -> Body:
+    def patch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        content_type: str = MERGE_PATCH,
+        subresource: str | None = None,
+    ) -> Body:
         """PATCH: JSON merge patch, strategic merge patch (applied as a merge patch), JSON patch."""
         with self._lock:
             current = self._existing(kind, namespace, name)
@@ -276,17 +319,29 @@ class Store:
             elif content_type.startswith((MERGE_PATCH, STRATEGIC_MERGE_PATCH)):
                 strategic = content_type.startswith(STRATEGIC_MERGE_PATCH)
                 if strategic and kind.custom:
-                    raise ApiError(415, "UnsupportedMediaType", "strategic merge patch is not "
-                                   "supported for custom resources; use a merge patch", kind, name)
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        "strategic merge patch is not "
+                        "supported for custom resources; use a merge patch",
+                        kind,
+                        name,
+                    )
                 if not isinstance(patch, dict):
                     raise ApiError(400, "BadRequest", "a merge patch must be an object", kind, name)
                 self._check_version(kind, name, current, patch)
                 updated = (strategic_merge_patch if strategic else merge_patch)(current, patch)
             else:
-                raise ApiError(415, "UnsupportedMediaType",
-                               f"unsupported patch type {content_type!r}", kind, name)
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"unsupported patch type {content_type!r}",
+                    kind,
+                    name,
+                )
             if updated.get("metadata", {}).get("resourceVersion") != current["metadata"].get(
-                    "resourceVersion"):
+                "resourceVersion"
+            ):
                 self._check_version(kind, name, current, updated)  # a JSON patch "replace" of it
             return self._commit(kind, current, updated, subresource)
 
@@ -297,8 +352,11 @@ class Store:
             meta = current["metadata"]
             if meta.get("finalizers"):
                 if not meta.get("deletionTimestamp"):
-                    meta.update(deletionTimestamp=_now(), deletionGracePeriodSeconds=0,
-                                resourceVersion=self._bump())
+                    meta.update(
+                        deletionTimestamp=_now(),
+                        deletionGracePeriodSeconds=0,
+                        resourceVersion=self._bump(),
+                    )
                     self._emit("MODIFIED", kind, self._render(kind, current))
                 return self._render(kind, current)
             del self._objects[self._key(kind, meta.get("namespace"), name)]
@@ -309,10 +367,15 @@ class Store:
     def _check_version(self, kind: Kind, name: str, current: Body, body: Body) -> None:
         sent = (body.get("metadata") or {}).get("resourceVersion")
         if sent and sent != current["metadata"]["resourceVersion"]:
-            raise ApiError(409, "Conflict",
-                           f'Operation cannot be fulfilled on {kind.plural}.{kind.group} "{name}": '
-                           "the object has been modified; please apply your changes to the latest "
-                           "version and try again", kind, name)
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind.plural}.{kind.group} "{name}": '
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+                kind,
+                name,
+            )
 
     def _commit(self, kind: Kind, current: Body, updated: Body, subresource: str | None) -> Body:
         if subresource not in (None, "status"):
@@ -331,8 +394,15 @@ class Store:
                 if "status" in current:
                     new["status"] = copy.deepcopy(current["status"])
             meta = new.setdefault("metadata", {})
-            for field in ("name", "namespace", "uid", "creationTimestamp", "generation",
-                          "deletionTimestamp", "deletionGracePeriodSeconds"):
+            for field in (
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ):
                 if field in old_meta:
                     meta[field] = old_meta[field]
                 else:

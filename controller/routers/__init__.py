@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     import kubernetes.client
 
 
-def router_for(config: base.RouterConfig,
-               api_client: kubernetes.client.ApiClient) -> base.TrafficRouter:
+def router_for(
+    config: base.RouterConfig, api_client: kubernetes.client.ApiClient
+) -> base.TrafficRouter:
     """The Kubernetes router named by ``config.kind``, talking through ``api_client``."""
     from controller.routers import gateway_api, istio, kserve, replicas
 

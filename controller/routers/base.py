@@ -196,18 +196,26 @@ def config_from_spec(namespace: str, name: str, spec: Mapping[str, Any]) -> Rout
     ``kserve: {inferenceService}`` or ``replicas: {totalReplicas}``; each backend is
     ``{name, service?, deployment?}``. The CRD schema validates it; this only maps.
     """
-    (key, router), = spec["router"].items()
+    ((key, router),) = spec["router"].items()
     kind = RouterKind(key)
-    route = {RouterKind.GATEWAY_API: "httpRoute", RouterKind.ISTIO: "virtualService",
-             RouterKind.KSERVE: "inferenceService"}.get(kind)
+    route = {
+        RouterKind.GATEWAY_API: "httpRoute",
+        RouterKind.ISTIO: "virtualService",
+        RouterKind.KSERVE: "inferenceService",
+    }.get(kind)
     return RouterConfig(
-        kind=kind, namespace=namespace, owner=f"{namespace}/{name}",
-        champion=Backend(**spec["champion"]), challenger=Backend(**spec["challenger"]),
+        kind=kind,
+        namespace=namespace,
+        owner=f"{namespace}/{name}",
+        champion=Backend(**spec["champion"]),
+        challenger=Backend(**spec["challenger"]),
         route=router[route] if route else "",
         index=router.get("ruleIndex", router.get("routeIndex", 0)),
-        host=router.get("host"), champion_subset=router.get("championSubset"),
+        host=router.get("host"),
+        champion_subset=router.get("championSubset"),
         challenger_subset=router.get("challengerSubset"),
-        total_replicas=router.get("totalReplicas", 0))
+        total_replicas=router.get("totalReplicas", 0),
+    )
 
 
 def check_weight(challenger_weight: int) -> int:
@@ -216,8 +224,14 @@ def check_weight(challenger_weight: int) -> int:
     return challenger_weight
 
 
-def plan(action: Action, state: RouteState, owner: str, challenger_weight: int = 0,
-         *, readiness_gate: bool = True) -> Target | None:
+def plan(
+    action: Action,
+    state: RouteState,
+    owner: str,
+    challenger_weight: int = 0,
+    *,
+    readiness_gate: bool = True,
+) -> Target | None:
     """Decide what a write must achieve, or ``None`` for nothing to do; raises on refusals."""
     if state.owner not in (None, owner):
         if action is Action.FINALIZE:
@@ -227,11 +241,15 @@ def plan(action: Action, state: RouteState, owner: str, challenger_weight: int =
         return None if state.owner is None else Target(0, None)
     if action is Action.CLAIM:
         return Target(None, owner)
-    target = (Target(100, None, promoted=True) if action is Action.PROMOTE
-              else Target(check_weight(challenger_weight), owner))
+    target = (
+        Target(100, None, promoted=True)
+        if action is Action.PROMOTE
+        else Target(check_weight(challenger_weight), owner)
+    )
     if readiness_gate and target.challenger_weight and not state.challenger_ready:
         raise ChallengerNotReadyError(
-            f"{state.route}: the challenger is not ready; refusing {target.challenger_weight}%")
+            f"{state.route}: the challenger is not ready; refusing {target.challenger_weight}%"
+        )
     return target
 
 

@@ -15,9 +15,15 @@ from controller.routers import base
 class FakeRouter:
     """A traffic router that routes nothing; see the module docstring."""
 
-    def __init__(self, config: base.RouterConfig, *, challenger_weight: int = 0,
-                 challenger_ready: bool = True, owner: str | None = None,
-                 exists: bool = True) -> None:
+    def __init__(
+        self,
+        config: base.RouterConfig,
+        *,
+        challenger_weight: int = 0,
+        challenger_ready: bool = True,
+        owner: str | None = None,
+        exists: bool = True,
+    ) -> None:
         self.config = config
         self.challenger_weight = base.check_weight(challenger_weight)
         self.challenger_ready = challenger_ready
@@ -38,10 +44,14 @@ class FakeRouter:
         if not self.exists:
             raise base.RouteNotFoundError(f"{self.route} not found")
         return base.RouteState(
-            route=self.route, champion_weight=100 - self.challenger_weight,
-            challenger_weight=self.challenger_weight, challenger_ready=self.challenger_ready,
-            owner=self.owner, resource_version=str(self.resource_version),
-            challenger_share=self.challenger_weight / 100 if self.share is None else self.share)
+            route=self.route,
+            champion_weight=100 - self.challenger_weight,
+            challenger_weight=self.challenger_weight,
+            challenger_ready=self.challenger_ready,
+            owner=self.owner,
+            resource_version=str(self.resource_version),
+            challenger_share=self.challenger_weight / 100 if self.share is None else self.share,
+        )
 
     def claim(self) -> base.RouteState:
         return self._run(base.Action.CLAIM)
@@ -59,12 +69,20 @@ class FakeRouter:
         failed = 0
         while True:
             state = self.observe()
-            target = base.plan(action, state, self.config.owner, challenger_weight,
-                               readiness_gate=self.readiness_gate)
+            target = base.plan(
+                action,
+                state,
+                self.config.owner,
+                challenger_weight,
+                readiness_gate=self.readiness_gate,
+            )
             if target is None:
                 return state
-            weight = state.challenger_weight if target.challenger_weight is None else \
-                target.challenger_weight
+            weight = (
+                state.challenger_weight
+                if target.challenger_weight is None
+                else target.challenger_weight
+            )
             if (weight, target.owner) == (state.challenger_weight, state.owner):
                 return state
             if self.conflicts > 0:
@@ -73,7 +91,8 @@ class FakeRouter:
                 failed += 1
                 if failed >= self.config.max_attempts:
                     raise base.RouteConflictError(
-                        f"{self.route}: {failed} conflicting writes in a row; giving up")
+                        f"{self.route}: {failed} conflicting writes in a row; giving up"
+                    )
                 continue
             self.writes += 1
             self.resource_version += 1

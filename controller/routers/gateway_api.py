@@ -37,7 +37,8 @@ def locate(route: Body, config: base.RouterConfig, where: str) -> tuple[Body, in
         if index is None:
             raise base.BackendNotFoundError(
                 f"{where} spec.rules[{config.index}] has no backendRef to Service "
-                f"{backend.service_name!r}")
+                f"{backend.service_name!r}"
+            )
         found.append(index)
     return rule, found[0], found[1]
 
@@ -64,8 +65,9 @@ def patch_for(route: Body, config: base.RouterConfig, target: base.Target, where
     rules = [dict(r) for r in route["spec"]["rules"]]
     rules[config.index] = {
         **rule,
-        "backendRefs": [{**ref, "weight": wanted[i]} if i in wanted else ref
-                        for i, ref in enumerate(refs)],
+        "backendRefs": [
+            {**ref, "weight": wanted[i]} if i in wanted else ref for i, ref in enumerate(refs)
+        ],
     }
     return {**patch, "spec": {"rules": rules}}
 
@@ -76,8 +78,9 @@ class GatewayAPIRouter(objects.KubeRouter):
     @property
     def _route(self) -> Ref:
         c = self.config
-        return Ref("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", c.namespace,
-                   c.route)
+        return Ref(
+            "gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", c.namespace, c.route
+        )
 
     @property
     def _deployment(self) -> Ref:
@@ -91,10 +94,14 @@ class GatewayAPIRouter(objects.KubeRouter):
         assert route is not None
         champion, challenger = weights(route, self.config, str(self._route))
         return base.RouteState(
-            route=str(self._route), champion_weight=champion, challenger_weight=challenger,
+            route=str(self._route),
+            champion_weight=champion,
+            challenger_weight=challenger,
             challenger_ready=objects.deployment_ready(objs[self._deployment]),
-            owner=objects.owner_of(route), resource_version=route["metadata"]["resourceVersion"],
-            challenger_share=challenger / 100)
+            owner=objects.owner_of(route),
+            resource_version=route["metadata"]["resourceVersion"],
+            challenger_share=challenger / 100,
+        )
 
     def _patches(self, objs: dict[Ref, Body | None], target: base.Target) -> list[tuple[Ref, Body]]:
         route = objs[self._route]

@@ -19,8 +19,9 @@ Body = dict[str, Any]
 Ref = objects.Ref
 
 
-def _matches(destination: Body, config: base.RouterConfig, backend: base.Backend,
-             subset: str | None) -> bool:
+def _matches(
+    destination: Body, config: base.RouterConfig, backend: base.Backend, subset: str | None
+) -> bool:
     host = str(destination.get("host", ""))
     if subset is not None:
         return bool(destination.get("subset") == subset and config.host in (None, host))
@@ -35,14 +36,23 @@ def locate(vs: Body, config: base.RouterConfig, where: str) -> tuple[list[Body],
         raise base.BackendNotFoundError(f"{where} has no spec.http[{config.index}]")
     routes = http[config.index].get("route") or []
     found = []
-    for backend, subset in ((config.champion, config.champion_subset),
-                            (config.challenger, config.challenger_subset)):
-        index = next((i for i, r in enumerate(routes)
-                      if _matches(r.get("destination") or {}, config, backend, subset)), None)
+    for backend, subset in (
+        (config.champion, config.champion_subset),
+        (config.challenger, config.challenger_subset),
+    ):
+        index = next(
+            (
+                i
+                for i, r in enumerate(routes)
+                if _matches(r.get("destination") or {}, config, backend, subset)
+            ),
+            None,
+        )
         if index is None:
             what = f"subset {subset!r}" if subset is not None else f"host {backend.service_name!r}"
             raise base.BackendNotFoundError(
-                f"{where} spec.http[{config.index}].route has no destination with {what}")
+                f"{where} spec.http[{config.index}].route has no destination with {what}"
+            )
         found.append(index)
     return routes, found[0], found[1]
 
@@ -68,8 +78,9 @@ def patch_for(vs: Body, config: base.RouterConfig, target: base.Target, where: s
     if all(routes[i].get("weight") == w for i, w in wanted.items()):
         return patch
     http = [dict(h) for h in vs["spec"]["http"]]
-    http[config.index]["route"] = [{**r, "weight": wanted[i]} if i in wanted else r
-                                   for i, r in enumerate(routes)]
+    http[config.index]["route"] = [
+        {**r, "weight": wanted[i]} if i in wanted else r for i, r in enumerate(routes)
+    ]
     return {**patch, "spec": {"http": http}}
 
 
@@ -79,8 +90,9 @@ class IstioRouter(objects.KubeRouter):
     @property
     def _vs(self) -> Ref:
         c = self.config
-        return Ref("networking.istio.io", "v1", "virtualservices", "VirtualService", c.namespace,
-                   c.route)
+        return Ref(
+            "networking.istio.io", "v1", "virtualservices", "VirtualService", c.namespace, c.route
+        )
 
     @property
     def _deployment(self) -> Ref:
@@ -94,10 +106,14 @@ class IstioRouter(objects.KubeRouter):
         assert vs is not None
         champion, challenger = weights(vs, self.config, str(self._vs))
         return base.RouteState(
-            route=str(self._vs), champion_weight=champion, challenger_weight=challenger,
+            route=str(self._vs),
+            champion_weight=champion,
+            challenger_weight=challenger,
             challenger_ready=objects.deployment_ready(objs[self._deployment]),
-            owner=objects.owner_of(vs), resource_version=vs["metadata"]["resourceVersion"],
-            challenger_share=challenger / 100)
+            owner=objects.owner_of(vs),
+            resource_version=vs["metadata"]["resourceVersion"],
+            challenger_share=challenger / 100,
+        )
 
     def _patches(self, objs: dict[Ref, Body | None], target: base.Target) -> list[tuple[Ref, Body]]:
         vs = objs[self._vs]

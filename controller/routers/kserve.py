@@ -52,7 +52,8 @@ def patch_for(isvc: Body, target: base.Target) -> Body:
     predictor = isvc["spec"]["predictor"]
     wanted = None if target.promoted else target.challenger_weight
     if predictor.get("canaryTrafficPercent") == wanted and (
-            wanted is None or "canaryTrafficPercent" in predictor):
+        wanted is None or "canaryTrafficPercent" in predictor
+    ):
         return patch
     return {**patch, "spec": {"predictor": {"canaryTrafficPercent": wanted}}}
 
@@ -63,8 +64,14 @@ class KServeRouter(objects.KubeRouter):
     @property
     def _isvc(self) -> Ref:
         c = self.config
-        return Ref("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService",
-                   c.namespace, c.route)
+        return Ref(
+            "serving.kserve.io",
+            "v1beta1",
+            "inferenceservices",
+            "InferenceService",
+            c.namespace,
+            c.route,
+        )
 
     def _refs(self) -> list[tuple[Ref, bool]]:
         return [(self._isvc, True)]
@@ -78,10 +85,14 @@ class KServeRouter(objects.KubeRouter):
         challenger = 100 if percent is None else int(percent)
         share = observed_share(isvc)
         return base.RouteState(
-            route=str(self._isvc), champion_weight=100 - challenger, challenger_weight=challenger,
-            challenger_ready=latest_ready(isvc), owner=objects.owner_of(isvc),
+            route=str(self._isvc),
+            champion_weight=100 - challenger,
+            challenger_weight=challenger,
+            challenger_ready=latest_ready(isvc),
+            owner=objects.owner_of(isvc),
             resource_version=isvc["metadata"]["resourceVersion"],
-            challenger_share=challenger / 100 if share is None else share)
+            challenger_share=challenger / 100 if share is None else share,
+        )
 
     def _patches(self, objs: dict[Ref, Body | None], target: base.Target) -> list[tuple[Ref, Body]]:
         isvc = objs[self._isvc]

@@ -44,8 +44,10 @@ def deployment_ready(deployment: Body | None) -> bool:
     if deployment is None:
         return False
     status = deployment.get("status") or {}
-    available = any(c.get("type") == "Available" and c.get("status") == "True"
-                    for c in status.get("conditions") or [])
+    available = any(
+        c.get("type") == "Available" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
     return (status.get("readyReplicas") or 0) >= 1 and available
 
 
@@ -102,8 +104,12 @@ class KubeRouter:
         objs: dict[Ref, Body | None] = {}
         for ref, required in self._refs():
             try:
-                objs[ref] = cast(Body, self._api.get_namespaced_custom_object(
-                    ref.group, ref.version, ref.namespace, ref.plural, ref.name))
+                objs[ref] = cast(
+                    Body,
+                    self._api.get_namespaced_custom_object(
+                        ref.group, ref.version, ref.namespace, ref.plural, ref.name
+                    ),
+                )
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -118,8 +124,13 @@ class KubeRouter:
         while True:
             objs = self._read()
             state = self._state(objs)
-            target = base.plan(action, state, self.config.owner, challenger_weight,
-                               readiness_gate=self.readiness_gate)
+            target = base.plan(
+                action,
+                state,
+                self.config.owner,
+                challenger_weight,
+                readiness_gate=self.readiness_gate,
+            )
             patches = [] if target is None else self._patches(objs, target)
             if not patches:
                 return state
@@ -132,7 +143,8 @@ class KubeRouter:
             patch = {**patch, "metadata": {**patch.get("metadata", {}), **guard}}
             try:
                 self._api.patch_namespaced_custom_object(
-                    ref.group, ref.version, ref.namespace, ref.plural, ref.name, patch)
+                    ref.group, ref.version, ref.namespace, ref.plural, ref.name, patch
+                )
             except ApiException as exc:
                 if exc.status == 404:
                     raise base.RouteNotFoundError(f"{ref} not found") from None
@@ -141,7 +153,8 @@ class KubeRouter:
                 conflicts += 1
                 if conflicts >= self.config.max_attempts:
                     raise base.RouteConflictError(
-                        f"{ref}: {conflicts} conflicting writes in a row; giving up") from None
+                        f"{ref}: {conflicts} conflicting writes in a row; giving up"
+                    ) from None
                 just_written = None
             else:
                 just_written = ref

@@ -55,8 +55,7 @@ class ReplicasRouter(objects.KubeRouter):
 
     @property
     def _challenger(self) -> Ref:
-        return objects.deployment_ref(self.config.namespace,
-                                      self.config.challenger.deployment_name)
+        return objects.deployment_ref(self.config.namespace, self.config.challenger.deployment_name)
 
     def _refs(self) -> list[tuple[Ref, bool]]:
         return [(self._champion, True), (self._challenger, True)]
@@ -76,13 +75,16 @@ class ReplicasRouter(objects.KubeRouter):
         foreign = [o for o in owners if o != self.config.owner]
         return base.RouteState(
             route=f"Deployments {self.config.namespace}/{self._champion.name} and "
-                  f"{self.config.namespace}/{self._challenger.name}",
-            champion_weight=100 - weight, challenger_weight=weight,
+            f"{self.config.namespace}/{self._challenger.name}",
+            champion_weight=100 - weight,
+            challenger_weight=weight,
             challenger_ready=objects.deployment_ready(challenger),
             owner=foreign[0] if foreign else owners[0] if owners else None,
-            resource_version="/".join(d["metadata"]["resourceVersion"]
-                                      for d in (champion, challenger)),
-            challenger_share=ready_challenger / ready_total if ready_total else weight / 100)
+            resource_version="/".join(
+                d["metadata"]["resourceVersion"] for d in (champion, challenger)
+            ),
+            challenger_share=ready_challenger / ready_total if ready_total else weight / 100,
+        )
 
     def _patches(self, objs: dict[Ref, Body | None], target: base.Target) -> list[tuple[Ref, Body]]:
         champion, challenger = self._pair(objs)
@@ -91,8 +93,10 @@ class ReplicasRouter(objects.KubeRouter):
         else:
             wanted = split(self.config.total_replicas, target.challenger_weight)
         patches: list[tuple[Ref, Body]] = []
-        for ref, obj, replicas in ((self._champion, champion, wanted[0]),
-                                   (self._challenger, challenger, wanted[1])):
+        for ref, obj, replicas in (
+            (self._champion, champion, wanted[0]),
+            (self._challenger, challenger, wanted[1]),
+        ):
             patch = objects.owner_patch(obj, target)
             if _replicas(obj) != replicas:
                 patch = {**patch, "spec": {"replicas": replicas}}

@@ -436,3 +436,27 @@ def rebuild_rollups(conn: sa.Connection, exp_id: int, revenue_cap: float | None)
 
 #: Latencies below this many milliseconds are floored before taking logs.
 LOG_LATENCY_FLOOR_MS = 0.01
+
+
+def load_analysis_state(conn: sa.Connection, exp_id: int) -> dict[str, Any]:
+    """The persisted sequential state of an experiment ({} before its first look)."""
+    found = conn.execute(
+        sa.select(models.Experiment.analysis_state).where(models.Experiment.id == exp_id)
+    ).scalar()
+    return dict(found or {})
+
+
+def revenue_quantile(
+    conn: sa.Connection, exp_id: int, arm: str, start: datetime, end: datetime, q: float
+) -> float | None:
+    """The ``q`` quantile of per-request revenue of one arm over ``[start, end)`` (raw rows)."""
+    if not 0 < q < 1:
+        raise ValueError(f"q: must lie in (0, 1), got {q}")
+    found = conn.execute(
+        sa.text(
+            "SELECT percentile_disc(:q) WITHIN GROUP (ORDER BY revenue) FROM observations "
+            "WHERE experiment_id = :e AND arm = :a AND ts >= :s AND ts < :t"
+        ),
+        {"q": q, "e": exp_id, "a": models.ARM_CODES[arm], "s": start, "t": end},
+    ).scalar()
+    return None if found is None else float(found)

@@ -20,24 +20,39 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 from controller.kube import emulator, seed
 
 CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "experiments.canaryctl.dev"},
-    "spec": {"group": "canaryctl.dev", "scope": "Namespaced",
-             "names": {"plural": "experiments", "singular": "experiment", "kind": "Experiment"},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
-                           "schema": {"openAPIV3Schema": {"type": "object"}},
-                           "subresources": {"status": {}}}]},
+    "spec": {
+        "group": "canaryctl.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "experiments", "singular": "experiment", "kind": "Experiment"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object"}},
+                "subresources": {"status": {}},
+            }
+        ],
+    },
 }
 
 
 def experiment(name: str = "exp-a", **extra: Any) -> dict[str, Any]:
-    return {"apiVersion": "canaryctl.dev/v1alpha1", "kind": "Experiment",
-            "metadata": {"name": name, **extra}, "spec": {"steps": [5, 25, 50]}}
+    return {
+        "apiVersion": "canaryctl.dev/v1alpha1",
+        "kind": "Experiment",
+        "metadata": {"name": name, **extra},
+        "spec": {"steps": [5, 25, 50]},
+    }
 
 
 @pytest.fixture()
-def custom(served: emulator.Served, api: kubernetes.client.ApiClient
-           ) -> kubernetes.client.CustomObjectsApi:
+def custom(
+    served: emulator.Served, api: kubernetes.client.ApiClient
+) -> kubernetes.client.CustomObjectsApi:
     served.emulator.load_crd(CRD)
     return kubernetes.client.CustomObjectsApi(api)
 
@@ -65,9 +80,13 @@ def test_missing_object_is_a_404_status(api: kubernetes.client.ApiClient) -> Non
 
 def test_put_with_stale_resource_version_is_409(api: kubernetes.client.ApiClient) -> None:
     leases = kubernetes.client.CoordinationV1Api(api)
-    lease = leases.create_namespaced_lease("ml", kubernetes.client.V1Lease(
-        metadata=kubernetes.client.V1ObjectMeta(name="canaryctl"),
-        spec=kubernetes.client.V1LeaseSpec(holder_identity="a")))
+    lease = leases.create_namespaced_lease(
+        "ml",
+        kubernetes.client.V1Lease(
+            metadata=kubernetes.client.V1ObjectMeta(name="canaryctl"),
+            spec=kubernetes.client.V1LeaseSpec(holder_identity="a"),
+        ),
+    )
     stale = leases.read_namespaced_lease("canaryctl", "ml")
     assert lease.spec is not None
     lease.spec.holder_identity = "b"
@@ -84,8 +103,9 @@ def test_leader_election_lease_lock(served: emulator.Served) -> None:
     """kubernetes.leaderelection's LeaseLock (it uses the default client configuration)."""
     kubernetes.client.Configuration.set_default(served.api_client().configuration)
     try:
-        record = LeaderElectionRecord("pod-a", "15", "2026-01-01 00:00:00+00:00",
-                                      "2026-01-01 00:00:00+00:00")
+        record = LeaderElectionRecord(
+            "pod-a", "15", "2026-01-01 00:00:00+00:00", "2026-01-01 00:00:00+00:00"
+        )
         lock_a = LeaseLock("canaryctl", "ml", "pod-a")
         lock_b = LeaseLock("canaryctl", "ml", "pod-b")
         assert lock_a.get("canaryctl", "ml")[0] is False
@@ -107,17 +127,21 @@ def test_leader_election_lease_lock(served: emulator.Served) -> None:
 def test_status_subresource_isolation(custom: kubernetes.client.CustomObjectsApi) -> None:
     args = ("canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a")
     created = custom.create_namespaced_custom_object(
-        *args[:4], experiment() | {"status": {"phase": "Bogus"}})
+        *args[:4], experiment() | {"status": {"phase": "Bogus"}}
+    )
     assert "status" not in created  # create ignores status
     patched = custom.patch_namespaced_custom_object(
-        *args, {"spec": {"steps": [10]}, "status": {"phase": "Ignored"}})
+        *args, {"spec": {"steps": [10]}, "status": {"phase": "Ignored"}}
+    )
     assert "status" not in patched and patched["metadata"]["generation"] == 2
     status = custom.patch_namespaced_custom_object_status(
-        *args, {"spec": {"steps": [99]}, "status": {"phase": "Running"}})
+        *args, {"spec": {"steps": [99]}, "status": {"phase": "Running"}}
+    )
     assert status["status"] == {"phase": "Running"} and status["spec"] == {"steps": [10]}
     assert status["metadata"]["generation"] == 2  # status writes do not bump generation
     replaced = custom.replace_namespaced_custom_object_status(
-        *args, {**status, "status": {"phase": "Done"}})
+        *args, {**status, "status": {"phase": "Done"}}
+    )
     assert replaced["status"] == {"phase": "Done"}
     annotated = custom.patch_namespaced_custom_object(*args, {"metadata": {"labels": {"a": "b"}}})
     assert annotated["metadata"]["generation"] == 2  # metadata changes do not bump it either
@@ -125,28 +149,36 @@ def test_status_subresource_isolation(custom: kubernetes.client.CustomObjectsApi
 
 
 def test_list_has_kind_version_and_selects_labels(
-        custom: kubernetes.client.CustomObjectsApi) -> None:
+    custom: kubernetes.client.CustomObjectsApi,
+) -> None:
     for name, team in (("exp-a", "search"), ("exp-b", "feed")):
         custom.create_namespaced_custom_object(
-            "canaryctl.dev", "v1alpha1", "ml", "experiments",
-            experiment(name, labels={"team": team}))
+            "canaryctl.dev",
+            "v1alpha1",
+            "ml",
+            "experiments",
+            experiment(name, labels={"team": team}),
+        )
     listed = custom.list_namespaced_custom_object("canaryctl.dev", "v1alpha1", "ml", "experiments")
     assert (listed["apiVersion"], listed["kind"]) == ("canaryctl.dev/v1alpha1", "ExperimentList")
     newest = listed["items"][-1]["metadata"]["resourceVersion"]
     assert listed["metadata"]["resourceVersion"] == newest
     assert [i["kind"] for i in listed["items"]] == ["Experiment", "Experiment"]
-    feed = custom.list_cluster_custom_object("canaryctl.dev", "v1alpha1", "experiments",
-                                             label_selector="team=feed")
+    feed = custom.list_cluster_custom_object(
+        "canaryctl.dev", "v1alpha1", "experiments", label_selector="team=feed"
+    )
     assert [i["metadata"]["name"] for i in feed["items"]] == ["exp-b"]
-    others = custom.list_namespaced_custom_object("canaryctl.dev", "v1alpha1", "other",
-                                                  "experiments", label_selector="team!=feed")
+    others = custom.list_namespaced_custom_object(
+        "canaryctl.dev", "v1alpha1", "other", "experiments", label_selector="team!=feed"
+    )
     assert others["items"] == []
 
 
 def test_finalizers_delay_deletion(custom: kubernetes.client.CustomObjectsApi) -> None:
     args = ("canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a")
     custom.create_namespaced_custom_object(
-        *args[:4], experiment(finalizers=["canaryctl.dev/rollback"]))
+        *args[:4], experiment(finalizers=["canaryctl.dev/rollback"])
+    )
     custom.delete_namespaced_custom_object(*args)
     marked = custom.get_namespaced_custom_object(*args)
     assert marked["metadata"]["deletionTimestamp"]
@@ -158,20 +190,25 @@ def test_finalizers_delay_deletion(custom: kubernetes.client.CustomObjectsApi) -
     assert exc.value.status == 404
 
 
-def test_patch_flavours(custom: kubernetes.client.CustomObjectsApi,
-                        served: emulator.Served) -> None:
+def test_patch_flavours(
+    custom: kubernetes.client.CustomObjectsApi, served: emulator.Served
+) -> None:
     args = ("canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a")
     custom.create_namespaced_custom_object(*args[:4], experiment(annotations={"a": "1"}))
     merged = custom.patch_namespaced_custom_object(
-        *args, {"metadata": {"annotations": {"a": None, "b": "2"}}})
+        *args, {"metadata": {"annotations": {"a": None, "b": "2"}}}
+    )
     assert merged["metadata"]["annotations"] == {"b": "2"}
     json_patched = custom.patch_namespaced_custom_object(
-        *args, [{"op": "replace", "path": "/spec/steps", "value": [1]}],
-        _content_type="application/json-patch+json")
+        *args,
+        [{"op": "replace", "path": "/spec/steps", "value": [1]}],
+        _content_type="application/json-patch+json",
+    )
     assert json_patched["spec"]["steps"] == [1]
     with pytest.raises(ApiException) as exc:
         custom.patch_namespaced_custom_object(
-            *args, {"metadata": {"resourceVersion": "1"}, "spec": {"steps": [2]}})
+            *args, {"metadata": {"resourceVersion": "1"}, "spec": {"steps": [2]}}
+        )
     assert exc.value.status == 409
     writes = served.emulator.writes("/experiments/exp-a")
     assert writes[0].body == {"metadata": {"annotations": {"a": None, "b": "2"}}}
@@ -181,31 +218,41 @@ def test_patch_flavours(custom: kubernetes.client.CustomObjectsApi,
 def test_crd_created_through_the_api_is_served(api: kubernetes.client.ApiClient) -> None:
     kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
     custom = kubernetes.client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object("canaryctl.dev", "v1alpha1", "ml", "experiments",
-                                           experiment())
+    custom.create_namespaced_custom_object(
+        "canaryctl.dev", "v1alpha1", "ml", "experiments", experiment()
+    )
     groups = kubernetes.client.ApisApi(api).get_api_versions()
     assert "canaryctl.dev" in [g.name for g in groups.groups]
 
 
 def test_watch_streams_changes(custom: kubernetes.client.CustomObjectsApi) -> None:
     for name in ("exp-a", "exp-b"):
-        custom.create_namespaced_custom_object("canaryctl.dev", "v1alpha1", "ml", "experiments",
-                                               experiment(name))
+        custom.create_namespaced_custom_object(
+            "canaryctl.dev", "v1alpha1", "ml", "experiments", experiment(name)
+        )
     watch = kubernetes.watch.Watch()
     events = []
-    for event in watch.stream(custom.list_namespaced_custom_object, "canaryctl.dev", "v1alpha1",
-                              "ml", "experiments", timeout_seconds=5):
+    for event in watch.stream(
+        custom.list_namespaced_custom_object,
+        "canaryctl.dev",
+        "v1alpha1",
+        "ml",
+        "experiments",
+        timeout_seconds=5,
+    ):
         events.append((event["type"], event["object"]["metadata"]["name"]))
         if len(events) == 2:
-            custom.delete_namespaced_custom_object("canaryctl.dev", "v1alpha1", "ml",
-                                                   "experiments", "exp-a")
+            custom.delete_namespaced_custom_object(
+                "canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a"
+            )
         if len(events) == 3:
             watch.stop()
     assert events == [("ADDED", "exp-a"), ("ADDED", "exp-b"), ("DELETED", "exp-a")]
 
 
 def test_watch_from_a_resource_version_replays_later_events(
-        custom: kubernetes.client.CustomObjectsApi) -> None:
+    custom: kubernetes.client.CustomObjectsApi,
+) -> None:
     args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
     custom.create_namespaced_custom_object(*args, experiment("exp-a"))
     since = custom.list_namespaced_custom_object(*args)["metadata"]["resourceVersion"]
@@ -213,8 +260,9 @@ def test_watch_from_a_resource_version_replays_later_events(
     custom.patch_namespaced_custom_object(*args, "exp-a", {"spec": {"steps": [1]}})
     watch = kubernetes.watch.Watch()
     events = []
-    for event in watch.stream(custom.list_namespaced_custom_object, *args,
-                              resource_version=since, timeout_seconds=5):
+    for event in watch.stream(
+        custom.list_namespaced_custom_object, *args, resource_version=since, timeout_seconds=5
+    ):
         events.append((event["type"], event["object"]["metadata"]["name"]))
         if len(events) == 2:
             watch.stop()
@@ -223,18 +271,21 @@ def test_watch_from_a_resource_version_replays_later_events(
 
 def test_kubeconfig_loads_into_the_official_client(served: emulator.Served) -> None:
     configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config_from_dict(served.kubeconfig("ml"),
-                                                 client_configuration=configuration)
+    kubernetes.config.load_kube_config_from_dict(
+        served.kubeconfig("ml"), client_configuration=configuration
+    )
     with kubernetes.client.ApiClient(configuration) as client:
         namespaces = kubernetes.client.CoreV1Api(client).list_namespace()
     assert namespaces.items == []
 
 
-def test_unknown_resources_are_404_and_logged(served: emulator.Served,
-                                              api: kubernetes.client.ApiClient) -> None:
+def test_unknown_resources_are_404_and_logged(
+    served: emulator.Served, api: kubernetes.client.ApiClient
+) -> None:
     with pytest.raises(ApiException) as exc:
         kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
-            "example.com", "v1", "ml", "widgets")
+            "example.com", "v1", "ml", "widgets"
+        )
     assert exc.value.status == 404
     assert [(r.method, r.status) for r in served.emulator.log] == [("GET", 404)]
 
@@ -244,37 +295,48 @@ def test_typed_patches_are_strategic_merges(api: kubernetes.client.ApiClient) ->
     body = seed.deployment("ranker-v1")
     body["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "s:1"})
     apps.create_namespaced_deployment("ml", body)
-    patched = apps.patch_namespaced_deployment("ranker-v1", "ml", {"spec": {"template": {"spec": {
-        "containers": [{"name": "model", "image": "model:2"}]}}}})
+    patched = apps.patch_namespaced_deployment(
+        "ranker-v1",
+        "ml",
+        {"spec": {"template": {"spec": {"containers": [{"name": "model", "image": "model:2"}]}}}},
+    )
     assert patched.spec is not None and patched.spec.template.spec is not None
     containers = patched.spec.template.spec.containers
     assert [(c.name, c.image) for c in containers] == [("model", "model:2"), ("sidecar", "s:1")]
 
 
 def test_strategic_merge_on_a_custom_resource_is_415(
-        custom: kubernetes.client.CustomObjectsApi) -> None:
+    custom: kubernetes.client.CustomObjectsApi,
+) -> None:
     args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
     custom.create_namespaced_custom_object(*args, experiment())
     with pytest.raises(ApiException) as exc:
         custom.patch_namespaced_custom_object(
-            *args, "exp-a", {"spec": {"steps": [1]}},
-            _content_type="application/strategic-merge-patch+json")
+            *args,
+            "exp-a",
+            {"spec": {"steps": [1]}},
+            _content_type="application/strategic-merge-patch+json",
+        )
     assert exc.value.status == 415
 
 
 async def test_served_in_the_running_loop_with_kmock_server() -> None:
     async with emulator.Emulator() as kube, kmock.Server(kube):
-        response = await kube.post("/apis/apps/v1/namespaces/ml/deployments",
-                                   json=seed.deployment("ranker-v1"))
+        response = await kube.post(
+            "/apis/apps/v1/namespaces/ml/deployments", json=seed.deployment("ranker-v1")
+        )
         assert response.status == 201
         response = await kube.get("/apis/apps/v1/deployments")
         listed = await response.json()
-    assert (listed["kind"], [i["metadata"]["name"] for i in listed["items"]]) == \
-        ("DeploymentList", ["ranker-v1"])
+    assert (listed["kind"], [i["metadata"]["name"] for i in listed["items"]]) == (
+        "DeploymentList",
+        ["ranker-v1"],
+    )
 
 
 def test_leader_election_acquires_and_renews(served: emulator.Served) -> None:
     """The client's own election loop: create the Lease, renew it with PUT, then stop leading."""
+
     def renewed() -> bool:
         return any(r.method == "PUT" and r.status == 200 for r in served.emulator.log)
 
@@ -288,13 +350,20 @@ def test_leader_election_acquires_and_renews(served: emulator.Served) -> None:
     kubernetes.client.Configuration.set_default(served.api_client().configuration)
     try:
         config = electionconfig.Config(
-            LeaseLock("canaryctl", "ml", "pod-a"), lease_duration=3, renew_deadline=2,
-            retry_period=1, onstarted_leading=lead, onstopped_leading=stopped.set)
+            LeaseLock("canaryctl", "ml", "pod-a"),
+            lease_duration=3,
+            renew_deadline=2,
+            retry_period=1,
+            onstarted_leading=lead,
+            onstopped_leading=stopped.set,
+        )
         elector = threading.Thread(target=leaderelection.LeaderElection(config).run, daemon=True)
         elector.start()
         elector.join(timeout=30)
     finally:
         kubernetes.client.Configuration.set_default(None)
     assert stopped.is_set()
-    assert [(r.method, r.status) for r in served.emulator.log if r.is_write][:2] == \
-        [("POST", 201), ("PUT", 200)]
+    assert [(r.method, r.status) for r in served.emulator.log if r.is_write][:2] == [
+        ("POST", 201),
+        ("PUT", 200),
+    ]

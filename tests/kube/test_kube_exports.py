@@ -11,8 +11,15 @@ import controller.routers
 
 def test_kube_exports() -> None:
     assert controller.kube.__all__ == [
-        "BUILTIN_KINDS", "ApiError", "Emulator", "Kind", "LoggedRequest", "Served", "Store",
-        "api_client", "serve",
+        "BUILTIN_KINDS",
+        "ApiError",
+        "Emulator",
+        "Kind",
+        "LoggedRequest",
+        "Served",
+        "Store",
+        "api_client",
+        "serve",
     ]
 
 
@@ -21,6 +28,5 @@ def test_routers_exports() -> None:
 
 
 def test_the_fake_does_not_import_the_kubernetes_client() -> None:
-    code = ("import sys; import controller.routers.fake; "
-            "sys.exit('kubernetes' in sys.modules)")
+    code = "import sys; import controller.routers.fake; sys.exit('kubernetes' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

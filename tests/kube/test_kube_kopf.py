@@ -17,13 +17,23 @@ from kubernetes.client import ApiException
 from controller.kube import emulator, seed
 
 CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": "experiments.canaryctl.dev"},
-    "spec": {"group": "canaryctl.dev", "scope": "Namespaced",
-             "names": {"plural": "experiments", "singular": "experiment", "kind": "Experiment"},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
-                           "schema": {"openAPIV3Schema": {"type": "object"}},
-                           "subresources": {"status": {}}}]},
+    "spec": {
+        "group": "canaryctl.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "experiments", "singular": "experiment", "kind": "Experiment"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object"}},
+                "subresources": {"status": {}},
+            }
+        ],
+    },
 }
 
 
@@ -44,8 +54,9 @@ def gone(custom: kubernetes.client.CustomObjectsApi, name: str) -> bool:
     return False
 
 
-def test_kopf_operator_handles_create_and_delete(served: emulator.Served,
-                                                 api: kubernetes.client.ApiClient) -> None:
+def test_kopf_operator_handles_create_and_delete(
+    served: emulator.Served, api: kubernetes.client.ApiClient
+) -> None:
     served.emulator.load_crd(CRD)
     seed.Cluster(api, "ml").create_namespace()
     registry = kopf.OperatorRegistry()
@@ -65,15 +76,24 @@ def test_kopf_operator_handles_create_and_delete(served: emulator.Served,
         seen.append(f"deleted {name}")
 
     stop = threading.Event()
-    operator = threading.Thread(target=lambda: asyncio.run(kopf.operator(
-        registry=registry, namespaces=["ml"], standalone=True, stop_flag=stop)))
+    operator = threading.Thread(
+        target=lambda: asyncio.run(
+            kopf.operator(registry=registry, namespaces=["ml"], standalone=True, stop_flag=stop)
+        )
+    )
     operator.start()
     try:
         custom = kubernetes.client.CustomObjectsApi(api)
         args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
-        custom.create_namespaced_custom_object(*args, {
-            "apiVersion": "canaryctl.dev/v1alpha1", "kind": "Experiment",
-            "metadata": {"name": "exp-a"}, "spec": {}})
+        custom.create_namespaced_custom_object(
+            *args,
+            {
+                "apiVersion": "canaryctl.dev/v1alpha1",
+                "kind": "Experiment",
+                "metadata": {"name": "exp-a"},
+                "spec": {},
+            },
+        )
         wait_for(lambda: "status" in custom.get_namespaced_custom_object(*args, "exp-a"))
         obj = custom.get_namespaced_custom_object(*args, "exp-a")
         assert obj["status"] == {"created": {"phase": "Running"}}

@@ -10,4 +10,3 @@ from controller.kube import seed
 def test_seeded_deployment_is_valid() -> None:
     version = kubernetes_validate.latest_version()
     kubernetes_validate.validate(seed.deployment("ranker-v1", replicas=3), version, strict=True)
-

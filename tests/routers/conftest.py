@@ -36,7 +36,12 @@ def kube(api: kubernetes.client.ApiClient) -> seed.Cluster:
 def make_config() -> MakeConfig:
     def make(kind: base.RouterKind, **fields: Any) -> base.RouterConfig:
         defaults: dict[str, Any] = dict(
-            namespace="ml", owner="ml/exp-a", champion=base.Backend("ranker-v1"),
-            challenger=base.Backend("ranker-v2"), route="ranker")
+            namespace="ml",
+            owner="ml/exp-a",
+            champion=base.Backend("ranker-v1"),
+            challenger=base.Backend("ranker-v2"),
+            route="ranker",
+        )
         return base.RouterConfig(kind, **{**defaults, **fields})
+
     return make

@@ -20,8 +20,11 @@ def router(make_config: MakeConfig) -> fake.FakeRouter:
 def test_steps_promote(router: fake.FakeRouter) -> None:
     for weight in (5, 25, 50):
         state = router.apply(weight)
-        assert (state.champion_weight, state.challenger_weight, state.owner) == \
-            (100 - weight, weight, "ml/exp-a")
+        assert (state.champion_weight, state.challenger_weight, state.owner) == (
+            100 - weight,
+            weight,
+            "ml/exp-a",
+        )
     state = router.promote()
     assert (state.challenger_weight, state.owner) == (100, None)
     assert router.finalize() == state
@@ -70,8 +73,9 @@ def test_conflicts_are_retried_then_bounded(router: fake.FakeRouter) -> None:
 
 
 def test_replicas_fake_has_no_readiness_gate(make_config: MakeConfig) -> None:
-    router = fake.FakeRouter(make_config(base.RouterKind.REPLICAS, total_replicas=4),
-                             challenger_ready=False)
+    router = fake.FakeRouter(
+        make_config(base.RouterKind.REPLICAS, total_replicas=4), challenger_ready=False
+    )
     assert router.apply(25).challenger_weight == 25
 
 
@@ -79,30 +83,38 @@ def state(owner: str | None = None, ready: bool = True) -> base.RouteState:
     return base.RouteState("HTTPRoute ml/r", 100, 0, ready, owner, "1", 0.0)
 
 
-@pytest.mark.parametrize(("action", "current", "weight", "expected"), [
-    (base.Action.CLAIM, state(), 0, base.Target(None, "ml/a")),
-    (base.Action.APPLY, state(), 25, base.Target(25, "ml/a")),
-    (base.Action.APPLY, state("ml/a"), 0, base.Target(0, "ml/a")),
-    (base.Action.APPLY, state(ready=False), 0, base.Target(0, "ml/a")),
-    (base.Action.PROMOTE, state("ml/a"), 0, base.Target(100, None, promoted=True)),
-    (base.Action.FINALIZE, state("ml/a"), 0, base.Target(0, None)),
-    (base.Action.FINALIZE, state(), 0, None),
-    (base.Action.FINALIZE, state("ml/b"), 0, None),
-])
-def test_plan_table(action: base.Action, current: base.RouteState, weight: int,
-                    expected: base.Target | None) -> None:
+@pytest.mark.parametrize(
+    ("action", "current", "weight", "expected"),
+    [
+        (base.Action.CLAIM, state(), 0, base.Target(None, "ml/a")),
+        (base.Action.APPLY, state(), 25, base.Target(25, "ml/a")),
+        (base.Action.APPLY, state("ml/a"), 0, base.Target(0, "ml/a")),
+        (base.Action.APPLY, state(ready=False), 0, base.Target(0, "ml/a")),
+        (base.Action.PROMOTE, state("ml/a"), 0, base.Target(100, None, promoted=True)),
+        (base.Action.FINALIZE, state("ml/a"), 0, base.Target(0, None)),
+        (base.Action.FINALIZE, state(), 0, None),
+        (base.Action.FINALIZE, state("ml/b"), 0, None),
+    ],
+)
+def test_plan_table(
+    action: base.Action, current: base.RouteState, weight: int, expected: base.Target | None
+) -> None:
     assert base.plan(action, current, "ml/a", weight) == expected
 
 
-@pytest.mark.parametrize(("action", "current", "weight", "error"), [
-    (base.Action.CLAIM, state("ml/b"), 0, base.RouteOwnedError),
-    (base.Action.PROMOTE, state("ml/b"), 0, base.RouteOwnedError),
-    (base.Action.APPLY, state(ready=False), 5, base.ChallengerNotReadyError),
-    (base.Action.PROMOTE, state(ready=False), 0, base.ChallengerNotReadyError),
-    (base.Action.APPLY, state(), 101, ValueError),
-])
-def test_plan_refusals(action: base.Action, current: base.RouteState, weight: int,
-                       error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("action", "current", "weight", "error"),
+    [
+        (base.Action.CLAIM, state("ml/b"), 0, base.RouteOwnedError),
+        (base.Action.PROMOTE, state("ml/b"), 0, base.RouteOwnedError),
+        (base.Action.APPLY, state(ready=False), 5, base.ChallengerNotReadyError),
+        (base.Action.PROMOTE, state(ready=False), 0, base.ChallengerNotReadyError),
+        (base.Action.APPLY, state(), 101, ValueError),
+    ],
+)
+def test_plan_refusals(
+    action: base.Action, current: base.RouteState, weight: int, error: type[Exception]
+) -> None:
     with pytest.raises(error):
         base.plan(action, current, "ml/a", weight)
 
@@ -119,20 +131,55 @@ def test_config_validation() -> None:
     assert (backend.service_name, backend.deployment_name) == ("ranker-v2-svc", "ranker-v2")
 
 
-@pytest.mark.parametrize(("router", "expected"), [
-    ({"gatewayAPI": {"httpRoute": "ranker", "ruleIndex": 1}},
-     {"kind": base.RouterKind.GATEWAY_API, "route": "ranker", "index": 1}),
-    ({"istio": {"virtualService": "vs", "routeIndex": 2, "host": "ranker",
-                "championSubset": "v1", "challengerSubset": "v2"}},
-     {"kind": base.RouterKind.ISTIO, "route": "vs", "index": 2, "host": "ranker",
-      "champion_subset": "v1", "challenger_subset": "v2"}),
-    ({"kserve": {"inferenceService": "isvc"}}, {"kind": base.RouterKind.KSERVE, "route": "isvc"}),
-    ({"replicas": {"totalReplicas": 4}}, {"kind": base.RouterKind.REPLICAS, "total_replicas": 4}),
-])
+@pytest.mark.parametrize(
+    ("router", "expected"),
+    [
+        (
+            {"gatewayAPI": {"httpRoute": "ranker", "ruleIndex": 1}},
+            {"kind": base.RouterKind.GATEWAY_API, "route": "ranker", "index": 1},
+        ),
+        (
+            {
+                "istio": {
+                    "virtualService": "vs",
+                    "routeIndex": 2,
+                    "host": "ranker",
+                    "championSubset": "v1",
+                    "challengerSubset": "v2",
+                }
+            },
+            {
+                "kind": base.RouterKind.ISTIO,
+                "route": "vs",
+                "index": 2,
+                "host": "ranker",
+                "champion_subset": "v1",
+                "challenger_subset": "v2",
+            },
+        ),
+        (
+            {"kserve": {"inferenceService": "isvc"}},
+            {"kind": base.RouterKind.KSERVE, "route": "isvc"},
+        ),
+        (
+            {"replicas": {"totalReplicas": 4}},
+            {"kind": base.RouterKind.REPLICAS, "total_replicas": 4},
+        ),
+    ],
+)
 def test_config_from_spec(router: dict[str, Any], expected: dict[str, Any]) -> None:
-    spec = {"router": router, "champion": {"name": "ranker-v1"},
-            "challenger": {"name": "ranker-v2", "service": "svc-v2", "deployment": "dep-v2"}}
+    spec = {
+        "router": router,
+        "champion": {"name": "ranker-v1"},
+        "challenger": {"name": "ranker-v2", "service": "svc-v2", "deployment": "dep-v2"},
+    }
     config = base.config_from_spec("ml", "exp-a", spec)
-    assert config == base.RouterConfig(**{
-        "namespace": "ml", "owner": "ml/exp-a", "champion": base.Backend("ranker-v1"),
-        "challenger": base.Backend("ranker-v2", "svc-v2", "dep-v2"), **expected})
+    assert config == base.RouterConfig(
+        **{
+            "namespace": "ml",
+            "owner": "ml/exp-a",
+            "champion": base.Backend("ranker-v1"),
+            "challenger": base.Backend("ranker-v2", "svc-v2", "dep-v2"),
+            **expected,
+        }
+    )

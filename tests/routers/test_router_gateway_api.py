@@ -16,8 +16,9 @@ MakeConfig = Callable[..., base.RouterConfig]
 
 
 @pytest.fixture()
-def router(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-           make_config: MakeConfig) -> base.TrafficRouter:
+def router(
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> base.TrafficRouter:
     kube.create_deployment("ranker-v1")
     kube.create_deployment("ranker-v2")
     kube.create(seed.GATEWAY, seed.httproute("ranker", {"ranker-v1": 100, "ranker-v2": 0}))
@@ -50,15 +51,15 @@ def test_finalize_rolls_back_and_releases(kube: seed.Cluster, router: base.Traff
     assert "annotations" not in kube.get(seed.GATEWAY, "ranker")["metadata"]
 
 
-def test_same_weight_twice_writes_once(served: emulator.Served,
-                                       router: base.TrafficRouter) -> None:
+def test_same_weight_twice_writes_once(served: emulator.Served, router: base.TrafficRouter) -> None:
     router.apply(25)
     router.apply(25)
     assert len(served.emulator.writes("/httproutes/ranker")) == 1
 
 
-def test_conflict_is_reread_and_retried(served: emulator.Served, kube: seed.Cluster,
-                                        router: base.TrafficRouter) -> None:
+def test_conflict_is_reread_and_retried(
+    served: emulator.Served, kube: seed.Cluster, router: base.TrafficRouter
+) -> None:
     kind = served.emulator.kind(*seed.GATEWAY)
 
     def other_writer(request: emulator.LoggedRequest) -> None:
@@ -68,16 +69,20 @@ def test_conflict_is_reread_and_retried(served: emulator.Served, kube: seed.Clus
 
     served.emulator.hooks.append(other_writer)
     assert router.apply(25).challenger_weight == 25
-    route_writes = [r.status for r in served.emulator.log
-                    if r.method == "PATCH" and "/httproutes/" in r.path]
+    route_writes = [
+        r.status for r in served.emulator.log if r.method == "PATCH" and "/httproutes/" in r.path
+    ]
     assert route_writes == [409, 200]
     assert kube.get(seed.GATEWAY, "ranker")["metadata"]["labels"] == {"x": "y"}  # kept
     assert backend_weights(kube) == [75, 25]
 
 
-def test_endless_conflicts_give_up(served: emulator.Served, make_config: MakeConfig,
-                                   api: kubernetes.client.ApiClient,
-                                   router: base.TrafficRouter) -> None:
+def test_endless_conflicts_give_up(
+    served: emulator.Served,
+    make_config: MakeConfig,
+    api: kubernetes.client.ApiClient,
+    router: base.TrafficRouter,
+) -> None:
     kind = served.emulator.kind(*seed.GATEWAY)
     bumps = iter(range(100))
 
@@ -102,7 +107,8 @@ def test_not_ready_challenger_is_refused(kube: seed.Cluster, router: base.Traffi
 
 
 def test_missing_challenger_deployment_is_not_ready(
-        kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig) -> None:
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> None:
     kube.create(seed.GATEWAY, seed.httproute("ranker", {"ranker-v1": 100, "ranker-v2": 0}))
     router = routers.router_for(make_config(base.RouterKind.GATEWAY_API), api)
     assert router.observe().challenger_ready is False
@@ -116,16 +122,21 @@ def test_missing_route(api: kubernetes.client.ApiClient, make_config: MakeConfig
         router.observe()
 
 
-def test_missing_backend(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-                         make_config: MakeConfig) -> None:
+def test_missing_backend(
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> None:
     kube.create(seed.GATEWAY, seed.httproute("ranker", {"ranker-v1": None}))
     router = routers.router_for(make_config(base.RouterKind.GATEWAY_API), api)
     with pytest.raises(base.BackendNotFoundError, match="no backendRef to Service 'ranker-v2'"):
         router.observe()
 
 
-def test_second_owner_is_refused(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-                                 make_config: MakeConfig, router: base.TrafficRouter) -> None:
+def test_second_owner_is_refused(
+    kube: seed.Cluster,
+    api: kubernetes.client.ApiClient,
+    make_config: MakeConfig,
+    router: base.TrafficRouter,
+) -> None:
     router.apply(5)
     other = routers.router_for(make_config(base.RouterKind.GATEWAY_API, owner="ml/exp-b"), api)
     with pytest.raises(base.RouteOwnedError, match="owned by ml/exp-a, not by ml/exp-b"):
@@ -143,14 +154,18 @@ def test_claim_writes_only_the_annotation(kube: seed.Cluster, router: base.Traff
     assert annotations == {base.OWNER_ANNOTATION: "ml/exp-a"}
 
 
-@pytest.mark.parametrize(("backends", "expected"), [
-    ({"ranker-v1": None, "ranker-v2": None}, (50, 50)),  # a missing weight is 1
-    ({"ranker-v1": 3, "ranker-v2": 1}, (75, 25)),
-    ({"ranker-v1": 0, "ranker-v2": 0}, (100, 0)),
-    ({"other": 10, "ranker-v2": 1, "ranker-v1": 9}, (90, 10)),
-])
-def test_weights_table(backends: dict[str, int | None], expected: tuple[int, int],
-                       make_config: MakeConfig) -> None:
+@pytest.mark.parametrize(
+    ("backends", "expected"),
+    [
+        ({"ranker-v1": None, "ranker-v2": None}, (50, 50)),  # a missing weight is 1
+        ({"ranker-v1": 3, "ranker-v2": 1}, (75, 25)),
+        ({"ranker-v1": 0, "ranker-v2": 0}, (100, 0)),
+        ({"other": 10, "ranker-v2": 1, "ranker-v1": 9}, (90, 10)),
+    ],
+)
+def test_weights_table(
+    backends: dict[str, int | None], expected: tuple[int, int], make_config: MakeConfig
+) -> None:
     route: dict[str, Any] = seed.httproute("ranker", backends)
     config = make_config(base.RouterKind.GATEWAY_API)
     assert gateway_api.weights(route, config, "HTTPRoute ml/ranker") == expected

@@ -21,12 +21,17 @@ def dest(host: str, weight: int | None = None, subset: str | None = None) -> dic
 
 
 @pytest.fixture()
-def by_host(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-            make_config: MakeConfig) -> base.TrafficRouter:
+def by_host(
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> base.TrafficRouter:
     kube.create_deployment("ranker-v1")
     kube.create_deployment("ranker-v2")
-    kube.create(seed.ISTIO, seed.virtualservice(
-        "ranker", [dest("ranker-v1.ml.svc.cluster.local", 100), dest("ranker-v2", 0)]))
+    kube.create(
+        seed.ISTIO,
+        seed.virtualservice(
+            "ranker", [dest("ranker-v1.ml.svc.cluster.local", 100), dest("ranker-v2", 0)]
+        ),
+    )
     return routers.router_for(make_config(base.RouterKind.ISTIO), api)
 
 
@@ -34,8 +39,9 @@ def route_weights(kube: seed.Cluster) -> list[int]:
     return [r["weight"] for r in kube.get(seed.ISTIO, "ranker")["spec"]["http"][0]["route"]]
 
 
-def test_steps_promote_by_host(served: emulator.Served, kube: seed.Cluster,
-                               by_host: base.TrafficRouter) -> None:
+def test_steps_promote_by_host(
+    served: emulator.Served, kube: seed.Cluster, by_host: base.TrafficRouter
+) -> None:
     for weight in (5, 25, 50):
         assert by_host.apply(weight).challenger_weight == weight
         assert route_weights(kube) == [100 - weight, weight]
@@ -53,13 +59,19 @@ def test_finalize(kube: seed.Cluster, by_host: base.TrafficRouter) -> None:
     assert by_host.observe().owner is None
 
 
-def test_subsets(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-                 make_config: MakeConfig) -> None:
+def test_subsets(
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> None:
     kube.create_deployment("ranker-v2")
-    kube.create(seed.ISTIO, seed.virtualservice(
-        "ranker", [dest("ranker", subset="v2"), dest("ranker", 100, subset="v1")]))
-    config = make_config(base.RouterKind.ISTIO, host="ranker", champion_subset="v1",
-                         challenger_subset="v2")
+    kube.create(
+        seed.ISTIO,
+        seed.virtualservice(
+            "ranker", [dest("ranker", subset="v2"), dest("ranker", 100, subset="v1")]
+        ),
+    )
+    config = make_config(
+        base.RouterKind.ISTIO, host="ranker", champion_subset="v1", challenger_subset="v2"
+    )
     router = routers.router_for(config, api)
     assert router.observe().challenger_weight == 0  # a missing weight is 0 beside others
     router.apply(25)
@@ -72,8 +84,9 @@ def test_not_ready_challenger_is_refused(kube: seed.Cluster, by_host: base.Traff
         by_host.apply(25)
 
 
-def test_missing_destination(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-                             make_config: MakeConfig) -> None:
+def test_missing_destination(
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> None:
     kube.create(seed.ISTIO, seed.virtualservice("ranker", [dest("ranker-v1")]))
     router = routers.router_for(make_config(base.RouterKind.ISTIO), api)
     with pytest.raises(base.BackendNotFoundError, match="no destination with host 'ranker-v2'"):
@@ -87,20 +100,25 @@ def test_missing_virtualservice(api: kubernetes.client.ApiClient, make_config: M
         routers.router_for(make_config(base.RouterKind.ISTIO), api).apply(0)
 
 
-def test_second_owner_is_refused(api: kubernetes.client.ApiClient, make_config: MakeConfig,
-                                 by_host: base.TrafficRouter) -> None:
+def test_second_owner_is_refused(
+    api: kubernetes.client.ApiClient, make_config: MakeConfig, by_host: base.TrafficRouter
+) -> None:
     by_host.claim()
     other = routers.router_for(make_config(base.RouterKind.ISTIO, owner="ml/exp-b"), api)
     with pytest.raises(base.RouteOwnedError, match="VirtualService ml/ranker is owned by ml/exp-a"):
         other.promote()
 
 
-@pytest.mark.parametrize(("routes", "expected"), [
-    ([dest("ranker-v1"), dest("ranker-v2")], (100, 0)),  # no weights: 0 and 0
-    ([dest("ranker-v1", 90), dest("ranker-v2", 10)], (90, 10)),
-    ([dest("ranker-v2.ml", 1), dest("ranker-v1", 2)], (67, 33)),
-])
-def test_weights_table(routes: list[dict[str, Any]], expected: tuple[int, int],
-                       make_config: MakeConfig) -> None:
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        ([dest("ranker-v1"), dest("ranker-v2")], (100, 0)),  # no weights: 0 and 0
+        ([dest("ranker-v1", 90), dest("ranker-v2", 10)], (90, 10)),
+        ([dest("ranker-v2.ml", 1), dest("ranker-v1", 2)], (67, 33)),
+    ],
+)
+def test_weights_table(
+    routes: list[dict[str, Any]], expected: tuple[int, int], make_config: MakeConfig
+) -> None:
     vs = seed.virtualservice("ranker", routes)
     assert istio.weights(vs, make_config(base.RouterKind.ISTIO), "VS") == expected

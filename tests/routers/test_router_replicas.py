@@ -14,29 +14,33 @@ from controller.routers import base, replicas
 MakeConfig = Callable[..., base.RouterConfig]
 
 
-@pytest.mark.parametrize(("total", "weight", "expected"), [
-    (10, 0, (10, 0)),
-    (10, 5, (9, 1)),      # 0.5 rounds half up
-    (10, 25, (7, 3)),     # 2.5 rounds half up
-    (10, 50, (5, 5)),
-    (10, 95, (1, 9)),     # 9.5 would be 10: keep one champion below 100 %
-    (10, 100, (0, 10)),
-    (4, 5, (3, 1)),       # 0.2 → at least one challenger
-    (4, 25, (3, 1)),
-    (4, 50, (2, 2)),
-    (4, 90, (1, 3)),
-    (3, 50, (1, 2)),      # 1.5 rounds half up
-    (2, 1, (1, 1)),
-    (1, 5, (0, 1)),       # one replica cannot be split
-    (1, 0, (1, 0)),
-])
+@pytest.mark.parametrize(
+    ("total", "weight", "expected"),
+    [
+        (10, 0, (10, 0)),
+        (10, 5, (9, 1)),  # 0.5 rounds half up
+        (10, 25, (7, 3)),  # 2.5 rounds half up
+        (10, 50, (5, 5)),
+        (10, 95, (1, 9)),  # 9.5 would be 10: keep one champion below 100 %
+        (10, 100, (0, 10)),
+        (4, 5, (3, 1)),  # 0.2 → at least one challenger
+        (4, 25, (3, 1)),
+        (4, 50, (2, 2)),
+        (4, 90, (1, 3)),
+        (3, 50, (1, 2)),  # 1.5 rounds half up
+        (2, 1, (1, 1)),
+        (1, 5, (0, 1)),  # one replica cannot be split
+        (1, 0, (1, 0)),
+    ],
+)
 def test_split_table(total: int, weight: int, expected: tuple[int, int]) -> None:
     assert replicas.split(total, weight) == expected
 
 
 @pytest.fixture()
-def router(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-           make_config: MakeConfig) -> base.TrafficRouter:
+def router(
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> base.TrafficRouter:
     kube.create_deployment("ranker-v1", replicas=10)
     kube.create_deployment("ranker-v2", replicas=0)
     return routers.router_for(make_config(base.RouterKind.REPLICAS, total_replicas=10), api)
@@ -59,22 +63,29 @@ def test_steps_promote(kube: seed.Cluster, router: base.TrafficRouter) -> None:
     assert (state.challenger_weight, state.owner) == (100, None)
 
 
-def test_effective_share_comes_from_ready_replicas(kube: seed.Cluster,
-                                                   router: base.TrafficRouter) -> None:
+def test_effective_share_comes_from_ready_replicas(
+    kube: seed.Cluster, router: base.TrafficRouter
+) -> None:
     state = router.apply(25)  # 7 + 3 in spec, but nothing ready on the challenger yet
     assert (state.challenger_weight, state.challenger_share) == (30, 0)
     assert state.challenger_ready is False  # reported, not refused: see the module docstring
     kube.set_ready("ranker-v2", 2)
     kube.set_ready("ranker-v1", 8)
     state = router.observe()
-    assert (state.challenger_weight, state.challenger_share, state.challenger_ready) == \
-        (30, 0.2, True)
+    assert (state.challenger_weight, state.challenger_share, state.challenger_ready) == (
+        30,
+        0.2,
+        True,
+    )
 
 
 def scale_writes(served: emulator.Served) -> list[str]:
     """Names of the Deployments written, in order (not counting the test's status writes)."""
-    return [w.path.rsplit("/", 1)[-1] for w in served.emulator.writes("/deployments/ranker")
-            if not w.path.endswith("/status")]
+    return [
+        w.path.rsplit("/", 1)[-1]
+        for w in served.emulator.writes("/deployments/ranker")
+        if not w.path.endswith("/status")
+    ]
 
 
 def test_scale_up_goes_first(served: emulator.Served, router: base.TrafficRouter) -> None:
@@ -98,19 +109,29 @@ def test_finalize(kube: seed.Cluster, router: base.TrafficRouter) -> None:
 
 
 def test_owner_on_either_deployment_is_refused(
-        kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig,
-        router: base.TrafficRouter) -> None:
+    kube: seed.Cluster,
+    api: kubernetes.client.ApiClient,
+    make_config: MakeConfig,
+    router: base.TrafficRouter,
+) -> None:
     router.claim()
     kube.create_deployment("ranker-v3", replicas=0)
-    other = routers.router_for(make_config(
-        base.RouterKind.REPLICAS, total_replicas=10, owner="ml/exp-b",
-        challenger=base.Backend("ranker-v3")), api)
+    other = routers.router_for(
+        make_config(
+            base.RouterKind.REPLICAS,
+            total_replicas=10,
+            owner="ml/exp-b",
+            challenger=base.Backend("ranker-v3"),
+        ),
+        api,
+    )
     with pytest.raises(base.RouteOwnedError, match="owned by ml/exp-a"):
         other.apply(5)
 
 
-def test_missing_deployment(kube: seed.Cluster, api: kubernetes.client.ApiClient,
-                            make_config: MakeConfig) -> None:
+def test_missing_deployment(
+    kube: seed.Cluster, api: kubernetes.client.ApiClient, make_config: MakeConfig
+) -> None:
     kube.create_deployment("ranker-v1", replicas=10)
     router = routers.router_for(make_config(base.RouterKind.REPLICAS, total_replicas=10), api)
     with pytest.raises(base.RouteNotFoundError, match="Deployment ml/ranker-v2 not found"):

@@ -1,0 +1,554 @@
+"""The operator loop: observe every Experiment, analyse, reconcile, execute; leader only.
+
+Each pass lists the Experiments of the watched namespaces and ticks the ones that are due
+(every ``spec.analysis.interval``, or at once when their spec, annotations or deletion
+state changed). A tick builds ``observed.Observed`` from the custom resource, the router
+and Postgres; runs the analysis on the finalised minutes of each traffic step with the
+sequential state persisted from the previous tick; calls the pure ``reconcile``; and hands
+the plan to ``executor.apply``. Time comes from the injected clock only, so the demo can
+run days of canary in seconds and the tests can stop the operator at any fault point.
+
+The loop is a small explicit one rather than Kopf's: Kopf's timers run on wall-clock time,
+and canaryctl needs an injectable clock for the simulated-time demo and deterministic
+crash tests. Several replicas may run; a Lease elects the one that acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import kubernetes.client
+import sqlalchemy as sa
+
+import analysis
+from controller import executor, guardrails, manual, settings, validation
+from controller import observed as obs
+from controller import plan as p
+from controller import spec as sp
+from controller import status as st
+from controller.clock import SYSTEM_CLOCK, Clock
+from controller.leader import LeaderElector
+from controller.metrics import Metrics
+from controller.routers import base as routers
+from controller.routers import router_for
+from controller.storage import repository
+
+logger = logging.getLogger(__name__)
+
+FINALIZER = "canaryctl.dev/finalizer"
+GROUP, VERSION, PLURAL = executor.GROUP, executor.VERSION, executor.PLURAL
+_DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
+RouterFactory = Callable[[routers.RouterConfig, kubernetes.client.ApiClient], routers.TrafficRouter]
+
+
+@dataclass
+class OperatorConfig:
+    """How the operator runs; see ``canaryctl operator run --help``."""
+
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_namespace: str = "canaryctl-system"
+    lease_name: str = "canaryctl-operator"
+    resync_seconds: float = 5.0
+    workers: int = 8
+    error_backoff: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick of one experiment did (for tests, the demo and metrics)."""
+
+    key: str
+    plan: p.Plan | None
+    outcome: executor.Outcome | None
+    evaluation: analysis.Evaluation | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Seen:
+    fingerprint: tuple[Any, ...]
+    due: datetime
+
+
+class Operator:
+    """Ticks Experiments; see the module docstring."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        engine: sa.Engine | None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        config: OperatorConfig | None = None,
+        router_factory: RouterFactory = router_for,
+        fault: executor.FaultHook | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.api = api
+        self.engine = engine
+        self.clock = clock
+        self.config = config or OperatorConfig()
+        self.router_factory = router_factory
+        self.fault = fault
+        self.metrics = metrics or Metrics()
+        self._custom = kubernetes.client.CustomObjectsApi(api)
+        self._seen: dict[str, _Seen] = {}
+        self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.passes = 0
+        self.on_tick: Callable[[TickResult], None] | None = None
+
+    # ------------------------------------------------------------------ the loop
+
+    def list_experiments(self) -> list[dict[str, Any]]:
+        if not self.config.namespaces:
+            found = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            return list(found.get("items", []))
+        items: list[dict[str, Any]] = []
+        for ns in self.config.namespaces:
+            items += self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL).get(
+                "items", []
+            )
+        return items
+
+    def run_once(self, *, force: bool = False) -> list[TickResult]:
+        """One pass: tick every due experiment (all of them with ``force``)."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        items = self.list_experiments()
+        phases: dict[str, int] = {}
+        due = []
+        for body in items:
+            phase = (body.get("status") or {}).get("phase", "Pending")
+            phases[phase] = phases.get(phase, 0) + 1
+            if force or self._is_due(body, now):
+                due.append(body)
+        for phase in obs.Phase:
+            self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
+        if len(due) > 1 and self.config.workers > 1:
+            with ThreadPoolExecutor(
+                self.config.workers, thread_name_prefix="canaryctl-tick"
+            ) as pool:
+                results = list(pool.map(self.tick, due))
+        else:
+            results = [self.tick(body) for body in due]
+        self.passes += 1
+        self.metrics.pass_seconds.observe(time.perf_counter() - started)
+        return results
+
+    def seconds_until_due(self) -> float:
+        now = self.clock.now()
+        with self._lock:
+            dues = [s.due for s in self._seen.values()]
+        if not dues:
+            return self.config.resync_seconds
+        return max(0.0, min((min(dues) - now).total_seconds(), self.config.resync_seconds))
+
+    def run(self, stop: threading.Event, *, leader_election: bool = True) -> None:
+        """Run until ``stop`` is set; with leader election only the Lease holder acts."""
+        elector = None
+        if leader_election:
+            elector = LeaderElector(
+                self.api,
+                identity=self.config.identity,
+                namespace=self.config.lease_namespace,
+                name=self.config.lease_name,
+            ).start()
+        try:
+            while not stop.is_set():
+                leading = elector is None or elector.leading.is_set()
+                self.metrics.leader.set(1 if leading else 0)
+                if leading:
+                    try:
+                        self.run_once()
+                    except kubernetes.client.ApiException as exc:
+                        logger.warning("listing experiments failed: %s %s", exc.status, exc.reason)
+                    except Exception:
+                        logger.exception("operator pass failed")
+                    stop.wait(max(0.05, self.seconds_until_due()))
+                else:
+                    stop.wait(0.5)
+        finally:
+            if elector is not None:
+                elector.stop()
+
+    def _fingerprint(self, body: Mapping[str, Any]) -> tuple[Any, ...]:
+        meta = body.get("metadata", {})
+        return (
+            meta.get("generation"),
+            repr(sorted((meta.get("annotations") or {}).items())),
+            meta.get("deletionTimestamp"),
+        )
+
+    def _is_due(self, body: Mapping[str, Any], now: datetime) -> bool:
+        uid = body["metadata"].get("uid", body["metadata"]["name"])
+        phase = (body.get("status") or {}).get("phase")
+        with self._lock:
+            seen = self._seen.get(uid)
+        if seen is None or seen.fingerprint != self._fingerprint(body):
+            return True
+        if phase in ("Promoted", "RolledBack", "Failed") and not body["metadata"].get(
+            "deletionTimestamp"
+        ):
+            return False
+        return now >= seen.due
+
+    def _schedule(self, body: Mapping[str, Any], due: datetime) -> None:
+        uid = body["metadata"].get("uid", body["metadata"]["name"])
+        with self._lock:
+            self._seen[uid] = _Seen(self._fingerprint(body), due)
+
+    # ------------------------------------------------------------------ one tick
+
+    def tick(self, body: dict[str, Any]) -> TickResult:
+        """Reconcile one Experiment now (errors are caught, logged and retried later)."""
+        meta = body["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        started = time.perf_counter()
+        now = self.clock.now()
+        try:
+            result = self._tick(body, now)
+            self.metrics.ticks.labels("ok").inc()
+        except (kubernetes.client.ApiException, routers.RouterError, *_DB_ERRORS) as exc:
+            message = _describe(exc)
+            logger.warning("%s: tick failed: %s", key, message)
+            self.metrics.ticks.labels("error").inc()
+            self._schedule(body, now + self.config.error_backoff)
+            result = TickResult(key, None, None, error=message)
+        finally:
+            self.metrics.tick_seconds.observe(time.perf_counter() - started)
+        if self.on_tick:
+            self.on_tick(result)
+        return result
+
+    def _tick(self, body: dict[str, Any], now: datetime) -> TickResult:
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        key = f"{ns}/{name}"
+        raw_status: dict[str, Any] = dict(body.get("status") or {})
+        stored = st.read_status(raw_status)  # type: ignore[arg-type]
+        try:
+            spec_or_error: sp.ExperimentSpec | validation.SpecError = validation.parse_experiment(
+                body
+            )
+        except validation.SpecError as exc:
+            spec_or_error = exc
+        router = self._router(ns, name, body, spec_or_error, stored)
+
+        if meta.get("deletionTimestamp"):
+            return self._delete(body, router, now)
+        if FINALIZER not in (meta.get("finalizers") or []) and not stored.phase.terminal:
+            body = self._add_finalizer(body)
+            meta = body["metadata"]
+
+        exp_id, reachable = self._experiment_id(key, meta.get("uid"), body.get("spec", {}))
+        state = router.observe() if router is not None else None
+        router_state = obs.RouterState(
+            challenger_weight=state.challenger_weight
+            if state
+            else int(raw_status.get("challengerWeight", 0)),
+            challenger_ready=bool(state.challenger_ready) if state else False,
+        )
+        samples, last_data_at, baseline, evaluation, history = obs.ArmCounts(), None, None, None, []
+        if reachable and exp_id is not None and isinstance(spec_or_error, sp.ExperimentSpec):
+            try:
+                samples, last_data_at, baseline, evaluation, history = self._analyse(
+                    exp_id, spec_or_error, stored, state, now
+                )
+            except _DB_ERRORS as exc:
+                logger.warning("%s: database unreachable during analysis: %s", key, _describe(exc))
+                reachable = False
+        verdicts = None
+        if evaluation is not None and isinstance(spec_or_error, sp.ExperimentSpec):
+            frozen = (
+                settings.analysis_from_snapshot(stored.frozen.snapshot)
+                if stored.frozen
+                else spec_or_error.analysis
+            )
+            verdicts = guardrails.summarise(evaluation, srm_enabled=frozen.srm_enabled)
+        observed = obs.Observed(
+            created_at=_time(meta.get("creationTimestamp")) or now,
+            status=stored,
+            router=router_state,
+            samples=samples,
+            database_reachable=reachable,
+            last_data_at=last_data_at,
+            baseline=baseline,
+            request=manual.parse_request(meta.get("annotations")),
+        )
+        from controller import reconcile
+
+        plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
+        analysed_at = now
+        target = executor.Target(
+            ns,
+            name,
+            meta.get("uid", ""),
+            meta["resourceVersion"],
+            int(meta.get("generation", 0)),
+            raw_status,
+            exp_id if reachable else None,
+        )
+        outcome = executor.apply(
+            plan,
+            target,
+            router=router,
+            engine=self.engine if reachable else None,
+            api=self.api,
+            extra_status=guardrails.status_fields(evaluation, samples, analysed_at),
+            evidence=guardrails.evidence(evaluation, history) if evaluation else None,
+            fault=self.fault,
+            now=now,
+        )
+        for decision in plan.of_type(p.RecordDecision):
+            self.metrics.decisions.labels(decision.kind.value).inc()
+        if plan.first(p.FinalizeRoute) and verdicts is not None and verdicts.failed:
+            self.metrics.rollback_seconds.observe(
+                max(0.0, (self.clock.now() - now).total_seconds())
+            )
+        requeue = plan.first(p.RequeueAfter)
+        interval = (
+            spec_or_error.analysis.interval
+            if isinstance(spec_or_error, sp.ExperimentSpec)
+            else timedelta(minutes=1)
+        )
+        body["metadata"] = meta
+        self._schedule(body, now + (requeue.delay if requeue else interval))
+        return TickResult(key, plan, outcome, evaluation)
+
+    # ------------------------------------------------------------------ pieces of a tick
+
+    def _router(
+        self,
+        ns: str,
+        name: str,
+        body: Mapping[str, Any],
+        spec_or_error: sp.ExperimentSpec | validation.SpecError,
+        stored: obs.StoredStatus,
+    ) -> routers.TrafficRouter | None:
+        raw: Mapping[str, Any] | None = None
+        if isinstance(spec_or_error, sp.ExperimentSpec):
+            raw = settings.routing_to_raw(spec_or_error)
+        elif stored.frozen is not None:
+            raw = stored.frozen.snapshot.get("routing")
+        if raw is None:
+            return None
+        return self.router_factory(routers.config_from_spec(ns, name, raw), self.api)
+
+    def _add_finalizer(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        finalizers = [*(meta.get("finalizers") or []), FINALIZER]
+        return dict(
+            self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURAL,
+                meta["name"],
+                {
+                    "metadata": {
+                        "finalizers": finalizers,
+                        "resourceVersion": meta["resourceVersion"],
+                    }
+                },
+            )
+        )
+
+    def _delete(
+        self, body: dict[str, Any], router: routers.TrafficRouter | None, now: datetime
+    ) -> TickResult:
+        """An Experiment being deleted: all traffic back to the champion, then let it go."""
+        meta = body["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        moved = False
+        if router is not None:
+            before = router.observe()
+            router.finalize()
+            moved = before.owner == key and before.challenger_weight > 0
+        if self.engine is not None and moved:
+            try:
+                exp_id, _ = self._experiment_id(key, meta.get("uid"), None)
+                if exp_id is not None:
+                    with self.engine.begin() as conn:
+                        repository.append_decision(
+                            conn,
+                            exp_id,
+                            at=now,
+                            kind=p.DecisionKind.ROLLBACK.value,
+                            actor="operator",
+                            reason_code="deleted",
+                            reason="the Experiment was deleted in flight; all traffic returned to the champion",
+                            idempotency_key="deleted",
+                        )
+            except _DB_ERRORS as exc:
+                logger.warning("%s: could not log the deletion: %s", key, _describe(exc))
+        remaining = [f for f in (meta.get("finalizers") or []) if f != FINALIZER]
+        if FINALIZER in (meta.get("finalizers") or []):
+            self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURAL,
+                meta["name"],
+                {"metadata": {"finalizers": remaining, "resourceVersion": meta["resourceVersion"]}},
+            )
+        with self._lock:
+            self._seen.pop(meta.get("uid", meta["name"]), None)
+        return TickResult(key, None, None)
+
+    def _experiment_id(
+        self, key: str, uid: str | None, spec: Mapping[str, Any] | None
+    ) -> tuple[int | None, bool]:
+        if self.engine is None:
+            return None, False
+        cache_key = f"{key}:{uid}"
+        if cache_key in self._ids:
+            return self._ids[cache_key], True
+        try:
+            exp_id = repository.register_experiment(self.engine, key, uid=uid, spec=spec)
+        except _DB_ERRORS as exc:
+            logger.warning("%s: database unreachable: %s", key, _describe(exc))
+            return None, False
+        self._ids[cache_key] = exp_id
+        return exp_id, True
+
+    def _analyse(
+        self,
+        exp_id: int,
+        s: sp.ExperimentSpec,
+        stored: obs.StoredStatus,
+        route: routers.RouteState | None,
+        now: datetime,
+    ) -> tuple[
+        obs.ArmCounts,
+        datetime | None,
+        obs.BaselineResult | None,
+        analysis.Evaluation | None,
+        list[Any],
+    ]:
+        """Counts, freshness, baseline values and the analysis of this tick (one DB connection)."""
+        assert self.engine is not None
+        frozen_analysis = (
+            settings.analysis_from_snapshot(stored.frozen.snapshot) if stored.frozen else s.analysis
+        )
+        lateness = frozen_analysis.allowed_lateness
+        final_until = guardrails.watermark(now, lateness)
+        with self.engine.connect() as conn:
+            extent = repository.data_extent(conn, exp_id)
+            last_data_at = None if extent is None else extent[1] + guardrails.MINUTE
+            baseline = None
+            if (
+                stored.phase is obs.Phase.BASELINE
+                and s.analysis.baseline is not None
+                and stored.phase_started_at
+            ):
+                baseline = self._baseline(
+                    conn, exp_id, s.analysis, stored.phase_started_at, final_until
+                )
+            if stored.phase not in (
+                obs.Phase.PROGRESSING,
+                obs.Phase.PAUSED,
+                obs.Phase.AWAITING_PROMOTION,
+            ):
+                return obs.ArmCounts(), last_data_at, baseline, None, []
+            if stored.frozen is None or stored.step_started_at is None:
+                return obs.ArmCounts(), last_data_at, baseline, None, []
+            persisted = repository.load_analysis_state(conn, exp_id)
+            history = [guardrails.StepRecord.from_dict(d) for d in persisted.get("steps", [])]
+            weight = s.steps[stored.step_index].weight if stored.step_index < len(s.steps) else 0
+            share = route.challenger_share if route is not None else weight / 100
+            history = guardrails.update_history(
+                history,
+                step_index=stored.step_index,
+                step_started_at=stored.step_started_at,
+                weight=weight,
+                share=share,
+            )
+            windows = guardrails.windows(history, final_until)
+            if not windows:
+                return obs.ArmCounts(), last_data_at, baseline, None, []
+            steps = []
+            current = obs.ArmCounts()
+            for record, start, end, closed in windows:
+                totals = repository.window_totals(conn, exp_id, start, end)
+                steps.append(
+                    analysis.StepWindow(
+                        weight_challenger=record.share,
+                        champion=guardrails.arm_stats(totals["champion"]),
+                        challenger=guardrails.arm_stats(totals["challenger"]),
+                        design_weight_challenger=record.weight / 100,
+                        closed=closed,
+                    )
+                )
+                if record.index == stored.step_index:
+                    current = obs.ArmCounts(totals["champion"].n, totals["challenger"].n)
+        previous = persisted.get("analysis")
+        state = analysis.AnalysisState.from_dict(previous) if previous else None
+        derived = stored.frozen.snapshot.get("derived", {})
+        evaluation = analysis.evaluate(
+            guardrails.settings_for(frozen_analysis),
+            guardrails.guardrails_for(frozen_analysis, derived),
+            steps,
+            state,
+        )
+        repository.save_analysis_state(
+            self.engine,
+            exp_id,
+            {"analysis": evaluation.state.to_dict(), "steps": [r.to_dict() for r in history]},
+        )
+        return current, last_data_at, baseline, evaluation, windows
+
+    def _baseline(
+        self,
+        conn: sa.Connection,
+        exp_id: int,
+        a: sp.Analysis,
+        started: datetime,
+        final_until: datetime,
+    ) -> obs.BaselineResult | None:
+        """The champion's derived cap and thresholds once the baseline period is final."""
+        assert a.baseline is not None
+        start = guardrails.ceil_minute(started)
+        end = start + a.baseline.duration
+        if final_until < end:
+            return None
+        cap = None
+        if a.revenue_cap is not None and a.revenue_cap.from_baseline is not None:
+            q = repository.revenue_quantile(
+                conn, exp_id, "champion", start, end, a.revenue_cap.from_baseline.quantile
+            )
+            cap = q if q is not None and q > 0 else None
+        thresholds: dict[str, float] = {}
+        tails = [
+            g for g in a.guardrails if isinstance(g, sp.TailGuardrail) and g.threshold_from_baseline
+        ]
+        if tails:
+            hist = repository.window_totals(conn, exp_id, start, end)["champion"].latency_hist
+            if hist.sum() > 0:
+                for g in tails:
+                    fb = g.threshold_from_baseline
+                    assert fb is not None
+                    thresholds[g.name] = guardrails.derived_threshold(hist, fb.quantile, fb.margin)
+        return obs.BaselineResult(revenue_cap=cap, thresholds_ms=thresholds)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, kubernetes.client.ApiException):
+        return f"Kubernetes API {exc.status} {exc.reason}"
+    if isinstance(exc, sa.exc.DBAPIError):
+        return f"database: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+    return str(exc)

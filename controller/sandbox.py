@@ -1,0 +1,219 @@
+"""A whole canary world in one process: the emulated cluster, the store, the operator, traffic.
+
+The end-to-end tests and ``canaryctl demo`` run through this: it serves the Kubernetes API
+emulator with the Experiment CRD, the champion and challenger Deployments and a routing
+object; runs the real operator against it and Postgres; and drives simulated time minute
+by minute, feeding each minute's requests (at the split the router reports right now)
+through the real ingestion path before the operator's next tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import kubernetes.client
+import numpy as np
+import sqlalchemy as sa
+
+from analysis import Scenario
+from controller import crd, traffic
+from controller.clock import SimulatedClock
+from controller.ingest import load
+from controller.kube import emulator, seed
+from controller.operator import Operator, OperatorConfig, TickResult
+from controller.routers import base as routers
+from controller.routers import router_for
+
+GROUP, VERSION, PLURAL = "canaryctl.dev", "v1alpha1", "experiments"
+HTTPROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")
+MINUTE = timedelta(minutes=1)
+
+
+def experiment_body(
+    name: str,
+    *,
+    namespace: str = "ml",
+    champion: str = "ranker-v1",
+    challenger: str = "ranker-v2",
+    route: str = "ranker",
+    steps: list[dict[str, Any]] | None = None,
+    analysis: Mapping[str, Any] | None = None,
+    promotion: str = "automatic",
+    max_duration: str = "24h",
+) -> dict[str, Any]:
+    """An Experiment on a Gateway API HTTPRoute with revenue, latency and error guardrails."""
+    default_analysis: dict[str, Any] = {
+        "interval": "1m",
+        "alpha": 0.05,
+        "revenueCap": {"value": 20.0},
+        "burnIn": {"minRequests": 1000, "minNonZeroRevenue": 80},
+        "allowedLateness": "0s",
+        "guardrails": [
+            {
+                "name": "revenue",
+                "kind": "mean",
+                "direction": "higherIsBetter",
+                "margin": {"relative": 0.05},
+            },
+            {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": 1.3},
+            {"name": "errors", "kind": "rate", "kappa": 1.5},
+        ],
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Experiment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "champion": {"name": champion},
+            "challenger": {"name": challenger},
+            "router": {"gatewayAPI": {"httpRoute": route}},
+            "steps": steps
+            or [
+                {"weight": 10, "minDuration": "30m", "minSamples": 1000},
+                {"weight": 50, "minDuration": "30m", "minSamples": 5000},
+            ],
+            "analysis": {**default_analysis, **(analysis or {})},
+            "promotion": {"mode": promotion},
+            "maxDuration": max_duration,
+        },
+    }
+
+
+@dataclass
+class World:
+    """The emulated cluster, the operator and the simulated clock (see the module docstring)."""
+
+    served: emulator.Served
+    api: kubernetes.client.ApiClient
+    engine: sa.Engine
+    clock: SimulatedClock
+    operator: Operator
+    namespace: str
+    rng: np.random.Generator
+    minute: int = 0
+    ticks: list[TickResult] = field(default_factory=list)
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(
+        cls,
+        engine: sa.Engine,
+        *,
+        start: datetime,
+        namespace: str = "ml",
+        seed_value: int = 0,
+        champion: str = "ranker-v1",
+        challenger: str = "ranker-v2",
+        route: str = "ranker",
+        operator_config: OperatorConfig | None = None,
+        fault: Any = None,
+    ) -> Iterator[World]:
+        with emulator.serve() as served:
+            api = served.api_client()
+            try:
+                served.emulator.load_crd(crd.build_crd())
+                cluster = seed.Cluster(api, namespace)
+                cluster.create_namespace()
+                for name in (champion, challenger):
+                    cluster.create_deployment(name, replicas=3)
+                cluster.create(HTTPROUTE, seed.httproute(route, {champion: 100, challenger: 0}))
+                clock = SimulatedClock(start)
+                operator = Operator(
+                    api,
+                    engine,
+                    clock=clock,
+                    config=operator_config or OperatorConfig(workers=1),
+                    fault=fault,
+                )
+                world = cls(
+                    served,
+                    api,
+                    engine,
+                    clock,
+                    operator,
+                    namespace,
+                    np.random.default_rng(seed_value),
+                )
+                operator.on_tick = world.ticks.append
+                yield world
+            finally:
+                api.close()
+
+    # ------------------------------------------------------------------ the cluster
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, body
+            )
+        )
+
+    def get(self, name: str) -> dict[str, Any]:
+        return dict(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        )
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def router(self, name: str) -> routers.TrafficRouter:
+        body = self.get(name)
+        return router_for(routers.config_from_spec(self.namespace, name, body["spec"]), self.api)
+
+    def route_weights(self, route: str = "ranker") -> dict[str, int]:
+        obj = self.custom.get_namespaced_custom_object(
+            *HTTPROUTE[:2], self.namespace, HTTPROUTE[2], route
+        )
+        refs = obj["spec"]["rules"][0]["backendRefs"]
+        return {r["name"]: int(r.get("weight", 1)) for r in refs}
+
+    # ------------------------------------------------------------------ time and traffic
+
+    def send_minute(self, name: str, scenario: Scenario) -> int:
+        """Log one minute of requests at the split the router reports now; returns how many."""
+        share = self.router(name).observe().challenger_share
+        start = self.clock.now()
+        rows = traffic.minute_of_requests(
+            scenario,
+            experiment=f"{self.namespace}/{name}",
+            minute=self.minute,
+            start=start,
+            share=share,
+            rng=self.rng,
+        )
+        if rows.num_rows:
+            load.load_table(
+                self.engine,
+                rows,
+                batch_key=f"sim:{self.namespace}/{name}:{start.isoformat()}",
+                source="simulator",
+                clock=self.clock,
+            )
+        return rows.num_rows
+
+    def advance(self, delta: timedelta = MINUTE) -> list[TickResult]:
+        """Move simulated time on and let the operator tick what is due."""
+        self.clock.advance(delta)
+        self.minute += int(delta / MINUTE)
+        return self.operator.run_once()
+
+    def run(
+        self, name: str, scenario: Scenario, *, until: set[str], max_minutes: int
+    ) -> dict[str, Any]:
+        """Traffic and ticks minute by minute until the phase is in ``until``; returns the status."""
+        self.advance(timedelta(0))
+        for _ in range(max_minutes):
+            status = self.status(name)
+            if status.get("phase") in until:
+                return status
+            self.send_minute(name, scenario)
+            self.advance()
+        return self.status(name)
