@@ -55,6 +55,7 @@ class Outcome:
     route_actions: list[str] = field(default_factory=list)
     decisions_written: int = 0
     status_written: bool = False
+    held_decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _decision_evidence(action: p.RecordDecision, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +130,21 @@ def apply(
             )
     elif decisions:
         logger.warning(
-            "%s: database unreachable; %d decision(s) not logged yet", target.key, len(decisions)
+            "%s: database unreachable; %d decision(s) held until it is back",
+            target.key,
+            len(decisions),
+        )
+        outcome.held_decisions.extend(
+            {
+                "at": d.at,
+                "kind": d.kind.value,
+                "actor": d.actor,
+                "reason_code": d.reason_code,
+                "reason": d.reason,
+                "evidence": _decision_evidence(d, evidence or {}),
+                "idempotency_key": d.key,
+            }
+            for d in decisions
         )
     if decisions:
         hit("after_log")

@@ -133,24 +133,38 @@ def update_history(
     step_started_at: datetime,
     weight: int,
     share: float,
+    now: datetime,
+    cut: datetime | None = None,
 ) -> list[StepRecord]:
-    """The history after this tick: the current step opened (and the previous one closed).
+    """The history after this tick: the current step's window opened, the previous one closed.
 
     A step's window starts at the first whole minute after its weight was set and ends at
     the minute the next step's weight was set, so no minute of mixed weights enters a test.
     Steps at 0 % or 100 % are not windows of a test.
+
+    ``cut`` says the route is not at the weight the status says (an operator died between
+    writing the route and the status, or someone edited the route): the open window ends
+    there, and minutes after it enter no test. When the route is back at the step's
+    weight, the step continues in a new window (a new stratum) from the next minute.
     """
     steps = list(history)
+    if cut is not None:
+        if steps and steps[-1].end is None:
+            steps[-1] = replace(steps[-1], end=max(steps[-1].start, floor_minute(cut)))
+        return steps
     if not 0 < weight < 100:
         return steps
-    start = ceil_minute(step_started_at)
-    if steps and steps[-1].index == step_index and steps[-1].end is None:
+    fair = share if 0 < share < 1 else weight / 100
+    if steps and steps[-1].index == step_index:
         last = steps[-1]
-        steps[-1] = replace(last, share=share if 0 < share < 1 else last.share)
+        if last.end is None:
+            steps[-1] = replace(last, share=fair)
+        else:  # the step was cut and its weight is restored: a new stratum from now on
+            steps.append(StepRecord(step_index, weight, fair, ceil_minute(now)))
         return steps
     if steps and steps[-1].end is None:
         steps[-1] = replace(steps[-1], end=floor_minute(step_started_at))
-    steps.append(StepRecord(step_index, weight, share if 0 < share < 1 else weight / 100, start))
+    steps.append(StepRecord(step_index, weight, fair, ceil_minute(step_started_at)))
     return steps
 
 

@@ -104,6 +104,7 @@ class Operator:
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._seen: dict[str, _Seen] = {}
         self._ids: dict[str, int] = {}
+        self._held: dict[str, list[dict[str, Any]]] = {}  # decisions waiting for the database
         self._lock = threading.Lock()
         self.passes = 0
         self.on_tick: Callable[[TickResult], None] | None = None
@@ -252,6 +253,8 @@ class Operator:
             meta = body["metadata"]
 
         exp_id, reachable = self._experiment_id(key, meta.get("uid"), body.get("spec", {}))
+        if reachable and exp_id is not None and self._held.get(key):
+            reachable = self._flush_held(key, exp_id)
         state = router.observe() if router is not None else None
         router_state = obs.RouterState(
             challenger_weight=state.challenger_weight
@@ -263,7 +266,12 @@ class Operator:
         if reachable and exp_id is not None and isinstance(spec_or_error, sp.ExperimentSpec):
             try:
                 samples, last_data_at, baseline, evaluation, history = self._analyse(
-                    exp_id, spec_or_error, stored, state, now
+                    exp_id,
+                    spec_or_error,
+                    stored,
+                    state,
+                    now,
+                    _time(raw_status.get("lastAnalysisAt")),
                 )
             except _DB_ERRORS as exc:
                 logger.warning("%s: database unreachable during analysis: %s", key, _describe(exc))
@@ -310,6 +318,8 @@ class Operator:
             fault=self.fault,
             now=now,
         )
+        if outcome.held_decisions:
+            self._held.setdefault(key, []).extend(outcome.held_decisions)
         for decision in plan.of_type(p.RecordDecision):
             self.metrics.decisions.labels(decision.kind.value).inc()
         if plan.first(p.FinalizeRoute) and verdicts is not None and verdicts.failed:
@@ -429,6 +439,7 @@ class Operator:
         stored: obs.StoredStatus,
         route: routers.RouteState | None,
         now: datetime,
+        last_consistent: datetime | None = None,
     ) -> tuple[
         obs.ArmCounts,
         datetime | None,
@@ -467,12 +478,22 @@ class Operator:
             history = [guardrails.StepRecord.from_dict(d) for d in persisted.get("steps", [])]
             weight = s.steps[stored.step_index].weight if stored.step_index < len(s.steps) else 0
             share = route.challenger_share if route is not None else weight / 100
+            cut = None
+            if route is not None and route.challenger_weight != weight:
+                evaluated = persisted.get("evaluatedUntil")
+                cut = (
+                    datetime.fromisoformat(evaluated)
+                    if evaluated
+                    else last_consistent or stored.step_started_at
+                )
             history = guardrails.update_history(
                 history,
                 step_index=stored.step_index,
                 step_started_at=stored.step_started_at,
                 weight=weight,
                 share=share,
+                now=now,
+                cut=cut,
             )
             windows = guardrails.windows(history, final_until)
             if not windows:
@@ -504,7 +525,11 @@ class Operator:
         repository.save_analysis_state(
             self.engine,
             exp_id,
-            {"analysis": evaluation.state.to_dict(), "steps": [r.to_dict() for r in history]},
+            {
+                "analysis": evaluation.state.to_dict(),
+                "steps": [r.to_dict() for r in history],
+                "evaluatedUntil": max(w[2] for w in windows).isoformat(),
+            },
         )
         return current, last_data_at, baseline, evaluation, windows
 

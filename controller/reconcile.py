@@ -403,11 +403,24 @@ def _step(tick: _Tick, s: spec.ExperimentSpec) -> None:
     st, o, v = tick.st, tick.o, tick.v
     i = min(st.step_index, len(s.steps) - 1)
     step = s.steps[i]
-    if not _keep_weight(tick, step.weight) or tick.holds:
+    # The route already at the weight this step's transition sets, while the status still
+    # says this step: a tick wrote the route and died before recording it. Decide the
+    # transition again without moving the route back and forth; go back only if it no
+    # longer holds.
+    ahead = s.steps[i + 1].weight if i + 1 < len(s.steps) else 100
+    resumed = o.router.challenger_weight == ahead != step.weight
+
+    def not_now() -> None:
+        if resumed:
+            tick.add(p.SetWeight(step.weight))
+
+    if not resumed and (not _keep_weight(tick, step.weight) or tick.holds):
         return
+    if resumed and tick.holds:
+        return not_now()
     elapsed = tick.now - (st.step_started_at or tick.now)
     if elapsed < step.min_duration or o.samples.smaller < step.min_samples:
-        return
+        return not_now()
     if i + 1 < len(s.steps):
         nxt = s.steps[i + 1]
         message = f"step {i + 2}/{len(s.steps)}: challenger at {nxt.weight} %"
@@ -426,8 +439,8 @@ def _step(tick: _Tick, s: spec.ExperimentSpec) -> None:
             p.EmitEvent(p.EventType.NORMAL, "StepAdvanced", message),
         )
         return
-    if v is None or not v.all_pass:
-        return
+    if v is None or not v.all_pass or (resumed and s.promotion is not spec.PromotionMode.AUTOMATIC):
+        return not_now()
     if s.promotion is spec.PromotionMode.AUTOMATIC:
         tick.promote("promoted", "every guardrail passed after the last step")
     message = "every guardrail passed; waiting for a manual promote"

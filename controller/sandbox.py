@@ -143,6 +143,15 @@ class World:
             finally:
                 api.close()
 
+    def restart_operator(self, *, fault: Any = None, engine: sa.Engine | None = None) -> Operator:
+        """A new operator process: nothing kept in memory, same cluster, store and clock."""
+        old = self.operator
+        self.operator = Operator(
+            self.api, engine or self.engine, clock=self.clock, config=old.config, fault=fault
+        )
+        self.operator.on_tick = self.ticks.append
+        return self.operator
+
     # ------------------------------------------------------------------ the cluster
 
     @property

@@ -304,6 +304,41 @@ ROWS = [
         phase=Ph.ROLLED_BACK,
         code="analysis_unavailable",
     ),
+    # Progressing: a transition whose route write landed but whose status did not (crash)
+    Row(
+        "route already at the next step re-decides the advance without moving it back",
+        observed(step=0, weight=25),
+        verdicts(),
+        weight=25,
+        step=1,
+        code="step_complete",
+    ),
+    Row(
+        "route already at the next step goes back when the advance no longer holds",
+        observed(step=0, weight=25, samples=10),
+        verdicts(),
+        weight=5,
+    ),
+    Row(
+        "route already promoted re-decides the promotion",
+        observed(step=LAST, weight=100),
+        verdicts("PASS"),
+        phase=Ph.PROMOTED,
+        code="promoted",
+    ),
+    Row(
+        "route already promoted goes back when the guardrails no longer pass",
+        observed(step=LAST, weight=100),
+        verdicts(),
+        weight=50,
+    ),
+    Row(
+        "route found promoted under manual promotion is brought back first",
+        observed(step=LAST, weight=100),
+        verdicts("PASS"),
+        weight=50,
+        spec=MANUAL,
+    ),
     # Progressing: moving
     Row("step complete advances", observed(), verdicts(), weight=25, code="step_complete", step=1),
     Row("second step complete advances", observed(step=1), verdicts(), weight=50, step=2),
