@@ -555,6 +555,54 @@ STATUS_SCHEMA: Schema = _obj(
             "description": "Ids of manual requests already acted on (newest last).",
         },
         "observedGeneration": {"type": "integer", "minimum": 0},
+        "lastAnalysisAt": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the analysis last ran on finalised data.",
+        },
+        "samples": _obj(
+            {
+                "champion": {"type": "integer", "minimum": 0},
+                "challenger": {"type": "integer", "minimum": 0},
+            },
+            description="Finalised requests per arm in the current step.",
+        ),
+        "guardrails": {
+            "type": "array",
+            "description": "The latest result of each guardrail (stratified across steps).",
+            "items": _obj(
+                {
+                    "name": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["mean", "tail", "rate"]},
+                    "verdict": {"type": "string", "enum": ["pass", "fail", "continue"]},
+                    "reasonCode": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "estimate": {"type": "number", "nullable": True},
+                    "lower": {"type": "number", "nullable": True},
+                    "upper": {"type": "number", "nullable": True},
+                    "pValue": {"type": "number", "nullable": True},
+                    "pValueNonInferiority": {"type": "number", "nullable": True},
+                },
+                required=["name", "verdict"],
+                description="mean: difference B − A (a fraction when the margin is relative); "
+                "tail and rate: the ratio p_B/p_A. Bounds are anytime-valid.",
+            ),
+        },
+        "srm": _obj(
+            {
+                "mismatch": {"type": "boolean"},
+                "pValue": {"type": "number", "nullable": True},
+                "observedShare": {"type": "number", "nullable": True},
+                "expectedShare": {"type": "number", "nullable": True},
+            },
+            description="The sample-ratio check against the split the router reports.",
+        ),
+        "pendingDecisions": {
+            "type": "array",
+            "description": "Decisions taken while the database was unreachable, written to the "
+            "decision log (once, by idempotency key) when it is back.",
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
         "kopf": {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,

@@ -136,7 +136,7 @@ def apply(
         )
         outcome.held_decisions.extend(
             {
-                "at": d.at,
+                "at": d.at.isoformat(),
                 "kind": d.kind.value,
                 "actor": d.actor,
                 "reason_code": d.reason_code,
@@ -153,6 +153,9 @@ def apply(
         _emit(core, target, event, now)
     new_status: dict[str, Any] = dict(st.apply_plan(plan, dict(target.status)))  # type: ignore[arg-type]
     new_status.update(extra_status or {})
+    pending = list(new_status.get("pendingDecisions", [])) + outcome.held_decisions
+    if pending or "pendingDecisions" in target.status:
+        new_status["pendingDecisions"] = pending
     new_status["observedGeneration"] = target.generation
     if new_status != dict(target.status):
         kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object_status(

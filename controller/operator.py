@@ -104,7 +104,6 @@ class Operator:
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._seen: dict[str, _Seen] = {}
         self._ids: dict[str, int] = {}
-        self._held: dict[str, list[dict[str, Any]]] = {}  # decisions waiting for the database
         self._lock = threading.Lock()
         self.passes = 0
         self.on_tick: Callable[[TickResult], None] | None = None
@@ -198,9 +197,9 @@ class Operator:
             seen = self._seen.get(uid)
         if seen is None or seen.fingerprint != self._fingerprint(body):
             return True
-        if phase in ("Promoted", "RolledBack", "Failed") and not body["metadata"].get(
-            "deletionTimestamp"
-        ):
+        finished = phase in ("Promoted", "RolledBack", "Failed")
+        pending = (body.get("status") or {}).get("pendingDecisions")
+        if finished and not body["metadata"].get("deletionTimestamp") and not pending:
             return False
         return now >= seen.due
 
@@ -253,8 +252,9 @@ class Operator:
             meta = body["metadata"]
 
         exp_id, reachable = self._experiment_id(key, meta.get("uid"), body.get("spec", {}))
-        if reachable and exp_id is not None and self._held.get(key):
-            reachable = self._flush_held(key, exp_id)
+        flushed = False
+        if reachable and exp_id is not None and raw_status.get("pendingDecisions"):
+            flushed = reachable = self._flush_held(key, exp_id, raw_status["pendingDecisions"])
         state = router.observe() if router is not None else None
         router_state = obs.RouterState(
             challenger_weight=state.challenger_weight
@@ -313,13 +313,14 @@ class Operator:
             router=router,
             engine=self.engine if reachable else None,
             api=self.api,
-            extra_status=guardrails.status_fields(evaluation, samples, analysed_at),
+            extra_status={
+                **guardrails.status_fields(evaluation, samples, analysed_at),
+                **({"pendingDecisions": []} if flushed else {}),
+            },
             evidence=guardrails.evidence(evaluation, history) if evaluation else None,
             fault=self.fault,
             now=now,
         )
-        if outcome.held_decisions:
-            self._held.setdefault(key, []).extend(outcome.held_decisions)
         for decision in plan.of_type(p.RecordDecision):
             self.metrics.decisions.labels(decision.kind.value).inc()
         if plan.first(p.FinalizeRoute) and verdicts is not None and verdicts.failed:
@@ -415,6 +416,20 @@ class Operator:
         with self._lock:
             self._seen.pop(meta.get("uid", meta["name"]), None)
         return TickResult(key, None, None)
+
+    def _flush_held(self, key: str, exp_id: int, pending: list[dict[str, Any]]) -> bool:
+        """Write the decisions taken while the database was away (their keys make it once)."""
+        assert self.engine is not None
+        try:
+            with self.engine.begin() as conn:
+                for d in pending:
+                    repository.append_decision(
+                        conn, exp_id, **{**d, "at": datetime.fromisoformat(d["at"])}
+                    )
+        except _DB_ERRORS as exc:
+            logger.warning("%s: database still unreachable: %s", key, _describe(exc))
+            return False
+        return True
 
     def _experiment_id(
         self, key: str, uid: str | None, spec: Mapping[str, Any] | None

@@ -76,7 +76,7 @@ def test_a_harmful_canary_is_rolled_back(
     assert any(r == "RolledBack" for r, _ in _events(world, "bad"))
     with engine.connect() as conn:
         exp = repository.get_experiment(conn, "ml/bad")
-        rollback = [d for d in repository.decisions(conn, exp.id) if d.kind == "rollback"][0]
+        rollback = next(d for d in repository.decisions(conn, exp.id) if d.kind == "rollback")
     assert rollback.evidence["analysis"]["guardrails"], "the decision carries its evidence"
 
 
@@ -160,7 +160,9 @@ def test_an_unreachable_database_holds_then_rolls_back_and_never_promotes(
         GROUP, VERSION, "ml", PLURAL, "dbdown", {"metadata": {"annotations": {"touch": "1"}}}
     )
     world.advance()
+    world.advance()
     broken.dispose()
+    assert _decisions(engine, "ml/dbdown").count(("rollback", "database_unreachable")) == 1
 
 
 @pytest.mark.parametrize("point", ["after_decide", "after_route", "after_log", "after_status"])
