@@ -14,6 +14,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
+import yaml
 
 from controller import spec
 from controller.cli.common import fail
@@ -132,6 +134,10 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
         raise KubeError(f"no kubeconfig found at {path}; pass --kubeconfig")
     if kubeconfig is not None and not all(Path(p).exists() for p in paths):
         raise KubeError(f"--kubeconfig: {kubeconfig}: no such file")
+    for p in paths:
+        with contextlib.suppress(OSError, yaml.YAMLError):
+            if not isinstance(yaml.safe_load(Path(p).read_text()) or {}, dict):
+                raise KubeError(f"kubeconfig {p}: not a kubeconfig (expected a YAML mapping)")
     try:
         contexts, active = config.list_kube_config_contexts(config_file=path)
         chosen = active
@@ -156,28 +162,31 @@ def connect_or_fail(kubeconfig: str | None, context: str | None, namespace: str 
         fail(str(exc))
 
 
-def api_message(exc: Exception) -> tuple[str, int]:
-    """The API server's own message of a failed call, and its HTTP status."""
+def api_message(exc: Exception, host: str = "") -> tuple[str, int]:
+    """The API server's own message of a failed call and its HTTP status (0: no answer)."""
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(exc, ApiException):
         message = exc.reason or "error"
-        with contextlib.suppress(ValueError, TypeError):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
             message = json.loads(exc.body or "{}").get("message") or message
         return str(message), int(exc.status or 0)
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"cannot reach the Kubernetes API: {text}", 0
+    text = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
+    text = text.splitlines()[0].split("Failed to establish a new connection: ")[-1]
+    text = re.sub(r"^\[Errno -?\d+\] ", "", text).rstrip("')\"")
+    at = f" at {host}" if host else ""
+    return f"cannot reach the Kubernetes API{at}: {text}", 0
 
 
 @contextlib.contextmanager
-def _api_errors(what: str) -> Iterator[None]:
+def _api_errors(what: str, host: str = "") -> Iterator[None]:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
         yield
     except (ApiException, HTTPError, OSError) as exc:
-        message, code = api_message(exc)
+        message, code = api_message(exc, host)
         if code == 404:
             message = f"{what}: not found" if "not found" not in message else message
         raise KubeError(message, code) from exc
@@ -193,16 +202,17 @@ class Experiments:
         self.namespace = cluster.namespace
         self._api = client.CustomObjectsApi(cluster.api)
         self._where = (spec.API_GROUP, spec.API_VERSION)
+        self._host = str(cluster.api.configuration.host)
 
     def get(self, name: str) -> Body:
-        with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"'):
+        with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"', self._host):
             body: Body = self._api.get_namespaced_custom_object(
                 *self._where, self.namespace, spec.PLURAL, name, _request_timeout=_TIMEOUT
             )
         return body
 
     def list(self, all_namespaces: bool = False) -> list[Body]:
-        with _api_errors("experiments"):
+        with _api_errors("experiments", self._host):
             if all_namespaces:
                 out = self._api.list_cluster_custom_object(
                     *self._where, spec.PLURAL, _request_timeout=_TIMEOUT
@@ -215,7 +225,7 @@ class Experiments:
         return items
 
     def create(self, body: Body) -> Body:
-        with _api_errors("experiments"):
+        with _api_errors("experiments", self._host):
             created: Body = self._api.create_namespaced_custom_object(
                 *self._where, self.namespace, spec.PLURAL, body, _request_timeout=_TIMEOUT
             )
@@ -224,7 +234,7 @@ class Experiments:
     def annotate(self, name: str, annotations: dict[str, str], resource_version: str) -> Body:
         """Merge-patch annotations, guarded by ``resource_version`` (409 when it moved on)."""
         patch = {"metadata": {"annotations": annotations, "resourceVersion": resource_version}}
-        with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"'):
+        with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"', self._host):
             body: Body = self._api.patch_namespaced_custom_object(
                 *self._where,
                 self.namespace,

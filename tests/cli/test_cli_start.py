@@ -25,9 +25,7 @@ def test_start_from_the_documented_example(cli: Run, cluster: Cluster) -> None:
     assert stored["spec"] == yaml.safe_load(EXAMPLE.read_text())["spec"]
 
 
-def test_start_uses_the_context_namespace_or_n(
-    cli: Run, cluster: Cluster, tmp_path: Path
-) -> None:
+def test_start_uses_the_context_namespace_or_n(cli: Run, cluster: Cluster, tmp_path: Path) -> None:
     path = write(tmp_path, experiment("exp-a"))
     assert cli("start", "-f", str(path)).exit_code == 0
     assert cluster.get("exp-a", namespace=NAMESPACE)["metadata"]["name"] == "exp-a"
@@ -48,7 +46,9 @@ def test_missing_file_is_one_line_and_exit_2(cli: Run, cluster: Cluster) -> None
 
 
 def test_invalid_spec_names_the_field(cli: Run, cluster: Cluster, tmp_path: Path) -> None:
-    bad = experiment(steps=[{"weight": 50, "minDuration": "1h"}, {"weight": 25, "minDuration": "1h"}])
+    bad = experiment(
+        steps=[{"weight": 50, "minDuration": "1h"}, {"weight": 25, "minDuration": "1h"}]
+    )
     result = cli("start", "-f", str(write(tmp_path, bad)))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {tmp_path / 'experiment.yaml'}: invalid spec: ")
@@ -101,9 +101,24 @@ def test_dry_run_works_without_a_cluster(tmp_path: Path) -> None:
 
 
 def test_flags_for_the_common_case(cli: Run, cluster: Cluster) -> None:
-    args = ["start", "--champion", "ranker-v41", "--challenger", "ranker-v42",
-            "--http-route", "ranker", "--steps", "5:1h,25:2h:20000", "--latency-ms", "250",
-            "--revenue-margin", "0.02", "--baseline", "30m", "--manual-promotion"]
+    args = [
+        "start",
+        "--champion",
+        "ranker-v41",
+        "--challenger",
+        "ranker-v42",
+        "--http-route",
+        "ranker",
+        "--steps",
+        "5:1h,25:2h:20000",
+        "--latency-ms",
+        "250",
+        "--revenue-margin",
+        "0.02",
+        "--baseline",
+        "30m",
+        "--manual-promotion",
+    ]
     result = cli(*args, "--dry-run", "-o", "json")
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
@@ -133,9 +148,7 @@ def test_existing_experiment_and_namespace_mismatch(cli: Run, cluster: Cluster) 
     assert cli("start", "-f", str(EXAMPLE)).exit_code == 0
     again = cli("start", "-f", str(EXAMPLE))
     assert again.exit_code == 1
-    assert again.stderr == (
-        'error: experiments.canaryctl.dev "ranker-v42" already exists\n'
-    )
+    assert again.stderr == ('error: experiments.canaryctl.dev "ranker-v42" already exists\n')
     result = cli("start", "-f", str(EXAMPLE), "-n", "ml")
     assert result.exit_code == 2
     assert "namespace of the object (ranking) does not match --namespace (ml)" in result.stderr
