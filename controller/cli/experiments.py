@@ -157,18 +157,15 @@ def status(
     cluster = kube.connect_or_fail(kubeconfig, context, namespace)
     experiments = kube.Experiments(cluster)
 
-    def read() -> dict[str, Any]:
-        try:
-            return experiments.get(name)
-        except kube.KubeError as exc:
-            fail(str(exc))
-
-    body = read()
-    if not watch and wait_for is None:
-        _show(body, out)
-        return
-    deadline = None if limit is None else time.monotonic() + limit
-    code, body = _follow(read, body, wait_for, deadline, pause, watch, out)
+    try:
+        body = experiments.get(name)
+        if not watch and wait_for is None:
+            _show(body, out)
+            return
+        deadline = None if limit is None else time.monotonic() + limit
+        code, body = _follow(experiments, body, wait_for, deadline, pause, watch, out)
+    except kube.KubeError as exc:
+        fail(str(exc))
     _finish(body=body, code=code, target=wait_for, timeout=timeout, out=out)
 
 
@@ -179,8 +176,13 @@ def _show(body: dict[str, Any], out: output.Format) -> None:
         typer.echo(output.dump(body, out), nl=False)
 
 
+def _transient(exc: kube.KubeError) -> bool:
+    """No answer, throttled or a server error: worth another try while waiting."""
+    return exc.code == 0 or exc.code == 429 or exc.code >= 500
+
+
 def _follow(
-    read: Any,
+    experiments: kube.Experiments,
     body: dict[str, Any],
     target: str | None,
     deadline: float | None,
@@ -188,7 +190,11 @@ def _follow(
     watch: bool,
     out: output.Format,
 ) -> tuple[int, dict[str, Any]]:
-    """Poll until the wait is settled (or the deadline passes): the exit code, the last body."""
+    """Poll until the wait is settled (or the deadline passes): the exit code, the last body.
+
+    Transient API errors are reported once and retried; others (404: deleted) end the wait.
+    """
+    name = body["metadata"]["name"]
     live = None
     if watch and out is output.Format.TABLE:
         from rich.live import Live
@@ -196,7 +202,7 @@ def _follow(
 
         live = Live(Text(output.status_view(body, SYSTEM_CLOCK.now())), auto_refresh=False)
         live.start()
-    last = ""
+    last = trouble = ""
     try:
         while True:
             if live is not None:
@@ -204,7 +210,7 @@ def _follow(
 
                 live.update(Text(output.status_view(body, SYSTEM_CLOCK.now())), refresh=True)
             elif (summary := _summary(body)) != last:
-                typer.echo(f"{body['metadata']['name']}: {summary}", err=True)
+                typer.echo(f"{name}: {summary}", err=True)
                 last = summary
             code = wait_outcome((body.get("status") or {}).get("phase", "Pending"), target)
             if code is not None:
@@ -213,7 +219,15 @@ def _follow(
             if left is not None and left <= 0:
                 return EXIT_TIMEOUT, body
             time.sleep(pause if left is None else min(pause, left))
-            body = read()
+            try:
+                body = experiments.get(name)
+                trouble = ""
+            except kube.KubeError as exc:
+                if not _transient(exc):
+                    raise
+                if str(exc) != trouble:
+                    typer.echo(f"warning: {exc}; retrying", err=True)
+                    trouble = str(exc)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     finally:

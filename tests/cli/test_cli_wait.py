@@ -164,3 +164,37 @@ def test_wait_outcome_table() -> None:
     assert [experiments.wait_outcome(phase, target) for phase, target, _ in cases] == [
         code for *_, code in cases
     ]
+
+
+def test_a_server_error_while_waiting_is_retried(cli: Run, cluster: Cluster) -> None:
+    cluster.create(experiment("exp-a"))
+    on_read(cluster, "exp-a", {3: {"phase": "Promoted"}})
+    reads = 0
+
+    def fail_second_read(request: emulator.LoggedRequest) -> None:
+        nonlocal reads
+        if request.method == "GET" and request.path.endswith("/exp-a"):
+            reads += 1
+            if reads == 2:
+                raise RuntimeError("the API server is having a bad moment")
+
+    cluster.emulator.hooks.append(fail_second_read)
+    result = cli("status", "exp-a", "--wait-for", "Promoted", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "warning: RuntimeError('the API server is having a bad moment'); retrying" in (
+        result.stderr
+    )
+
+
+def test_deleted_while_waiting_is_an_error(cli: Run, cluster: Cluster) -> None:
+    cluster.create(experiment("exp-a"))
+
+    def delete_on_second_read(request: emulator.LoggedRequest) -> None:
+        gets = [r for r in cluster.emulator.log if r.method == "GET" and r.path.endswith("/exp-a")]
+        if request.method == "GET" and request.path.endswith("/exp-a") and len(gets) == 1:
+            cluster.store.delete(cluster.kind, NAMESPACE, "exp-a")
+
+    cluster.emulator.hooks.append(delete_on_second_read)
+    result = cli("status", "exp-a", "--wait-for", "Promoted", *FAST)
+    assert result.exit_code == 1
+    assert result.stderr.endswith('error: experiments.canaryctl.dev "exp-a" not found\n')
