@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 import yaml
 
@@ -48,7 +47,7 @@ def _kubeconfig_path(given: str | None) -> str:
     return given or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
 
 
-def _complete_contexts(ctx: click.Context, incomplete: str) -> list[str]:
+def _complete_contexts(ctx: typer.Context, incomplete: str) -> list[str]:
     """Context names from the kubeconfig, for shell completion."""
     from kubernetes import config
 
@@ -61,7 +60,7 @@ def _complete_contexts(ctx: click.Context, incomplete: str) -> list[str]:
     return [c["name"] for c in contexts if c["name"].startswith(incomplete)]
 
 
-def complete_names(ctx: click.Context, incomplete: str) -> list[str]:
+def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Experiment names in the selected namespace, for shell completion."""
     try:
         cluster = connect(

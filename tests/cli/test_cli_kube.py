@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-import click
 import yaml
 from conftest import Cluster, Run, experiment
 from typer.testing import CliRunner
@@ -93,8 +94,7 @@ def test_completion_of_contexts_and_names(
     cluster.create(experiment("ranker-v42"))
     cluster.create(experiment("other"))
     config = str(two_contexts(served, tmp_path / "config"))
-    ctx = click.Context(click.Command("x"))
-    ctx.params = {"kubeconfig": config, "context": None, "namespace": None}
+    ctx: Any = SimpleNamespace(params={"kubeconfig": config, "context": None, "namespace": None})
     assert kube._complete_contexts(ctx, "st") == ["staging"]
     assert kube.complete_names(ctx, "ran") == ["ranker-v42"]
     ctx.params["kubeconfig"] = str(tmp_path / "missing")
@@ -117,3 +117,14 @@ def test_shell_completion_stays_enabled() -> None:
         "version",
     ):
         assert command in result.stdout
+
+
+def test_completion_through_the_shell_protocol(
+    served: emulator.Served, cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.create(experiment("ranker-v42"))
+    config = str(two_contexts(served, tmp_path / "config"))
+    words = f"canaryctl status --kubeconfig {config} ran"
+    env = {"_CANARYCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "4"}
+    result = CliRunner().invoke(app, [], env=env, prog_name="canaryctl")
+    assert result.stdout.split() == ["ranker-v42"]
