@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 import yaml
@@ -52,7 +52,7 @@ def _complete_contexts(ctx: typer.Context, incomplete: str) -> list[str]:
     from kubernetes import config
 
     try:
-        contexts, _ = config.list_kube_config_contexts(
+        contexts, _ = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
             config_file=_kubeconfig_path(ctx.params.get("kubeconfig"))
         )
     except Exception:  # completion must never fail loudly
@@ -123,7 +123,7 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
     if kubeconfig is None and not any(Path(p).exists() for p in paths):
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             try:
-                config.load_incluster_config()
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
             except config.ConfigException as exc:
                 raise KubeError(f"in-cluster config: {exc}") from exc
             ns = namespace or (
@@ -138,14 +138,16 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
             if not isinstance(yaml.safe_load(Path(p).read_text()) or {}, dict):
                 raise KubeError(f"kubeconfig {p}: not a kubeconfig (expected a YAML mapping)")
     try:
-        contexts, active = config.list_kube_config_contexts(config_file=path)
+        contexts, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
         chosen = active
         if context is not None:
             chosen = next((c for c in contexts if c["name"] == context), None)
             if chosen is None:
                 known = ", ".join(sorted(c["name"] for c in contexts)) or "none"
                 raise KubeError(f"--context: no context named {context!r} (known: {known})")
-        api = config.new_client_from_config(config_file=path, context=context, persist_config=False)
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=context, persist_config=False
+        )
     except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
         raise KubeError(f"kubeconfig {path}: {exc}") from exc
     found = (chosen or {}).get("context") or {}
@@ -205,10 +207,10 @@ class Experiments:
 
     def get(self, name: str) -> Body:
         with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"', self._host):
-            body: Body = self._api.get_namespaced_custom_object(
+            body = self._api.get_namespaced_custom_object(
                 *self._where, self.namespace, spec.PLURAL, name, _request_timeout=_TIMEOUT
             )
-        return body
+        return cast(Body, body)
 
     def list(self, all_namespaces: bool = False) -> list[Body]:
         with _api_errors("experiments", self._host):
@@ -220,21 +222,20 @@ class Experiments:
                 out = self._api.list_namespaced_custom_object(
                     *self._where, self.namespace, spec.PLURAL, _request_timeout=_TIMEOUT
                 )
-        items: list[Body] = out.get("items", [])
-        return items
+        return cast(list[Body], cast(Body, out).get("items", []))
 
     def create(self, body: Body) -> Body:
         with _api_errors("experiments", self._host):
-            created: Body = self._api.create_namespaced_custom_object(
+            created = self._api.create_namespaced_custom_object(
                 *self._where, self.namespace, spec.PLURAL, body, _request_timeout=_TIMEOUT
             )
-        return created
+        return cast(Body, created)
 
     def annotate(self, name: str, annotations: dict[str, str], resource_version: str) -> Body:
         """Merge-patch annotations, guarded by ``resource_version`` (409 when it moved on)."""
         patch = {"metadata": {"annotations": annotations, "resourceVersion": resource_version}}
         with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"', self._host):
-            body: Body = self._api.patch_namespaced_custom_object(
+            body = self._api.patch_namespaced_custom_object(
                 *self._where,
                 self.namespace,
                 spec.PLURAL,
@@ -243,7 +244,7 @@ class Experiments:
                 _content_type=MERGE_PATCH,
                 _request_timeout=_TIMEOUT,
             )
-        return body
+        return cast(Body, body)
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,8 @@ def whoami(cluster: Cluster) -> Identity:
         review = client.AuthenticationV1Api(cluster.api).create_self_subject_review(
             client.V1SelfSubjectReview(), _request_timeout=_TIMEOUT
         )
-        username = review.status.user_info.username if review.status else None
+        info = review.status.user_info if review.status else None
+        username = info.username if info else None
         if username:
             return Identity(username, "kubernetes")
     except (ApiException, HTTPError, OSError, ValueError, AttributeError):
