@@ -180,7 +180,7 @@ def api_message(exc: Exception, host: str = "") -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def _api_errors(what: str, host: str = "") -> Iterator[None]:
+def _api_errors(host: str = "") -> Iterator[None]:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -188,8 +188,12 @@ def _api_errors(what: str, host: str = "") -> Iterator[None]:
         yield
     except (ApiException, HTTPError, OSError) as exc:
         message, code = api_message(exc, host)
-        if code == 404:
-            message = f"{what}: not found" if "not found" not in message else message
+        if code == 404 and '" not found' not in message:  # not the object: its kind
+            message = (
+                f"{spec.PLURAL}.{spec.API_GROUP}/{spec.API_VERSION} is not served"
+                f"{f' by {host}' if host else ''}; is the CRD installed? "
+                "(kubectl apply -f manifests/crd.yaml)"
+            )
         raise KubeError(message, code) from exc
 
 
@@ -206,14 +210,14 @@ class Experiments:
         self._host = str(cluster.api.configuration.host)
 
     def get(self, name: str) -> Body:
-        with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"', self._host):
+        with _api_errors(self._host):
             body = self._api.get_namespaced_custom_object(
                 *self._where, self.namespace, spec.PLURAL, name, _request_timeout=_TIMEOUT
             )
         return cast(Body, body)
 
     def list(self, all_namespaces: bool = False) -> list[Body]:
-        with _api_errors("experiments", self._host):
+        with _api_errors(self._host):
             if all_namespaces:
                 out = self._api.list_cluster_custom_object(
                     *self._where, spec.PLURAL, _request_timeout=_TIMEOUT
@@ -225,7 +229,7 @@ class Experiments:
         return cast(list[Body], cast(Body, out).get("items", []))
 
     def create(self, body: Body) -> Body:
-        with _api_errors("experiments", self._host):
+        with _api_errors(self._host):
             created = self._api.create_namespaced_custom_object(
                 *self._where, self.namespace, spec.PLURAL, body, _request_timeout=_TIMEOUT
             )
@@ -234,7 +238,7 @@ class Experiments:
     def annotate(self, name: str, annotations: dict[str, str], resource_version: str) -> Body:
         """Merge-patch annotations, guarded by ``resource_version`` (409 when it moved on)."""
         patch = {"metadata": {"annotations": annotations, "resourceVersion": resource_version}}
-        with _api_errors(f'experiment "{name}" in namespace "{self.namespace}"', self._host):
+        with _api_errors(self._host):
             body = self._api.patch_namespaced_custom_object(
                 *self._where,
                 self.namespace,

@@ -185,6 +185,10 @@ def status_view(body: Body, now: datetime) -> str:
     if st.get("reasonCode") or st.get("message"):
         lines.append(f"Reason:       {_dash(st.get('reasonCode'))}: {st.get('message', '')}")
     lines += _progress(body, st, now)
+    if phase == "AwaitingPromotion":
+        lines.append(
+            f"Next:         every guardrail passed; `canaryctl promote {meta.get('name')}`"
+        )
     samples = st.get("samples")
     if samples:
         lines.append(

@@ -128,3 +128,15 @@ def test_completion_through_the_shell_protocol(
     env = {"_CANARYCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "4"}
     result = CliRunner().invoke(app, [], env=env, prog_name="canaryctl")
     assert result.stdout.split() == ["ranker-v42"]
+
+
+def test_a_cluster_without_the_crd_says_so(tmp_path: Path) -> None:
+    with emulator.serve() as served:  # no CRD loaded
+        path = tmp_path / "config"
+        path.write_text(yaml.safe_dump(served.kubeconfig("ml")))
+        result = CliRunner().invoke(app, ["list", "--kubeconfig", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: experiments.canaryctl.dev/v1alpha1 is not served by {served.url}; is the CRD "
+        "installed? (kubectl apply -f manifests/crd.yaml)\n"
+    )

@@ -154,3 +154,10 @@ def test_unknown_experiment(cli: Run) -> None:
 def test_bad_output_format_is_a_usage_error(cli: Run) -> None:
     result = cli("list", "-o", "wide")
     assert result.exit_code == 2 and "'wide' is not one of" in result.stderr
+
+
+def test_status_view_awaiting_promotion_says_what_to_do() -> None:
+    body = {**experiment("exp-a"), "status": {"phase": "AwaitingPromotion", "challengerWeight": 50}}
+    body["metadata"] = {"name": "exp-a", "namespace": "ml"}
+    view = output.status_view(body, NOW)
+    assert "Next:         every guardrail passed; `canaryctl promote exp-a`" in view
