@@ -8,6 +8,7 @@ existing Experiment (``control`` writes requests, nothing writes ``spec`` after 
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from controller.cli import kube, output
 from controller.cli.common import EXIT_USAGE, fail
 
 app = typer.Typer()
+_DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 def read_manifest(path: str) -> dict[str, Any]:
@@ -286,6 +288,12 @@ def start(
     meta = body.setdefault("metadata", {})
     if not isinstance(meta, dict) or not meta.get("name"):
         fail(f"{source}: metadata.name: is required", EXIT_USAGE)
+    if not _DNS_NAME.fullmatch(str(meta["name"])):
+        fail(
+            f"{source}: metadata.name: {meta['name']!r} must be a lowercase DNS name "
+            "(a-z, 0-9, '-' and '.', at most 253 characters, starting and ending alphanumeric)",
+            EXIT_USAGE,
+        )
     in_file = meta.get("namespace")
     if in_file and namespace and in_file != namespace:
         fail(

@@ -152,3 +152,14 @@ def test_existing_experiment_and_namespace_mismatch(cli: Run, cluster: Cluster) 
     result = cli("start", "-f", str(EXAMPLE), "-n", "ml")
     assert result.exit_code == 2
     assert "namespace of the object (ranking) does not match --namespace (ml)" in result.stderr
+
+
+def test_a_bad_name_is_refused_before_sending(cli: Run, cluster: Cluster, tmp_path: Path) -> None:
+    result = cli("start", "-f", str(write(tmp_path, experiment("Ranker_V2"))))
+    assert result.exit_code == 2
+    assert "metadata.name: 'Ranker_V2' must be a lowercase DNS name" in result.stderr
+    nameless = experiment()
+    del nameless["metadata"]
+    result = cli("start", "-f", str(write(tmp_path, nameless)))
+    assert result.exit_code == 2 and result.stderr.endswith("metadata.name: is required\n")
+    assert cluster.writes() == []
