@@ -21,6 +21,10 @@ DatabaseUrl = Annotated[
 ]
 
 
+EXIT_ERROR = 1  # anything that went wrong, a refused request included
+EXIT_USAGE = 2  # bad input: options, a missing file, an invalid spec (click uses 2 as well)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line ``error: …`` to stderr and exit with ``code`` (no traceback)."""
     typer.echo(f"error: {message}", err=True)

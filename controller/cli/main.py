@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from controller.cli import control as control_cli
 from controller.cli import db as db_cli
+from controller.cli import experiments as experiments_cli
 from controller.cli import ingest as ingest_cli
+from controller.cli import start as start_cli
 
 app = typer.Typer(
     name="canaryctl",
@@ -13,6 +16,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(start_cli.app)  # start
+app.add_typer(experiments_cli.app)  # list, status
+app.add_typer(control_cli.app)  # promote, rollback, pause, resume
 app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 

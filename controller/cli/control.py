@@ -1,0 +1,219 @@
+"""``canaryctl promote|rollback|pause|resume NAME``: manual control through the request annotation.
+
+Safe under GitOps: the CLI never edits ``spec``. It reads the Experiment, refuses what the
+controller would refuse (:func:`refusal`, the rules of docs/spec.md "Manual control"), then
+merge-patches the ``canaryctl.dev/request`` annotation (``manual.format_request``) guarded by
+the resourceVersion it read, so a concurrent change makes it re-read and decide again. The
+operator acts on each request id once and records it in ``status.handledRequests``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import typer
+
+from controller import manual
+from controller.cli import kube, output
+from controller.cli.common import EXIT_USAGE, fail
+from controller.clock import SYSTEM_CLOCK
+
+app = typer.Typer()
+
+A = manual.RequestAction
+_FINISHED = ("Promoted", "RolledBack", "Failed")
+# Conditions whose False status is a hold, named as reconcile names the hold.
+_HOLDS = {
+    "DatabaseReachable": "database_unreachable",
+    "DataFresh": "no_data",
+    "AnalysisAvailable": "analysis_unavailable",
+    "ChallengerReady": "challenger_not_ready",
+}
+_ATTEMPTS = 3
+
+
+def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -> str | None:
+    """Why the controller would reject this request now, or None when it would act on it.
+
+    The same rules as ``reconcile._manual`` and ``reconcile._terminal``, read from the stored
+    status (holds from the conditions); one more: a request the operator has not handled yet
+    is only replaced by a rollback.
+    """
+    st = body.get("status") or {}
+    phase = st.get("phase", "Pending")
+    if phase in _FINISHED:
+        return f"the experiment has finished ({phase})"
+    pending = output.pending_request(body)
+    if pending is not None and action is not A.ROLLBACK:
+        return f"an earlier request is still waiting for the operator: {pending}"
+    if action is A.ROLLBACK:
+        return None
+    if action is A.PROMOTE:
+        if not (phase == "AwaitingPromotion" or (full and phase in ("Progressing", "Paused"))):
+            hint = (
+                "; pass --full to skip the remaining steps"
+                if phase in ("Progressing", "Paused")
+                else ""
+            )
+            return (
+                "promote is allowed in AwaitingPromotion; promote with full skips the "
+                f"remaining steps from Progressing or Paused (phase is {phase}){hint}"
+            )
+        holds = [
+            _HOLDS[c["type"]]
+            for c in st.get("conditions") or []
+            if c.get("type") in _HOLDS and c.get("status") == "False"
+        ]
+        if holds:
+            return f"cannot promote while holding ({', '.join(holds)})"
+        failing = [
+            g.get("name", "?") for g in st.get("guardrails") or [] if g.get("verdict") == "fail"
+        ]
+        if failing or st.get("verdict") == "fail":
+            names = f" ({', '.join(failing)})" if failing else ""
+            return f"cannot promote while a guardrail is failing{names}"
+        return None
+    allowed = {A.PAUSE: "Progressing", A.RESUME: "Paused"}[action]
+    if phase != allowed:
+        return f"{action.value} is not allowed in phase {phase} (only from {allowed})"
+    return None
+
+
+def new_request_id(action: manual.RequestAction) -> str:
+    return f"{action.value}-{uuid.uuid4().hex[:16]}"
+
+
+def send(
+    action: manual.RequestAction,
+    name: str,
+    reason: str,
+    full: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+) -> None:
+    """Check, then write one request annotation (re-checking after a conflict)."""
+    cluster = kube.connect_or_fail(kubeconfig, context, namespace)
+    experiments = kube.Experiments(cluster)
+    identity = None
+    for _ in range(_ATTEMPTS):
+        try:
+            body = experiments.get(name)
+        except kube.KubeError as exc:
+            fail(str(exc))
+        why = refusal(action, full, body)
+        if why is not None:
+            fail(f"cannot {action.value} {name}: {why}")
+        replaced = output.pending_request(body)
+        identity = identity or kube.whoami(cluster)
+        request = manual.ManualRequest(
+            id=new_request_id(action),
+            action=action,
+            actor=identity.actor,
+            reason=reason,
+            full=full,
+            requested_at=SYSTEM_CLOCK.now().replace(microsecond=0),
+        )
+        try:
+            experiments.annotate(
+                name, manual.format_request(request), body["metadata"]["resourceVersion"]
+            )
+        except kube.KubeError as exc:
+            if exc.code == 409:
+                continue  # changed since we read it: decide again on the new state
+            fail(str(exc))
+        if replaced is not None:
+            typer.echo(f"replaced the pending request {replaced}", err=True)
+        what = f"{action.value} --full" if full else action.value
+        typer.echo(f"{what} requested for {name} (request {request.id} by {identity.actor})")
+        typer.echo(
+            f"the operator acts on it at its next tick; follow it: canaryctl status {name} "
+            f"-n {cluster.namespace} --watch",
+            err=True,
+        )
+        return
+    fail(f"{name} kept changing while the request was written; try again")
+
+
+Name = Annotated[
+    str, typer.Argument(help="Name of the Experiment.", autocompletion=kube.complete_names)
+]
+Reason = Annotated[str, typer.Option(help="Why; recorded in the decision log.")]
+
+
+@app.command()
+def promote(
+    name: Name,
+    full: Annotated[
+        bool,
+        typer.Option(help="Skip the remaining steps (from Progressing or Paused)."),
+    ] = False,
+    reason: Reason = "",
+    kubeconfig: kube.Kubeconfig = None,
+    context: kube.Context = None,
+    namespace: kube.Namespace = None,
+) -> None:
+    """Ask the operator to promote (from AwaitingPromotion; with --full also mid-rollout).
+
+    `canaryctl promote ranker-v42 --reason "dashboards look fine"`
+
+    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
+    """
+    send(A.PROMOTE, name, reason, full, kubeconfig, context, namespace)
+
+
+@app.command()
+def rollback(
+    name: Name,
+    reason: Annotated[
+        str, typer.Option(help="Why (required); recorded in the decision log.", show_default=False)
+    ],
+    kubeconfig: kube.Kubeconfig = None,
+    context: kube.Context = None,
+    namespace: kube.Namespace = None,
+) -> None:
+    """Ask the operator to roll back at once (allowed until the experiment has finished).
+
+    `canaryctl rollback ranker-v42 --reason "bad recommendations in FR"`
+
+    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
+    """
+    if not reason.strip():
+        fail("--reason: say why you roll back", EXIT_USAGE)
+    send(A.ROLLBACK, name, reason, False, kubeconfig, context, namespace)
+
+
+@app.command()
+def pause(
+    name: Name,
+    reason: Reason = "",
+    kubeconfig: kube.Kubeconfig = None,
+    context: kube.Context = None,
+    namespace: kube.Namespace = None,
+) -> None:
+    """Ask the operator to stop stepping (from Progressing); guardrails keep being checked.
+
+    `canaryctl pause ranker-v42 --reason "holiday traffic"`
+
+    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
+    """
+    send(A.PAUSE, name, reason, False, kubeconfig, context, namespace)
+
+
+@app.command()
+def resume(
+    name: Name,
+    reason: Reason = "",
+    kubeconfig: kube.Kubeconfig = None,
+    context: kube.Context = None,
+    namespace: kube.Namespace = None,
+) -> None:
+    """Ask the operator to resume stepping (from Paused).
+
+    `canaryctl resume ranker-v42`
+
+    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
+    """
+    send(A.RESUME, name, reason, False, kubeconfig, context, namespace)

@@ -1,0 +1,327 @@
+"""``canaryctl start``: create an Experiment from a manifest or from flags for the common case.
+
+The spec is validated with the operator's own validator (``validation.parse_experiment``)
+before anything is sent, so a bad spec is refused here with the field that is wrong;
+``--dry-run`` prints the object instead of creating it. Creates only: it never changes an
+existing Experiment (``control`` writes requests, nothing writes ``spec`` after creation).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from controller import spec, validation
+from controller.cli import kube, output
+from controller.cli.common import EXIT_USAGE, fail
+
+app = typer.Typer()
+_DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    """One Experiment from a YAML or JSON file (``-`` is stdin); errors exit with 2."""
+    where = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        fail(f"{path}: no such file", EXIT_USAGE)
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read: {exc}", EXIT_USAGE)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        fail(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}", EXIT_USAGE)
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        fail(f"{where}: expected one Experiment object, found {len(docs)} document(s)", EXIT_USAGE)
+    body: dict[str, Any] = docs[0]
+    return body
+
+
+def parse_steps(text: str) -> list[dict[str, Any]]:
+    """``5:1h,25:2h:20000`` -> steps (weight:minDuration[:minSamples])."""
+    steps = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        fields = part.split(":")
+        if len(fields) not in (2, 3) or not fields[0].isdigit():
+            raise typer.BadParameter(f"{part!r}: give weight:minDuration[:minSamples], e.g. 5:1h")
+        step: dict[str, Any] = {"weight": int(fields[0]), "minDuration": fields[1]}
+        if len(fields) == 3:
+            if not fields[2].isdigit():
+                raise typer.BadParameter(f"{part!r}: minSamples must be a whole number")
+            step["minSamples"] = int(fields[2])
+        steps.append(step)
+    if not steps:
+        raise typer.BadParameter("give at least one step, e.g. 5:1h,25:1h,50:1h")
+    return steps
+
+
+def body_from_flags(
+    *,
+    name: str | None,
+    champion: str,
+    challenger: str,
+    router: dict[str, Any],
+    steps: list[dict[str, Any]],
+    revenue_margin: float | None,
+    revenue_cap: float | None,
+    baseline: str | None,
+    latency_ms: float | None,
+    latency_kappa: float,
+    error_kappa: float,
+    manual_promotion: bool,
+    max_duration: str | None,
+) -> dict[str, Any]:
+    """The Experiment the ``start`` flags describe (validated afterwards like a file)."""
+    guardrails: list[dict[str, Any]] = []
+    analysis: dict[str, Any] = {"guardrails": guardrails}
+    if revenue_margin is not None:
+        guardrails.append(
+            {"name": "revenue", "kind": "mean", "margin": {"relative": revenue_margin}}
+        )
+        if revenue_cap is not None:
+            analysis["revenueCap"] = {"value": revenue_cap}
+        elif baseline is not None:
+            analysis["revenueCap"] = {"fromBaseline": {"quantile": 0.999}}
+    if latency_ms is not None:
+        guardrails.append(
+            {"name": "latency", "kind": "tail", "thresholdMs": latency_ms, "kappa": latency_kappa}
+        )
+    guardrails.append({"name": "errors", "kind": "rate", "kappa": error_kappa})
+    if baseline is not None:
+        analysis["baseline"] = {"duration": baseline}
+    body: dict[str, Any] = {
+        "apiVersion": f"{spec.API_GROUP}/{spec.API_VERSION}",
+        "kind": spec.KIND,
+        "metadata": {"name": name or challenger},
+        "spec": {
+            "champion": {"name": champion},
+            "challenger": {"name": challenger},
+            "router": router,
+            "steps": steps,
+            "analysis": analysis,
+        },
+    }
+    if manual_promotion:
+        body["spec"]["promotion"] = {"mode": "manual"}
+    if max_duration is not None:
+        body["spec"]["maxDuration"] = max_duration
+    return body
+
+
+def _router_from_flags(
+    http_route: str | None,
+    virtual_service: str | None,
+    inference_service: str | None,
+    replicas: int | None,
+) -> dict[str, Any]:
+    given = {
+        "gatewayAPI": {"httpRoute": http_route} if http_route else None,
+        "istio": {"virtualService": virtual_service} if virtual_service else None,
+        "kserve": {"inferenceService": inference_service} if inference_service else None,
+        "replicas": {"totalReplicas": replicas} if replicas is not None else None,
+    }
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if len(chosen) != 1:
+        fail(
+            "give exactly one router: --http-route, --virtual-service, --inference-service "
+            "or --replicas",
+            EXIT_USAGE,
+        )
+    return chosen
+
+
+_FLAGS = "Without -f (the common case)"
+
+
+@app.command()
+def start(
+    filename: Annotated[
+        str | None,
+        typer.Option("-f", "--filename", help="Experiment manifest (YAML or JSON; - for stdin)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Experiment name (default: the challenger).", rich_help_panel=_FLAGS),
+    ] = None,
+    champion: Annotated[
+        str | None, typer.Option(help="Current model.", rich_help_panel=_FLAGS)
+    ] = None,
+    challenger: Annotated[
+        str | None, typer.Option(help="Candidate model.", rich_help_panel=_FLAGS)
+    ] = None,
+    http_route: Annotated[
+        str | None, typer.Option(help="Gateway API HTTPRoute to weight.", rich_help_panel=_FLAGS)
+    ] = None,
+    virtual_service: Annotated[
+        str | None, typer.Option(help="Istio VirtualService to weight.", rich_help_panel=_FLAGS)
+    ] = None,
+    inference_service: Annotated[
+        str | None, typer.Option(help="KServe InferenceService.", rich_help_panel=_FLAGS)
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(help="No mesh: total replicas shared by the arms.", rich_help_panel=_FLAGS),
+    ] = None,
+    steps: Annotated[
+        str,
+        typer.Option(
+            help="weight:minDuration[:minSamples], comma-separated.", rich_help_panel=_FLAGS
+        ),
+    ] = "5:1h,25:1h,50:1h",
+    revenue_margin: Annotated[
+        float | None,
+        typer.Option(
+            help="Add a 'revenue' mean guardrail tolerating this relative drop (0.02 = 2%); "
+            "needs --revenue-cap or --baseline.",
+            rich_help_panel=_FLAGS,
+        ),
+    ] = None,
+    revenue_cap: Annotated[
+        float | None,
+        typer.Option(help="Per-request revenue cap for the mean test.", rich_help_panel=_FLAGS),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure the champion first for this long; the revenue cap becomes its p99.9.",
+            rich_help_panel=_FLAGS,
+        ),
+    ] = None,
+    latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            help="Add a 'latency' tail guardrail at this threshold (ms).", rich_help_panel=_FLAGS
+        ),
+    ] = None,
+    latency_kappa: Annotated[
+        float, typer.Option(help="Tolerated inflation of slow requests.", rich_help_panel=_FLAGS)
+    ] = 1.2,
+    error_kappa: Annotated[
+        float,
+        typer.Option(
+            help="The 'errors' guardrail's tolerated inflation of the error rate.",
+            rich_help_panel=_FLAGS,
+        ),
+    ] = 1.5,
+    manual_promotion: Annotated[
+        bool,
+        typer.Option(
+            help="Wait in AwaitingPromotion for `canaryctl promote`.", rich_help_panel=_FLAGS
+        ),
+    ] = False,
+    max_duration: Annotated[
+        str | None, typer.Option(help="Longest run (default 24h).", rich_help_panel=_FLAGS)
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and print the object; create nothing.")
+    ] = False,
+    out: Annotated[
+        output.Format,
+        typer.Option("-o", "--output", help="Format of the --dry-run object: yaml or json."),
+    ] = output.Format.YAML,
+    kubeconfig: kube.Kubeconfig = None,
+    context: kube.Context = None,
+    namespace: kube.Namespace = None,
+) -> None:
+    """Create an Experiment from a manifest (-f) or from flags; the spec is validated first.
+
+    `canaryctl start -f experiment.yaml -n ranking`
+
+    `canaryctl start --champion ranker-v41 --challenger ranker-v42 --http-route ranker --steps 5:1h,25:2h,50:2h --latency-ms 250 --dry-run`
+
+    Exit codes: 0 created (or printed), 2 bad input (missing file, invalid spec: the field is named), 1 other errors (e.g. it exists already).
+    """
+    flagged = [
+        champion,
+        challenger,
+        name,
+        http_route,
+        virtual_service,
+        inference_service,
+        replicas,
+        revenue_margin,
+        revenue_cap,
+        baseline,
+        latency_ms,
+        max_duration,
+    ]
+    if filename is not None:
+        if any(v is not None for v in flagged) or manual_promotion:
+            fail("give either -f FILE or the experiment flags, not both", EXIT_USAGE)
+        body = read_manifest(filename)
+        source = "stdin" if filename == "-" else filename
+    else:
+        if champion is None or challenger is None:
+            fail("give -f FILE, or at least --champion, --challenger and a router", EXIT_USAGE)
+        body = body_from_flags(
+            name=name,
+            champion=champion,
+            challenger=challenger,
+            router=_router_from_flags(http_route, virtual_service, inference_service, replicas),
+            steps=parse_steps(steps),
+            revenue_margin=revenue_margin,
+            revenue_cap=revenue_cap,
+            baseline=baseline,
+            latency_ms=latency_ms,
+            latency_kappa=latency_kappa,
+            error_kappa=error_kappa,
+            manual_promotion=manual_promotion,
+            max_duration=max_duration,
+        )
+        source = "flags"
+    try:
+        validation.parse_experiment(body)
+    except validation.SpecError as exc:
+        issues = "; ".join(str(i) for i in exc.issues)
+        fail(f"{source}: invalid spec: {issues}", EXIT_USAGE)
+    body.setdefault("apiVersion", f"{spec.API_GROUP}/{spec.API_VERSION}")
+    body.setdefault("kind", spec.KIND)
+    body.pop("status", None)
+    meta = body.setdefault("metadata", {})
+    if not isinstance(meta, dict) or not meta.get("name"):
+        fail(f"{source}: metadata.name: is required", EXIT_USAGE)
+    if not _DNS_NAME.fullmatch(str(meta["name"])):
+        fail(
+            f"{source}: metadata.name: {meta['name']!r} must be a lowercase DNS name "
+            "(a-z, 0-9, '-' and '.', at most 253 characters, starting and ending alphanumeric)",
+            EXIT_USAGE,
+        )
+    in_file = meta.get("namespace")
+    if in_file and namespace and in_file != namespace:
+        fail(
+            f"{source}: the namespace of the object ({in_file}) does not match --namespace "
+            f"({namespace})",
+            EXIT_USAGE,
+        )
+    cluster = None
+    try:
+        cluster = kube.connect(kubeconfig, context, namespace or in_file)
+        target = cluster.namespace
+    except kube.KubeError as exc:
+        if not dry_run:
+            fail(str(exc))
+        target = namespace or in_file or "default"
+    meta["namespace"] = target
+    if dry_run:
+        typer.echo(output.dump(body, out), nl=False)
+        typer.echo(
+            f"dry run: experiment.{spec.API_GROUP}/{meta['name']} would be created in "
+            f"namespace {target} (nothing was sent)",
+            err=True,
+        )
+        return
+    assert cluster is not None
+    try:
+        kube.Experiments(cluster).create(body)
+    except kube.KubeError as exc:
+        fail(str(exc))
+    typer.echo(f"experiment.{spec.API_GROUP}/{meta['name']} created in namespace {target}")
+    typer.echo(f"follow it: canaryctl status {meta['name']} -n {target} --watch", err=True)

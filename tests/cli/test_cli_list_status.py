@@ -1,0 +1,163 @@
+"""``canaryctl list`` and ``canaryctl status``: tables, -o json|yaml, the status view, errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import yaml
+from conftest import Cluster, Run, experiment
+
+from controller.cli import output
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+PROGRESSING = {
+    "phase": "Progressing",
+    "reasonCode": "step_complete",
+    "message": "step 1/2 complete",
+    "phaseStartedAt": iso(NOW - timedelta(hours=3)),
+    "startedAt": iso(NOW - timedelta(hours=3)),
+    "stepIndex": 1,
+    "step": "2/2",
+    "stepStartedAt": iso(NOW - timedelta(minutes=30)),
+    "challengerWeight": 50,
+    "verdict": "continue",
+    "samples": {"champion": 30000, "challenger": 25000},
+    "guardrails": [
+        {
+            "name": "revenue",
+            "kind": "mean",
+            "estimate": -0.004,
+            "lower": -0.012,
+            "upper": 0.0041,
+            "verdict": "continue",
+            "reasonCode": "inconclusive",
+        },
+        {
+            "name": "errors",
+            "kind": "rate",
+            "estimate": 0.9,
+            "lower": 0.7,
+            "upper": 1.1,
+            "verdict": "pass",
+            "reasonCode": "passed",
+        },
+    ],
+    "conditions": [
+        {
+            "type": "SpecValid",
+            "status": "True",
+            "reason": "Valid",
+            "message": "the spec is valid",
+            "lastTransitionTime": iso(NOW),
+        },
+        {
+            "type": "DataFresh",
+            "status": "False",
+            "reason": "NoData",
+            "message": "holding; no data newer than 3m",
+            "lastTransitionTime": iso(NOW),
+        },
+    ],
+}
+
+
+def test_status_view_renders_progress_guardrails_and_samples() -> None:
+    body = {**experiment("exp-a"), "status": PROGRESSING}
+    body["metadata"] = {"name": "exp-a", "namespace": "ml"}
+    view = output.status_view(body, NOW)
+    assert view.splitlines()[:5] == [
+        "Name:         exp-a   (namespace ml)",
+        "Arms:         champion ranker-v1, challenger ranker-v2",
+        "Phase:        Progressing for 3h",
+        "Weight:       50% on the challenger, step 2/2",
+        "Verdict:      continue",
+    ]
+    assert "Next:         promotion after 2h and 50,000 samples per arm at 50%" in view
+    assert "  time        30m of 2h (25%)" in view
+    assert "  samples     25,000 of 50,000 in the smaller arm (50%)" in view
+    assert "Samples:      champion 30,000, challenger 25,000 (this step)" in view
+    assert "  revenue   mean   -0.004     [-0.012, 0.0041]   continue   inconclusive" in view
+    assert "  DataFresh=False: holding; no data newer than 3m" in view
+
+
+def test_status_view_of_a_new_experiment_has_no_numbers_to_show() -> None:
+    body = {**experiment("exp-a")}
+    body["metadata"] = {"name": "exp-a", "namespace": "ml", "creationTimestamp": iso(NOW)}
+    view = output.status_view(body, NOW + timedelta(seconds=5))
+    assert "Phase:        Pending for 5s" in view
+    assert "Weight:       - on the challenger" in view
+    assert "Guardrails" not in view and "Samples" not in view
+
+
+def test_list_table_json_yaml(cli: Run, cluster: Cluster) -> None:
+    cluster.create(experiment("exp-a"))
+    cluster.create(experiment("exp-b"))
+    cluster.set_status("exp-b", PROGRESSING)
+    cluster.create(experiment("elsewhere"), namespace="other")
+    table = cli("list")
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "PHASE",
+        "WEIGHT",
+        "STEP",
+        "VERDICT",
+        "CHAMPION",
+        "CHALLENGER",
+        "AGE",
+    ]
+    assert lines[1].split()[:7] == ["exp-a", "Pending", "-", "-", "-", "ranker-v1", "ranker-v2"]
+    assert lines[2].split()[:5] == ["exp-b", "Progressing", "50%", "2/2", "continue"]
+    assert len(lines) == 3
+    listed = json.loads(cli("list", "-o", "json").stdout)
+    assert listed["kind"] == "List"
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["exp-a", "exp-b"]
+    as_yaml = yaml.safe_load(cli("list", "-o", "yaml").stdout)
+    assert as_yaml["items"][1]["status"]["phase"] == "Progressing"
+    everywhere = cli("list", "-A").stdout.splitlines()
+    assert everywhere[0].startswith("NAMESPACE") and len(everywhere) == 4
+
+
+def test_list_nothing(cli: Run) -> None:
+    result = cli("list", "-n", "empty")
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr == "no experiments in namespace empty\n"
+
+
+def test_status_table_json_yaml(cli: Run, cluster: Cluster) -> None:
+    cluster.create(experiment("exp-a"))
+    cluster.set_status("exp-a", PROGRESSING)
+    result = cli("status", "exp-a")
+    assert result.exit_code == 0, result.output
+    assert "Phase:        Progressing" in result.stdout and "revenue" in result.stdout
+    body = json.loads(cli("status", "exp-a", "-o", "json").stdout)
+    assert body["status"]["challengerWeight"] == 50
+    assert (
+        yaml.safe_load(cli("status", "exp-a", "-o", "yaml").stdout)["metadata"]["name"] == "exp-a"
+    )
+
+
+def test_unknown_experiment(cli: Run) -> None:
+    result = cli("status", "nope")
+    assert result.exit_code == 1
+    assert result.stderr == 'error: experiments.canaryctl.dev "nope" not found\n'
+
+
+def test_bad_output_format_is_a_usage_error(cli: Run) -> None:
+    result = cli("list", "-o", "wide")
+    assert result.exit_code == 2 and "'wide' is not one of" in result.stderr
+
+
+def test_status_view_awaiting_promotion_says_what_to_do() -> None:
+    body = {**experiment("exp-a"), "status": {"phase": "AwaitingPromotion", "challengerWeight": 50}}
+    body["metadata"] = {"name": "exp-a", "namespace": "ml"}
+    view = output.status_view(body, NOW)
+    assert "Next:         every guardrail passed; `canaryctl promote exp-a`" in view
