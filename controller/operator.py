@@ -106,6 +106,7 @@ class Operator:
         self._ids: dict[str, int] = {}
         self._lock = threading.Lock()
         self.passes = 0
+        self.leading = False
         self.on_tick: Callable[[TickResult], None] | None = None
 
     # ------------------------------------------------------------------ the loop
@@ -146,6 +147,10 @@ class Operator:
         self.metrics.pass_seconds.observe(time.perf_counter() - started)
         return results
 
+    def ready(self) -> bool:
+        """Ready: a leader that has finished a pass over the experiments, or a follower."""
+        return self.passes > 0 or not self.leading
+
     def seconds_until_due(self) -> float:
         now = self.clock.now()
         with self._lock:
@@ -167,6 +172,7 @@ class Operator:
         try:
             while not stop.is_set():
                 leading = elector is None or elector.leading.is_set()
+                self.leading = leading
                 self.metrics.leader.set(1 if leading else 0)
                 if leading:
                     try:

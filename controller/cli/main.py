@@ -8,6 +8,7 @@ from controller.cli import control as control_cli
 from controller.cli import db as db_cli
 from controller.cli import experiments as experiments_cli
 from controller.cli import ingest as ingest_cli
+from controller.cli import operator as operator_cli
 from controller.cli import start as start_cli
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.add_typer(experiments_cli.app)  # list, status
 app.add_typer(control_cli.app)  # promote, rollback, pause, resume
 app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
+app.add_typer(operator_cli.app, name="operator")
 
 
 @app.command()

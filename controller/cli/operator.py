@@ -1,0 +1,83 @@
+"""``canaryctl operator run``: the Kubernetes operator loop (see ``controller.operator``)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from controller.cli import kube
+from controller.cli.common import DatabaseUrl, fail, require_url
+
+app = typer.Typer(help="The operator that runs Experiments.", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    watch_namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--watch-namespace",
+            "-w",
+            help="Namespace to watch (repeatable); default: all namespaces.",
+        ),
+    ] = None,
+    kubeconfig: kube.Kubeconfig = None,
+    context: kube.Context = None,
+    lease_namespace: Annotated[
+        str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the leader-election Lease.")
+    ] = "canaryctl-system",
+    identity: Annotated[
+        str | None, typer.Option(envvar="POD_NAME", help="This replica's name in the Lease.")
+    ] = None,
+    leader_election: Annotated[
+        bool, typer.Option(help="Elect one acting replica through a coordination.k8s.io Lease.")
+    ] = True,
+    health_port: Annotated[int, typer.Option(help="Port of /healthz and /readyz.")] = 8080,
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics (Prometheus).")] = 9090,
+    workers: Annotated[int, typer.Option(min=1, help="Experiments reconciled in parallel.")] = 8,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Watch Experiments and run them: shift traffic, analyse, roll back or promote."""
+    from controller import metrics as metrics_mod
+    from controller.operator import Operator, OperatorConfig
+    from controller.storage import db
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    url = require_url(database_url)
+    cluster = kube.connect_or_fail(kubeconfig, context, None)
+    config = OperatorConfig(
+        namespaces=tuple(watch_namespace or ()), lease_namespace=lease_namespace, workers=workers
+    )
+    if identity:
+        config.identity = identity
+    engine = db.make_engine(url, pool_size=max(5, workers), max_overflow=workers)
+    operator = Operator(cluster.api, engine, config=config)
+    stop = threading.Event()
+    try:
+        health, _ = metrics_mod.serve(operator.metrics, operator.ready, port=health_port)
+        scrape = health
+        if metrics_port != health_port:
+            scrape, _ = metrics_mod.serve(operator.metrics, operator.ready, port=metrics_port)
+    except OSError as exc:
+        fail(f"cannot listen on the health or metrics port: {exc}")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    typer.echo(
+        f"canaryctl operator {config.identity}: watching "
+        f"{', '.join(config.namespaces) or 'all namespaces'}; health on :{health_port}, metrics on :{metrics_port}"
+    )
+    try:
+        operator.run(stop, leader_election=leader_election)
+    finally:
+        health.shutdown()
+        if scrape is not health:
+            scrape.shutdown()
+        engine.dispose()
