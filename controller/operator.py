@@ -75,6 +75,40 @@ class TickResult:
 
 
 @dataclass
+class _PendingAnalysis:
+    """An analysis gathered for the batch: its input and what to persist afterwards."""
+
+    item: analysis.BatchItem
+    exp_id: int
+    history: list[guardrails.StepRecord]
+    windows: list[Any]
+
+
+@dataclass
+class _Work:
+    """One experiment's tick between its phases (observe → batch evaluate → finish)."""
+
+    body: dict[str, Any]
+    now: datetime
+    key: str
+    raw_status: dict[str, Any]
+    stored: obs.StoredStatus
+    spec_or_error: sp.ExperimentSpec | validation.SpecError
+    router: routers.TrafficRouter | None
+    exp_id: int | None = None
+    reachable: bool = False
+    flushed: bool = False
+    route: routers.RouteState | None = None
+    samples: obs.ArmCounts = field(default_factory=obs.ArmCounts)
+    last_data_at: datetime | None = None
+    baseline: obs.BaselineResult | None = None
+    pending: _PendingAnalysis | None = None
+    windows: list[Any] = field(default_factory=list)
+    evaluation: analysis.Evaluation | None = None
+    result: TickResult | None = None
+
+
+@dataclass
 class _Seen:
     fingerprint: tuple[Any, ...]
     due: datetime
@@ -136,13 +170,7 @@ class Operator:
                 due.append(body)
         for phase in obs.Phase:
             self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
-        if len(due) > 1 and self.config.workers > 1:
-            with ThreadPoolExecutor(
-                self.config.workers, thread_name_prefix="canaryctl-tick"
-            ) as pool:
-                results = list(pool.map(self.tick, due))
-        else:
-            results = [self.tick(body) for body in due]
+        results = self._tick_many(due) if due else []
         self.passes += 1
         self.metrics.pass_seconds.observe(time.perf_counter() - started)
         return results
@@ -218,26 +246,60 @@ class Operator:
 
     def tick(self, body: dict[str, Any]) -> TickResult:
         """Reconcile one Experiment now (errors are caught, logged and retried later)."""
-        meta = body["metadata"]
-        key = f"{meta['namespace']}/{meta['name']}"
-        started = time.perf_counter()
-        now = self.clock.now()
+        return self._tick_many([body])[0]
+
+    def _guard(self, body: dict[str, Any], now: datetime, step: Callable[[], Any]) -> Any:
+        """Run one phase of a tick; an API, router or database error ends the tick."""
         try:
-            result = self._tick(body, now)
-            self.metrics.ticks.labels("ok").inc()
+            return step()
         except (kubernetes.client.ApiException, routers.RouterError, *_DB_ERRORS) as exc:
+            meta = body["metadata"]
+            key = f"{meta['namespace']}/{meta['name']}"
             message = _describe(exc)
             logger.warning("%s: tick failed: %s", key, message)
-            self.metrics.ticks.labels("error").inc()
             self._schedule(body, now + self.config.error_backoff)
-            result = TickResult(key, None, None, error=message)
-        finally:
-            self.metrics.tick_seconds.observe(time.perf_counter() - started)
-        if self.on_tick:
-            self.on_tick(result)
-        return result
+            return TickResult(key, None, None, error=message)
 
-    def _tick(self, body: dict[str, Any], now: datetime) -> TickResult:
+    def _tick_many(self, bodies: list[dict[str, Any]]) -> list[TickResult]:
+        """Observe every experiment, evaluate all analyses in one batch, then finish each."""
+        now = self.clock.now()
+        started = {id(b): time.perf_counter() for b in bodies}
+
+        def observe(body: dict[str, Any]) -> _Work | TickResult:
+            return self._guard(body, now, lambda: self._observe(body, now))  # type: ignore[no-any-return]
+
+        works = self._map(observe, bodies)
+        ready = [
+            w for w in works if isinstance(w, _Work) and w.pending is not None and w.result is None
+        ]
+        if ready:
+            evaluations = analysis.evaluate_batch([w.pending.item for w in ready])  # type: ignore[union-attr]
+            for w, ev in zip(ready, evaluations, strict=True):
+                w.evaluation = ev
+
+        def finish(w: _Work | TickResult) -> TickResult:
+            if isinstance(w, TickResult):
+                return w
+            return self._guard(w.body, now, lambda: self._finish(w))  # type: ignore[no-any-return]
+
+        results: list[TickResult] = self._map(finish, works)
+        for body, result in zip(bodies, results, strict=True):
+            self.metrics.ticks.labels("error" if result.error else "ok").inc()
+            self.metrics.tick_seconds.observe(time.perf_counter() - started[id(body)])
+            if self.on_tick:
+                self.on_tick(result)
+        return results
+
+    def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        if len(items) > 1 and self.config.workers > 1:
+            with ThreadPoolExecutor(
+                self.config.workers, thread_name_prefix="canaryctl-tick"
+            ) as pool:
+                return list(pool.map(fn, items))
+        return [fn(item) for item in items]
+
+    def _observe(self, body: dict[str, Any], now: datetime) -> _Work:
+        """Everything before the analysis: the resource, the router, the store."""
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
         key = f"{ns}/{name}"
@@ -250,38 +312,57 @@ class Operator:
         except validation.SpecError as exc:
             spec_or_error = exc
         router = self._router(ns, name, body, spec_or_error, stored)
-
+        work = _Work(body, now, key, raw_status, stored, spec_or_error, router)
         if meta.get("deletionTimestamp"):
-            return self._delete(body, router, now)
+            work.result = self._delete(body, router, now)
+            return work
         if FINALIZER not in (meta.get("finalizers") or []) and not stored.phase.terminal:
-            body = self._add_finalizer(body)
+            work.body = body = self._add_finalizer(body)
             meta = body["metadata"]
-
         exp_id, reachable = self._experiment_id(key, meta.get("uid"), body.get("spec", {}))
-        flushed = False
         if reachable and exp_id is not None and raw_status.get("pendingDecisions"):
-            flushed = reachable = self._flush_held(key, exp_id, raw_status["pendingDecisions"])
-        state = router.observe() if router is not None else None
-        router_state = obs.RouterState(
-            challenger_weight=state.challenger_weight
-            if state
-            else int(raw_status.get("challengerWeight", 0)),
-            challenger_ready=bool(state.challenger_ready) if state else False,
-        )
-        samples, last_data_at, baseline, evaluation, history = obs.ArmCounts(), None, None, None, []
+            work.flushed = reachable = self._flush_held(key, exp_id, raw_status["pendingDecisions"])
+        work.exp_id, work.reachable = exp_id, reachable
+        work.route = router.observe() if router is not None else None
         if reachable and exp_id is not None and isinstance(spec_or_error, sp.ExperimentSpec):
             try:
-                samples, last_data_at, baseline, evaluation, history = self._analyse(
-                    exp_id,
-                    spec_or_error,
-                    stored,
-                    state,
-                    now,
-                    _time(raw_status.get("lastAnalysisAt")),
+                work.samples, work.last_data_at, work.baseline, work.pending, work.windows = (
+                    self._analyse(
+                        exp_id,
+                        spec_or_error,
+                        stored,
+                        work.route,
+                        now,
+                        _time(raw_status.get("lastAnalysisAt")),
+                    )
                 )
             except _DB_ERRORS as exc:
                 logger.warning("%s: database unreachable during analysis: %s", key, _describe(exc))
-                reachable = False
+                work.reachable = False
+        return work
+
+    def _finish(self, work: _Work) -> TickResult:
+        """Everything after the analysis: persist its state, reconcile, execute."""
+        if work.result is not None:
+            return work.result
+        body, now, key, stored = work.body, work.now, work.key, work.stored
+        meta = body["metadata"]
+        spec_or_error, evaluation = work.spec_or_error, work.evaluation
+        if evaluation is not None and work.pending is not None:
+            assert self.engine is not None
+            try:
+                repository.save_analysis_state(
+                    self.engine,
+                    work.pending.exp_id,
+                    {
+                        "analysis": evaluation.state.to_dict(),
+                        "steps": [r.to_dict() for r in work.pending.history],
+                        "evaluatedUntil": max(w[2] for w in work.pending.windows).isoformat(),
+                    },
+                )
+            except _DB_ERRORS as exc:
+                logger.warning("%s: could not save the analysis state: %s", key, _describe(exc))
+                evaluation, work.reachable = None, False
         verdicts = None
         if evaluation is not None and isinstance(spec_or_error, sp.ExperimentSpec):
             frozen = (
@@ -290,40 +371,45 @@ class Operator:
                 else spec_or_error.analysis
             )
             verdicts = guardrails.summarise(evaluation, srm_enabled=frozen.srm_enabled)
+        route = work.route
         observed = obs.Observed(
             created_at=_time(meta.get("creationTimestamp")) or now,
             status=stored,
-            router=router_state,
-            samples=samples,
-            database_reachable=reachable,
-            last_data_at=last_data_at,
-            baseline=baseline,
+            router=obs.RouterState(
+                challenger_weight=route.challenger_weight
+                if route
+                else int(work.raw_status.get("challengerWeight", 0)),
+                challenger_ready=bool(route.challenger_ready) if route else False,
+            ),
+            samples=work.samples,
+            database_reachable=work.reachable,
+            last_data_at=work.last_data_at,
+            baseline=work.baseline,
             request=manual.parse_request(meta.get("annotations")),
         )
         from controller import reconcile
 
         plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
-        analysed_at = now
         target = executor.Target(
-            ns,
-            name,
+            meta["namespace"],
+            meta["name"],
             meta.get("uid", ""),
             meta["resourceVersion"],
             int(meta.get("generation", 0)),
-            raw_status,
-            exp_id if reachable else None,
+            work.raw_status,
+            work.exp_id if work.reachable else None,
         )
         outcome = executor.apply(
             plan,
             target,
-            router=router,
-            engine=self.engine if reachable else None,
+            router=work.router,
+            engine=self.engine if work.reachable else None,
             api=self.api,
             extra_status={
-                **guardrails.status_fields(evaluation, samples, analysed_at),
-                **({"pendingDecisions": []} if flushed else {}),
+                **guardrails.status_fields(evaluation, work.samples, now),
+                **({"pendingDecisions": []} if work.flushed else {}),
             },
-            evidence=guardrails.evidence(evaluation, history) if evaluation else None,
+            evidence=guardrails.evidence(evaluation, work.windows) if evaluation else None,
             fault=self.fault,
             now=now,
         )
@@ -339,7 +425,6 @@ class Operator:
             if isinstance(spec_or_error, sp.ExperimentSpec)
             else timedelta(minutes=1)
         )
-        body["metadata"] = meta
         self._schedule(body, now + (requeue.delay if requeue else interval))
         return TickResult(key, plan, outcome, evaluation)
 
@@ -465,10 +550,10 @@ class Operator:
         obs.ArmCounts,
         datetime | None,
         obs.BaselineResult | None,
-        analysis.Evaluation | None,
+        _PendingAnalysis | None,
         list[Any],
     ]:
-        """Counts, freshness, baseline values and the analysis of this tick (one DB connection)."""
+        """Counts, freshness, baseline values and the analysis input of this tick (one connection)."""
         assert self.engine is not None
         frozen_analysis = (
             settings.analysis_from_snapshot(stored.frozen.snapshot) if stored.frozen else s.analysis
@@ -535,24 +620,21 @@ class Operator:
                 if record.index == stored.step_index:
                     current = obs.ArmCounts(totals["champion"].n, totals["challenger"].n)
         previous = persisted.get("analysis")
-        state = analysis.AnalysisState.from_dict(previous) if previous else None
         derived = stored.frozen.snapshot.get("derived", {})
-        evaluation = analysis.evaluate(
-            guardrails.settings_for(frozen_analysis),
-            guardrails.guardrails_for(frozen_analysis, derived),
-            steps,
-            state,
+        pending = _PendingAnalysis(
+            item=analysis.BatchItem(
+                guardrails.settings_for(frozen_analysis),
+                guardrails.guardrails_for(frozen_analysis, derived),
+                steps,
+                analysis.AnalysisState.from_dict(previous)
+                if previous
+                else analysis.AnalysisState(),
+            ),
+            exp_id=exp_id,
+            history=history,
+            windows=windows,
         )
-        repository.save_analysis_state(
-            self.engine,
-            exp_id,
-            {
-                "analysis": evaluation.state.to_dict(),
-                "steps": [r.to_dict() for r in history],
-                "evaluatedUntil": max(w[2] for w in windows).isoformat(),
-            },
-        )
-        return current, last_data_at, baseline, evaluation, windows
+        return current, last_data_at, baseline, pending, windows
 
     def _baseline(
         self,

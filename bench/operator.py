@@ -1,0 +1,229 @@
+"""Operator benchmark (issue 4): tick cost with 100 and 500 concurrent experiments.
+
+The real operator against the Kubernetes API emulator (in a separate process, over HTTP)
+and real Postgres, in simulated time: every simulated minute each experiment gets a
+minute of traffic through the real ingest path (not timed), then the operator makes one
+pass in which every experiment is due. Reported per experiment tick: wall time (p50,
+p99), operator CPU, and Kubernetes API requests; per pass: wall time against the 10 s
+analysis interval. Warm-up passes (registration, first claims) are left out.
+
+Usage: .venv/bin/python bench/operator.py [--sizes 100 500] [--minutes 8] [--workers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import kubernetes.client
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analysis import Scenario
+from bench._results import table, write_section
+from bench.ingest import drop_database, scratch_database
+from controller import crd, traffic
+from controller.clock import SimulatedClock
+from controller.ingest import load
+from controller.kube import emulator, seed
+from controller.operator import Operator, OperatorConfig
+from controller.sandbox import GROUP, HTTPROUTE, PLURAL, VERSION, experiment_body
+from controller.storage import db
+
+T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+
+
+class TimedOperator(Operator):
+    """The operator, with each tick's wall time and CPU time recorded."""
+
+    durations: list[float]
+
+    def tick(self, body):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return super().tick(body)
+        finally:
+            self.durations.append(time.perf_counter() - start)
+
+
+def count_requests(api: kubernetes.client.ApiClient) -> list[int]:
+    """Count every HTTP request the client sends (a measurement wrapper, not a mock)."""
+    counter = [0]
+    pool = api.rest_client.pool_manager
+    original = pool.request
+
+    def request(*args, **kwargs):  # type: ignore[no-untyped-def]
+        counter[0] += 1
+        return original(*args, **kwargs)
+
+    pool.request = request
+    return counter
+
+
+def run(n: int, minutes: int, workers: int, server: str) -> dict[str, float]:
+    url = scratch_database(server)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("_emulator.py"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        emulator_url = proc.stdout.readline().strip() if proc.stdout else ""
+        api = emulator.api_client(emulator_url)
+        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = workers * 2
+        db.upgrade(url)
+        engine = db.make_engine(url, pool_size=workers + 2, max_overflow=workers)
+        kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd.build_crd())
+        cluster = seed.Cluster(api, "ml")
+        cluster.create_namespace()
+        for name in ("ranker-v1", "ranker-v2"):
+            cluster.create_deployment(name, replicas=4)
+        custom = kubernetes.client.CustomObjectsApi(api)
+        for i in range(n):
+            cluster.create(
+                HTTPROUTE, seed.httproute(f"route-{i}", {"ranker-v1": 100, "ranker-v2": 0})
+            )
+            body = experiment_body(
+                f"exp-{i}",
+                route=f"route-{i}",
+                steps=[
+                    {"weight": 10, "minDuration": "6h", "minSamples": 10**9},
+                    {"weight": 50, "minDuration": "6h", "minSamples": 10**9},
+                ],
+            )
+            custom.create_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, body)
+        clock = SimulatedClock(T0)
+        operator = TimedOperator(api, engine, clock=clock, config=OperatorConfig(workers=workers))
+        operator.durations = []
+        requests = count_requests(api)
+        rng = np.random.default_rng(1)
+        scenario = Scenario(requests_per_minute=200)
+        passes, ticks, cpu, api_calls = [], [], [], []
+        for minute in range(minutes):
+            if minute:  # a minute of traffic for every experiment, at a 10 % split (not timed)
+                start = clock.now() - timedelta(minutes=1)
+                rows = [
+                    traffic.minute_of_requests(
+                        scenario,
+                        experiment=f"ml/exp-{i}",
+                        minute=minute,
+                        start=start,
+                        share=0.1,
+                        rng=rng,
+                    )
+                    for i in range(n)
+                ]
+                load.load_table(
+                    engine,
+                    pa.concat_tables(rows),
+                    batch_key=f"b{uuid.uuid4()}",
+                    source="bench",
+                    clock=clock,
+                )
+            operator.durations = []
+            before_cpu, before_api, t = time.process_time(), requests[0], time.perf_counter()
+            results = operator.run_once(force=True)
+            wall = time.perf_counter() - t
+            errors = [r.error for r in results if r.error]
+            assert not errors, errors[:3]
+            if minute >= 2:  # warm-up: registration, claims, first status
+                passes.append(wall)
+                ticks += operator.durations
+                cpu.append((time.process_time() - before_cpu) / len(results))
+                api_calls.append((requests[0] - before_api) / len(results))
+            clock.advance(timedelta(minutes=1))
+        phases = {
+            custom.get_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, f"exp-{i}")["status"][
+                "phase"
+            ]
+            for i in range(n)
+        }
+        assert phases == {"Progressing"}, phases
+        engine.dispose()
+        api.close()
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=30)
+        drop_database(server, url)
+    q = np.quantile(ticks, [0.5, 0.99])
+    return {
+        "n": n,
+        "tick_p50": q[0],
+        "tick_p99": q[1],
+        "pass_median": statistics.median(passes),
+        "pass_max": max(passes),
+        "cpu_ms": 1000 * statistics.median(cpu),
+        "api": statistics.median(api_calls),
+        "passes": len(passes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--minutes", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args()
+    server = db.configured_url() or "postgresql://postgres@127.0.0.1:5432/postgres"
+    rows = []
+    for n in args.sizes:
+        r = run(n, args.minutes, args.workers, server)
+        print(r, flush=True)
+        rows.append(
+            [
+                f"{n}",
+                f"{r['tick_p50'] * 1000:.0f} ms",
+                f"{r['tick_p99'] * 1000:.0f} ms",
+                f"{r['cpu_ms']:.0f} ms",
+                f"{r['api']:.1f}",
+                f"{r['pass_median']:.2f} s",
+                f"{r['pass_max']:.2f} s",
+                f"{r['pass_max'] / 10:.2f}",
+            ]
+        )
+    body = "\n".join(
+        [
+            "## Operator ticks (`bench/operator.py`)",
+            "",
+            f"Every experiment due in every pass; {args.minutes - 2} measured passes after 2 warm-up passes; "
+            f"{args.workers} worker threads; emulator in its own process over HTTP; real Postgres; "
+            "200 requests per experiment per simulated minute ingested before each pass (not timed).",
+            "",
+            table(
+                [
+                    "experiments",
+                    "tick p50",
+                    "tick p99",
+                    "operator CPU per tick",
+                    "API requests per tick",
+                    "pass (median)",
+                    "pass (max)",
+                    "max pass / 10 s interval",
+                ],
+                rows,
+            ),
+            "",
+            "Target: 500 experiments with every pass well inside a 10 s interval: "
+            + (
+                "**met**"
+                if all(float(r[6].split()[0]) < 5 for r in rows if r[0] == "500")
+                else "**NOT met**"
+            )
+            + ' ("well inside" read as under half the interval).',
+        ]
+    )
+    print(body)
+    write_section("operator", body)
+
+
+if __name__ == "__main__":
+    main()
