@@ -351,13 +351,23 @@ class Operator:
         if evaluation is not None and work.pending is not None:
             assert self.engine is not None
             try:
+                until = max(w[2] for w in work.pending.windows)
                 repository.save_analysis_state(
                     self.engine,
                     work.pending.exp_id,
                     {
                         "analysis": evaluation.state.to_dict(),
                         "steps": [r.to_dict() for r in work.pending.history],
-                        "evaluatedUntil": max(w[2] for w in work.pending.windows).isoformat(),
+                        "evaluatedUntil": until.isoformat(),
+                    },
+                    look={
+                        "evaluated_until": until,
+                        "at": now,
+                        "step_index": stored.step_index,
+                        "challenger_weight": work.route.challenger_weight if work.route else 0,
+                        "verdict": evaluation.verdict.value,
+                        "payload": guardrails.evidence(evaluation, work.pending.windows)
+                        | {"samples": guardrails.status_fields(None, work.samples, now)["samples"]},
                     },
                 )
             except _DB_ERRORS as exc:

@@ -94,6 +94,15 @@ def check(url: str) -> None:
     command.check(alembic_config(url))
 
 
+def head_revision() -> str:
+    """The newest revision in ``migrations/``."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("postgresql://unused/x")).get_current_head()
+    assert head is not None
+    return head
+
+
 def current_revision(url: str) -> str | None:
     """The revision the database is at, or None when it has no schema yet."""
     from alembic.runtime.migration import MigrationContext

@@ -202,3 +202,21 @@ class IngestReject(Base):
     row_number: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[dict[str, Any]]
+
+
+class Look(Base):
+    """What the analysis showed at one look, one row per finalised minute (the latest look).
+
+    The reports draw their time series from these rows, so they show exactly what the
+    controller saw when it decided.
+    """
+
+    __tablename__ = "looks"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    evaluated_until: Mapped[datetime] = mapped_column(_tz(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(_tz())
+    step_index: Mapped[int] = mapped_column(Integer)
+    challenger_weight: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]

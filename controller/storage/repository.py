@@ -178,14 +178,45 @@ def set_phase(engine: sa.Engine, exp_id: int, phase: str, *, now: datetime) -> N
         )
 
 
-def save_analysis_state(engine: sa.Engine, exp_id: int, state: Mapping[str, Any]) -> None:
-    """Persist the sequential tests' state so a restarted operator continues the same test."""
+def save_analysis_state(
+    engine: sa.Engine, exp_id: int, state: Mapping[str, Any], look: Mapping[str, Any] | None = None
+) -> None:
+    """Persist the sequential tests' state (a restarted operator continues the same test)
+    and, in the same transaction, this look for the reports (one row per finalised minute)."""
     with engine.begin() as conn:
         conn.execute(
             sa.update(models.Experiment)
             .where(models.Experiment.id == exp_id)
             .values(analysis_state=dict(state))
         )
+        if look is not None:
+            stmt = pg_insert(models.Look).values(experiment_id=exp_id, **look)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["experiment_id", "evaluated_until"],
+                    set_={k: stmt.excluded[k] for k in look if k != "evaluated_until"},
+                )
+            )
+
+
+def looks(conn: sa.Connection, exp_id: int) -> list[dict[str, Any]]:
+    """Every recorded look of an experiment, oldest first."""
+    rows = conn.execute(
+        sa.select(models.Look)
+        .where(models.Look.experiment_id == exp_id)
+        .order_by(models.Look.evaluated_until)
+    ).scalars()
+    return [
+        {
+            "evaluated_until": r.evaluated_until,
+            "at": r.at,
+            "step_index": r.step_index,
+            "challenger_weight": r.challenger_weight,
+            "verdict": r.verdict,
+            **r.payload,
+        }
+        for r in rows
+    ]
 
 
 # --------------------------------------------------------------------------- decision log

@@ -53,6 +53,15 @@ def test_a_good_canary_is_promoted(world: World, engine: sa.Engine) -> None:
     assert status["samples"]["challenger"] > 0 and status["observedGeneration"] == 1
     # one router write per weight change: 0→10 (with the claim), 10→50, 50→100
     assert len(world.served.emulator.writes("/httproutes/ranker")) == 3
+    with engine.connect() as conn:
+        looks = repository.looks(conn, repository.get_experiment(conn, "ml/good").id)
+    minutes = [look["evaluated_until"] for look in looks]
+    assert minutes == sorted(set(minutes)) and len(minutes) > 30  # one look per finalised minute
+    assert looks[-1]["verdict"] == "pass" and {g["name"] for g in looks[-1]["guardrails"]} == {
+        "revenue",
+        "latency-p99",
+        "errors",
+    }
 
 
 @pytest.mark.parametrize(
