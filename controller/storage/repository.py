@@ -202,10 +202,17 @@ def save_analysis_state(
 def looks(conn: sa.Connection, exp_id: int) -> list[dict[str, Any]]:
     """Every recorded look of an experiment, oldest first."""
     rows = conn.execute(
-        sa.select(models.Look)
+        sa.select(
+            models.Look.evaluated_until,
+            models.Look.at,
+            models.Look.step_index,
+            models.Look.challenger_weight,
+            models.Look.verdict,
+            models.Look.payload,
+        )
         .where(models.Look.experiment_id == exp_id)
         .order_by(models.Look.evaluated_until)
-    ).scalars()
+    )
     return [
         {
             "evaluated_until": r.evaluated_until,
