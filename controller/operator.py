@@ -571,8 +571,8 @@ class Operator:
         lateness = frozen_analysis.allowed_lateness
         final_until = guardrails.watermark(now, lateness)
         with self.engine.connect() as conn:
-            extent = repository.data_extent(conn, exp_id)
-            last_data_at = None if extent is None else extent[1] + guardrails.MINUTE
+            last_minute, persisted = repository.freshness_and_state(conn, exp_id)
+            last_data_at = None if last_minute is None else last_minute + guardrails.MINUTE
             baseline = None
             if (
                 stored.phase is obs.Phase.BASELINE
@@ -590,7 +590,6 @@ class Operator:
                 return obs.ArmCounts(), last_data_at, baseline, None, []
             if stored.frozen is None or stored.step_started_at is None:
                 return obs.ArmCounts(), last_data_at, baseline, None, []
-            persisted = repository.load_analysis_state(conn, exp_id)
             history = [guardrails.StepRecord.from_dict(d) for d in persisted.get("steps", [])]
             weight = s.steps[stored.step_index].weight if stored.step_index < len(s.steps) else 0
             share = route.challenger_share if route is not None else weight / 100

@@ -58,7 +58,8 @@ def run(
     )
     if identity:
         config.identity = identity
-    engine = db.make_engine(url, pool_size=max(5, workers), max_overflow=workers)
+    # no pre-ping: a tick that meets a dropped connection fails and is retried next tick
+    engine = db.make_engine(url, pool_size=max(5, workers), max_overflow=workers, pool_pre_ping=False)
     operator = Operator(cluster.api, engine, config=config)
     stop = threading.Event()
     try:

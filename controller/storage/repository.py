@@ -184,19 +184,21 @@ def save_analysis_state(
     """Persist the sequential tests' state (a restarted operator continues the same test)
     and, in the same transaction, this look for the reports (one row per finalised minute)."""
     with engine.begin() as conn:
-        conn.execute(
+        update = (
             sa.update(models.Experiment)
             .where(models.Experiment.id == exp_id)
             .values(analysis_state=dict(state))
         )
-        if look is not None:
-            stmt = pg_insert(models.Look).values(experiment_id=exp_id, **look)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["experiment_id", "evaluated_until"],
-                    set_={k: stmt.excluded[k] for k in look if k != "evaluated_until"},
-                )
-            )
+        if look is None:
+            conn.execute(update)
+            return
+        stmt = pg_insert(models.Look).values(experiment_id=exp_id, **look)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["experiment_id", "evaluated_until"],
+            set_={k: stmt.excluded[k] for k in look if k != "evaluated_until"},
+        )
+        # one round trip: the state update rides along as a data-modifying CTE
+        conn.execute(stmt.add_cte(update.cte("saved_state")))
 
 
 def looks(conn: sa.Connection, exp_id: int) -> list[dict[str, Any]]:
@@ -482,6 +484,18 @@ def load_analysis_state(conn: sa.Connection, exp_id: int) -> dict[str, Any]:
         sa.select(models.Experiment.analysis_state).where(models.Experiment.id == exp_id)
     ).scalar()
     return dict(found or {})
+
+
+def freshness_and_state(conn: sa.Connection, exp_id: int) -> tuple[datetime | None, dict[str, Any]]:
+    """The last minute with data and the persisted sequential state, in one round trip."""
+    row = conn.execute(
+        sa.text(
+            "SELECT (SELECT max(period) FROM rollups_minute WHERE experiment_id = :e AND arm IN (0, 1)), "
+            "analysis_state FROM experiments WHERE id = :e"
+        ),
+        {"e": exp_id},
+    ).one()
+    return row[0], dict(row[1] or {})
 
 
 def revenue_quantile(
