@@ -6,6 +6,7 @@ import typer
 
 from controller.cli import control as control_cli
 from controller.cli import db as db_cli
+from controller.cli import demo as demo_cli
 from controller.cli import experiments as experiments_cli
 from controller.cli import ingest as ingest_cli
 from controller.cli import operator as operator_cli
@@ -23,6 +24,7 @@ app.add_typer(control_cli.app)  # promote, rollback, pause, resume
 app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(operator_cli.app, name="operator")
+app.add_typer(demo_cli.app)  # demo
 
 
 @app.command()

@@ -59,7 +59,9 @@ def run(
     if identity:
         config.identity = identity
     # no pre-ping: a tick that meets a dropped connection fails and is retried next tick
-    engine = db.make_engine(url, pool_size=max(5, workers), max_overflow=workers, pool_pre_ping=False)
+    engine = db.make_engine(
+        url, pool_size=max(5, workers), max_overflow=workers, pool_pre_ping=False
+    )
     operator = Operator(cluster.api, engine, config=config)
     stop = threading.Event()
     try:

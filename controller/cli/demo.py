@@ -1,0 +1,149 @@
+"""``canaryctl demo``: every scenario end to end on embedded defaults (see ``controller.demo``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from controller.cli.common import fail
+
+app = typer.Typer()
+
+SCENARIO_HELP = "good, revenue-drop, latency-regression, error-spike, srm, aa, or all"
+
+
+def _fmt(g: dict[str, Any]) -> str:
+    est, lo, hi = g.get("estimate"), g.get("lower"), g.get("upper")
+    if est is None:
+        return "–"
+    if g.get("kind") == "mean":
+        bounds = "" if lo is None or hi is None else f" [{lo:+.1%}, {hi:+.1%}]"
+        return f"{est:+.1%}{bounds}"
+    bounds = "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
+    return f"×{est:.2f}{bounds}"
+
+
+def _live_table(scenario: str, minute: int, status: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{scenario} · simulated minute {minute}", title_justify="left")
+    for column in ("phase", "step", "weight", "guardrail", "estimate [bounds]", "verdict"):
+        table.add_column(column)
+    guardrails = status.get("guardrails") or [{}]
+    for i, g in enumerate(guardrails):
+        table.add_row(
+            status.get("phase", "Pending") if i == 0 else "",
+            (status.get("step") or "–") if i == 0 else "",
+            f"{status.get('challengerWeight', 0)} %" if i == 0 else "",
+            g.get("name", "–"),
+            _fmt(g) if g else "–",
+            g.get("verdict", "–"),
+        )
+    return table
+
+
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Option(help=SCENARIO_HELP)] = "all",
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 1,
+    speed: Annotated[
+        float, typer.Option(help="Simulated seconds per real second; 0 runs as fast as it can.")
+    ] = 0.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object on the last line.")
+    ] = False,
+    report_dir: Annotated[Path, typer.Option(help="Where the HTML reports are written.")] = Path(
+        "canaryctl-reports"
+    ),
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="CANARYCTL_DATABASE_URL",
+            help="Postgres to use; without it an embedded Postgres is started and removed afterwards.",
+        ),
+    ] = None,
+) -> None:
+    """Watch canaryctl promote a good ranking model and roll back bad ones, in simulated time."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from controller import demo as demo_mod
+    from controller.storage import db
+
+    names = demo_mod.ORDER if scenario == "all" else [scenario]
+    unknown = [n for n in names if n not in demo_mod.SCENARIOS]
+    if unknown:
+        fail(f"--scenario: unknown {unknown[0]!r} (one of {SCENARIO_HELP})", code=2)
+    if speed < 0:
+        fail("--speed: must be ≥ 0", code=2)
+    console = Console(stderr=json_output)
+    interactive = console.is_terminal and not json_output
+    outcomes = []
+    with demo_mod.database(database_url) as (url, where):
+        console.print(
+            f"[bold]canaryctl demo[/bold]: Kubernetes API emulator in this process, {where}"
+        )
+        engine = db.make_engine(url)
+        try:
+            for name in names:
+                conf = demo_mod.SCENARIOS[name]
+                console.print(f"\n[bold]{name}[/bold]: {conf['about']}")
+                live = (
+                    Live(console=console, refresh_per_second=8, transient=True)
+                    if interactive
+                    else None
+                )
+
+                def on_minute(
+                    world: Any,
+                    exp: str,
+                    status: dict[str, Any],
+                    _name: str = name,
+                    _live: Any = live,
+                ) -> None:
+                    if _live is not None:
+                        _live.update(_live_table(_name, world.minute, status))
+
+                if live is not None:
+                    live.start()
+                try:
+                    outcome = demo_mod.run_scenario(
+                        engine,
+                        name,
+                        seed=seed,
+                        speed=speed,
+                        report_dir=report_dir,
+                        on_minute=on_minute,
+                    )
+                finally:
+                    if live is not None:
+                        live.stop()
+                outcomes.append(outcome)
+                mark = "[green]✓[/green]" if outcome.expected else "[red]✗ unexpected[/red]"
+                console.print(
+                    f"  {mark} {outcome.outcome} ({outcome.reason_code}) after "
+                    f"{outcome.decided_after_seconds / 60:.0f} simulated minutes, "
+                    f"{outcome.samples['challenger']:,} challenger and {outcome.samples['champion']:,} "
+                    f"champion requests; {outcome.wall_seconds:.0f} s"
+                )
+                console.print(f"    {outcome.reason}")
+                for g in outcome.guardrails:
+                    console.print(f"    {g['name']:<12} {_fmt(g):<28} {g['verdict']}")
+                if outcome.report:
+                    console.print(f"    report: {outcome.report}")
+        finally:
+            engine.dispose()
+    if json_output:
+        summary: Any = (
+            outcomes[0].as_dict()
+            if len(outcomes) == 1
+            else {"scenarios": [o.as_dict() for o in outcomes]}
+        )
+        sys.stdout.write(json.dumps(summary) + "\n")
+    if not all(o.expected for o in outcomes):
+        raise typer.Exit(1)
