@@ -124,6 +124,7 @@ def load_table(
             return stored
         raw = conn.connection.driver_connection
         if prep.loaded:
+            lateness = _lock_caps(conn, prep, lateness)
             _copy_observations(raw, prep, late, batch_id)
             if fault:
                 fault("after_copy")
@@ -141,6 +142,27 @@ def load_table(
         False,
         tuple(prep.rejects),
     )
+
+
+def _lock_caps(
+    conn: sa.Connection, prep: validate.Prepared, info: dict[int, validate.ExperimentInfo]
+) -> dict[int, validate.ExperimentInfo]:
+    """Share-lock the batch's experiments and read their revenue caps inside the transaction.
+
+    Freezing a cap takes the row for update, so a batch either commits before the freeze
+    (whose rebuild then covers it) or sees the frozen cap; no batch is capped with a stale one.
+    """
+    ids = sorted({int(i) for i in np.unique(prep.experiment_id)})
+    rows = conn.execute(
+        sa.text(
+            "SELECT id, revenue_cap FROM experiments WHERE id = ANY(:ids) ORDER BY id FOR SHARE"
+        ),
+        {"ids": ids},
+    ).all()
+    out = dict(info)
+    for exp_id, cap in rows:
+        out[exp_id] = validate.ExperimentInfo(exp_id, cap, info[exp_id].allowed_lateness)
+    return out
 
 
 def _stored_result(conn: sa.Connection, batch_key: str) -> IngestResult | None:

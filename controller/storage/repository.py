@@ -3,7 +3,7 @@
 This is the one place SQL about experiments and rollups lives; the operator, the CLI, the
 reports and the demo call it. Bulk loading of observations is ``controller.ingest``'s job.
 Every window query reads rollups only (one statement each), never raw observations;
-``rebuild_rollups`` is the one function that reads raw rows back.
+``apply_cap`` and ``revenue_quantile`` are the only functions that read raw rows back.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from analysis import buckets
 from controller.storage import models
 
 DEFAULT_NAMESPACE = "default"
+
+#: Latencies below this many milliseconds are floored before taking logs.
+LOG_LATENCY_FLOOR_MS = 0.01
 
 
 class UnknownExperimentError(LookupError):
@@ -153,7 +156,7 @@ def freeze_settings(
             )
         )
         if revenue_cap is not None:
-            rebuild_rollups(conn, exp.id, revenue_cap)
+            apply_cap(conn, exp.id, revenue_cap)
     return True
 
 
@@ -412,70 +415,32 @@ def data_extent(conn: sa.Connection, exp_id: int) -> tuple[datetime, datetime] |
 # --------------------------------------------------------------------------- rebuild
 
 
-def rebuild_rollups(conn: sa.Connection, exp_id: int, revenue_cap: float | None) -> None:
-    """Recompute every rollup of one experiment from its raw observations (same transaction)."""
-    cap = "revenue" if revenue_cap is None else "least(revenue, :cap)"
-    params: dict[str, Any] = {
-        "e": exp_id,
-        "cap": revenue_cap,
-        "edges": list(buckets.LATENCY_EDGES_MS),
-    }
-    for table in ("rollups_minute", "rollups_hour", "latency_minute", "latency_hour"):
-        conn.execute(sa.text(f"DELETE FROM {table} WHERE experiment_id = :e"), params)
-    conn.execute(
-        sa.text(
-            f"""
-            INSERT INTO rollups_minute (experiment_id, arm, period, {_COLS})
-            SELECT experiment_id, arm, date_trunc('minute', ts, 'UTC'), count(*),
-                   sum(revenue::numeric), sum(revenue::numeric * revenue::numeric),
-                   sum(({cap})::numeric), sum(({cap})::numeric * ({cap})::numeric),
-                   count(*) FILTER (WHERE revenue > 0),
-                   sum(ln(greatest(latency_ms, {LOG_LATENCY_FLOOR_MS}))::numeric),
-                   sum(ln(greatest(latency_ms, {LOG_LATENCY_FLOOR_MS}))::numeric
-                       * ln(greatest(latency_ms, {LOG_LATENCY_FLOOR_MS}))::numeric),
-                   count(*) FILTER (WHERE error), count(*) FILTER (WHERE late)
-              FROM observations WHERE experiment_id = :e
-             GROUP BY 1, 2, 3
-            """
-        ),
-        params,
-    )
-    conn.execute(
-        sa.text(
-            """
-            INSERT INTO latency_minute (experiment_id, arm, period, bucket, count)
-            SELECT experiment_id, arm, date_trunc('minute', ts, 'UTC'),
-                   width_bucket(latency_ms, CAST(:edges AS double precision[])), count(*)
-              FROM observations WHERE experiment_id = :e
-             GROUP BY 1, 2, 3, 4
-            """
-        ),
-        params,
-    )
-    conn.execute(
-        sa.text(
-            f"""
-            INSERT INTO rollups_hour (experiment_id, arm, period, {_COLS})
-            SELECT experiment_id, arm, date_trunc('hour', period, 'UTC'), {_SUM_COLS}
-              FROM rollups_minute WHERE experiment_id = :e GROUP BY 1, 2, 3
-            """
-        ),
-        params,
-    )
-    conn.execute(
-        sa.text(
-            """
-            INSERT INTO latency_hour (experiment_id, arm, period, bucket, count)
-            SELECT experiment_id, arm, date_trunc('hour', period, 'UTC'), bucket, sum(count)
-              FROM latency_minute WHERE experiment_id = :e GROUP BY 1, 2, 3, 4
-            """
-        ),
-        params,
-    )
+def apply_cap(conn: sa.Connection, exp_id: int, cap: float) -> None:
+    """Cap the revenue sums of rollups built uncapped, reading only the rows above the cap.
 
-
-#: Latencies below this many milliseconds are floored before taking logs.
-LOG_LATENCY_FLOOR_MS = 0.01
+    capped sum = sum − Σ (r − cap) and capped sum of squares = sum of squares − Σ (r² − cap²)
+    over the rows with r > cap, in exact numeric arithmetic; every other column stays.
+    """
+    params = {"e": exp_id, "cap": cap}
+    for table, unit in (("rollups_minute", "minute"), ("rollups_hour", "hour")):
+        conn.execute(
+            sa.text(
+                f"""
+                UPDATE {table} r
+                   SET revenue_capped_sum = r.revenue_sum - x.excess,
+                       revenue_capped_sum_sq = r.revenue_sum_sq - x.excess_sq
+                  FROM (SELECT arm, date_trunc('{unit}', ts, 'UTC') AS period,
+                               sum(revenue::numeric - CAST(:cap AS float8)::numeric) AS excess,
+                               sum(revenue::numeric * revenue::numeric
+                                   - CAST(:cap AS float8)::numeric * CAST(:cap AS float8)::numeric) AS excess_sq
+                          FROM observations
+                         WHERE experiment_id = :e AND revenue > :cap
+                         GROUP BY 1, 2) x
+                 WHERE r.experiment_id = :e AND r.arm = x.arm AND r.period = x.period
+                """
+            ),
+            params,
+        )
 
 
 def load_analysis_state(conn: sa.Connection, exp_id: int) -> dict[str, Any]:
