@@ -15,6 +15,7 @@ crash tests. Several replicas may run; a Lease elects the one that acts.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -138,6 +139,7 @@ class Operator:
         self._custom = kubernetes.client.CustomObjectsApi(api)
         self._seen: dict[str, _Seen] = {}
         self._ids: dict[str, int] = {}
+        self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
         self._lock = threading.Lock()
         self.passes = 0
         self.leading = False
@@ -305,12 +307,7 @@ class Operator:
         key = f"{ns}/{name}"
         raw_status: dict[str, Any] = dict(body.get("status") or {})
         stored = st.read_status(raw_status)  # type: ignore[arg-type]
-        try:
-            spec_or_error: sp.ExperimentSpec | validation.SpecError = validation.parse_experiment(
-                body
-            )
-        except validation.SpecError as exc:
-            spec_or_error = exc
+        spec_or_error = self._parse(body)
         router = self._router(ns, name, body, spec_or_error, stored)
         work = _Work(body, now, key, raw_status, stored, spec_or_error, router)
         if meta.get("deletionTimestamp"):
@@ -340,6 +337,21 @@ class Operator:
                 logger.warning("%s: database unreachable during analysis: %s", key, _describe(exc))
                 work.reachable = False
         return work
+
+    def _parse(self, body: Mapping[str, Any]) -> sp.ExperimentSpec | validation.SpecError:
+        """``validation.parse_experiment``, remembered while the spec is unchanged."""
+        fingerprint = json.dumps(body.get("spec"), sort_keys=True)
+        uid = body["metadata"].get("uid", body["metadata"]["name"])
+        cached = self._specs.get(uid)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        try:
+            parsed: sp.ExperimentSpec | validation.SpecError = validation.parse_experiment(body)
+        except validation.SpecError as exc:
+            parsed = exc
+        with self._lock:
+            self._specs[uid] = (fingerprint, parsed)
+        return parsed
 
     def _finish(self, work: _Work) -> TickResult:
         """Everything after the analysis: persist its state, reconcile, execute."""
@@ -516,6 +528,7 @@ class Operator:
             )
         with self._lock:
             self._seen.pop(meta.get("uid", meta["name"]), None)
+            self._specs.pop(meta.get("uid", meta["name"]), None)
         return TickResult(key, None, None)
 
     def _flush_held(self, key: str, exp_id: int, pending: list[dict[str, Any]]) -> bool:
