@@ -56,10 +56,15 @@ def log_e_counts(
     p0 = np.asarray(pi0, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    tail = special.betaincc if harm else special.betainc  # P(π > π₀) or P(π ≤ π₀)
+
+    def tail(x: FloatArray, y: FloatArray) -> FloatArray:
+        # P(π > π₀) as I_{1−π₀}(y, x) (faster than betaincc), or P(π ≤ π₀)
+        out: FloatArray = special.betainc(y, x, 1.0 - p0) if harm else special.betainc(x, y, p0)
+        return out
+
     with np.errstate(divide="ignore", invalid="ignore"):
-        post = special.betaln(a + e_b, b + e_a) + np.log(tail(a + e_b, b + e_a, p0))
-        prior = special.betaln(a, b) + np.log(tail(a, b, p0))
+        post = special.betaln(a + e_b, b + e_a) + np.log(tail(a + e_b, b + e_a))
+        prior = special.betaln(a, b) + np.log(tail(a, b))
         lik0 = special.xlogy(e_b, p0) + special.xlog1py(e_a, -p0)
         out = np.asarray(post - prior - lik0, dtype=np.float64)
     out = np.where(np.isnan(out), LOG_E_FLOOR, out)

@@ -23,7 +23,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _BISECTION_STEPS = 40
-_COUNT_BISECTION_STEPS = 26  # on ln κ in [−12, 12]: resolution 4e-7
+_COUNT_BISECTION_STEPS = 18  # on ln κ, ±3 around the estimate: resolution 2e-5
 
 
 @dataclass(frozen=True)
@@ -253,18 +253,7 @@ def combine_counts(
     lower = np.zeros_like(ratio)
     upper = np.full_like(ratio, np.inf)
     if with_bounds and len(ratio):
-        lo_x = np.full_like(ratio, -12.0)
-        hi_x = np.full_like(ratio, 12.0)
-        low_edge = total(np.exp(lo_x), True) >= big_l
-        log_low = _solve(
-            lambda x: total(np.exp(x), True), lo_x, hi_x, big_l, False, _COUNT_BISECTION_STEPS
-        )
-        lower = np.where(low_edge, np.exp(log_low), 0.0)
-        high_edge = total(np.exp(hi_x), False) >= big_l
-        log_up = _solve(
-            lambda x: total(np.exp(x), False), lo_x, hi_x, big_l, True, _COUNT_BISECTION_STEPS
-        )
-        upper = np.where(high_edge, np.exp(log_up), np.inf)
+        lower, upper = _count_bounds(total, ratio, big_l)
     return Combined(
         harm,
         noninf,
@@ -276,6 +265,36 @@ def combine_counts(
         step_harm,
         step_noninf,
     )
+
+
+def _count_bounds(
+    total: Callable[[FloatArray, bool], FloatArray], ratio: FloatArray, big_l: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Invert the count tests in κ: bisection on ln κ, first within ±3 of the estimate."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = np.where(np.isfinite(ratio) & (ratio > 0), np.log(ratio), 0.0)
+    centre = np.clip(centre, -8.0, 8.0)
+    wide_lo, wide_hi = np.full_like(ratio, -12.0), np.full_like(ratio, 12.0)
+    out = []
+    for harm in (True, False):  # harm: decreasing in κ, gives the lower bound
+
+        def f(x: FloatArray, harm: bool = harm) -> FloatArray:
+            return total(np.exp(x), harm)
+
+        lo, hi = centre - 3.0, centre + 3.0
+        at_lo, at_hi = f(lo) >= big_l, f(hi) >= big_l
+        if harm:
+            below, above = ~at_lo, at_hi  # root left of lo / right of hi
+        else:
+            below, above = at_lo, ~at_hi
+        a = np.where(below, wide_lo, np.where(above, hi, lo))
+        b = np.where(below, lo, np.where(above, wide_hi, hi))
+        root = np.exp(_solve(f, a, b, big_l, not harm, _COUNT_BISECTION_STEPS))
+        if harm:
+            out.append(np.where(f(wide_lo) >= big_l, root, 0.0))
+        else:
+            out.append(np.where(f(wide_hi) >= big_l, root, np.inf))
+    return out[0], out[1]
 
 
 def srm_step_log_bf(n: FloatArray, rho: FloatArray, concentration: npt.ArrayLike) -> FloatArray:
