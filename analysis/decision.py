@@ -413,6 +413,15 @@ def _assemble(
             f"sample-ratio mismatch: challenger got {100 * observed:.2f} % of requests, "
             f"the router reported {100 * expected:.2f} % (ln BF = {log_bf:.2f}); results void"
         )
+        design = [
+            (j, s.design_weight_challenger, s.weight_challenger)
+            for j, s in enumerate(it.steps)
+            if s.design_weight_challenger is not None
+            and abs(s.design_weight_challenger - s.weight_challenger) > 1e-9
+        ]
+        if design:
+            j, want, got = design[-1]
+            reason += f"; step {j}: design {100 * want:.2f} % but router reported {100 * got:.2f} %"
     elif fails:
         verdict, code = spec.Verdict.FAIL, spec.ReasonCode.HARM
         reason = "; ".join(r.reason for r in fails)
