@@ -81,8 +81,16 @@ def mean_summaries(
         ma, mb = mean[..., 0], mean[..., 1]
         va, vb = var[..., 0], var[..., 1]
         na, nb = n[..., 0], n[..., 1]
-        rel_est, rel_var = sequential.relative_difference(ma, va, na, mb, vb, nb)
         rel = relative[:, None]
+        # Robust plug-in: each arm gets at least the other arm's spread (same coefficient of
+        # variation when relative, same variance otherwise). With right-skewed revenue a small
+        # arm's low mean comes with a low variance estimate, which would inflate the harm
+        # evidence; the floor removes that correlation and can only widen V.
+        cv2 = np.maximum(va / ma**2, vb / mb**2)
+        ok = rel & (ma > 0) & (mb > 0)
+        va = np.where(ok, cv2 * ma**2, np.where(rel, va, np.maximum(va, vb)))
+        vb = np.where(ok, cv2 * mb**2, np.where(rel, vb, np.maximum(var[..., 0], vb)))
+        rel_est, rel_var = sequential.relative_difference(ma, va, na, mb, vb, nb)
         est = np.where(rel, rel_est, mb - ma)
         v = np.where(rel, rel_var, va / na + vb / nb)
     n_small = np.minimum(na, nb)
