@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
+from scipy import special
 
 from analysis import sequential
 
@@ -56,14 +56,41 @@ def log_e_counts(
     p0 = np.asarray(pi0, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    tail = stats.beta.logsf if harm else stats.beta.logcdf
+
+    def tail(x: FloatArray, y: FloatArray) -> FloatArray:
+        # P(π > π₀) as I_{1−π₀}(y, x) (faster than betaincc), or P(π ≤ π₀)
+        out: FloatArray = special.betainc(y, x, 1.0 - p0) if harm else special.betainc(x, y, p0)
+        return out
+
     with np.errstate(divide="ignore", invalid="ignore"):
-        post = special.betaln(a + e_b, b + e_a) + tail(p0, a + e_b, b + e_a)
-        prior = special.betaln(a, b) + tail(p0, a, b)
+        post = special.betaln(a + e_b, b + e_a) + np.log(tail(a + e_b, b + e_a))
+        prior = special.betaln(a, b) + np.log(tail(a, b))
         lik0 = special.xlogy(e_b, p0) + special.xlog1py(e_a, -p0)
         out = np.asarray(post - prior - lik0, dtype=np.float64)
     out = np.where(np.isnan(out), LOG_E_FLOOR, out)
     return np.maximum(out, LOG_E_FLOOR)
+
+
+def tuned_prior(
+    weight_challenger: npt.ArrayLike,
+    kappa: npt.ArrayLike,
+    ratio: npt.ArrayLike,
+    *,
+    low: float = 1.3,
+    high: float = 3.0,
+) -> tuple[FloatArray, FloatArray]:
+    """Beta(a, b) for the harm mixture, centred on an inflation of ``ratio``·κ.
+
+    The mean is π(ratio·κ) and the spread puts about ±1 sd on [π(low·κ), π(high·κ)], so
+    the mixture concentrates on the inflations that matter instead of all of [π₀, 1]. It
+    depends only on the reported share and κ, both fixed when the step starts, so the
+    e-process stays valid.
+    """
+    k = np.asarray(kappa, dtype=np.float64)
+    m = null_share(weight_challenger, np.asarray(ratio, dtype=np.float64) * k)
+    sd = 0.5 * (null_share(weight_challenger, high * k) - null_share(weight_challenger, low * k))
+    c = np.maximum(m * (1.0 - m) / (sd * sd) - 1.0, 2.0)
+    return c * m, c * (1.0 - m)
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,7 @@ def evaluate_batch(items: Sequence[BatchItem], *, with_bounds: bool = True) -> l
             alpha=np.array([alpha_of(i) for i in idx]),
             a=np.array([items[i].settings.beta_a for i in idx]),
             b=np.array([items[i].settings.beta_b for i in idx]),
+            prior_ratio=np.array([_ratio(items[i].settings) for i in idx], dtype=np.float64),
             with_bounds=with_bounds,
         )
         for r, (i, g) in enumerate(count_rows):
@@ -290,10 +291,20 @@ def evaluate_batch(items: Sequence[BatchItem], *, with_bounds: bool = True) -> l
     ]
 
 
+def _ratio(settings: spec.AnalysisSettings) -> float:
+    r = settings.count_prior_ratio
+    return math.inf if r is None else r
+
+
 def _fmt(x: float, relative: bool) -> str:
     if not math.isfinite(x):
         return str(x)
+    x = x + 0.0  # no negative zero in reasons
     return f"{100 * x:+.2f} %" if relative else f"{x:+.4g}"
+
+
+def _fmt_ratio(x: float) -> str:
+    return f"×{x:.3g}" if math.isfinite(x) else str(x)
 
 
 def _assemble(
@@ -340,7 +351,10 @@ def _assemble(
         running[g.name] = prev
         rel = g.kind == spec.GuardrailKind.MEAN and g.relative
         est, lo, hi = float(comb.estimate[r]), float(comb.lower[r]), float(comb.upper[r])
-        shown = f"estimate {_fmt(est, rel)}, bounds [{_fmt(lo, rel)}, {_fmt(hi, rel)}]"
+        if g.kind == spec.GuardrailKind.MEAN:
+            shown = f"estimate {_fmt(est, rel)}, bounds [{_fmt(lo, rel)}, {_fmt(hi, rel)}]"
+        else:
+            shown = f"ratio {_fmt_ratio(est)}, bounds [{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]"
         if g.kind == spec.GuardrailKind.MEAN:
             limit = f"the margin {_fmt(-g.sign * g.margin, rel)}"
         else:
@@ -399,6 +413,15 @@ def _assemble(
             f"sample-ratio mismatch: challenger got {100 * observed:.2f} % of requests, "
             f"the router reported {100 * expected:.2f} % (ln BF = {log_bf:.2f}); results void"
         )
+        design = [
+            (j, s.design_weight_challenger, s.weight_challenger)
+            for j, s in enumerate(it.steps)
+            if s.design_weight_challenger is not None
+            and abs(s.design_weight_challenger - s.weight_challenger) > 1e-9
+        ]
+        if design:
+            j, want, got = design[-1]
+            reason += f"; step {j}: design {100 * want:.2f} % but router reported {100 * got:.2f} %"
     elif fails:
         verdict, code = spec.Verdict.FAIL, spec.ReasonCode.HARM
         reason = "; ".join(r.reason for r in fails)

@@ -23,6 +23,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _BISECTION_STEPS = 40
+_COUNT_BISECTION_STEPS = 18  # on ln κ, ±3 around the estimate: resolution 2e-5
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,16 @@ def mean_summaries(
         ma, mb = mean[..., 0], mean[..., 1]
         va, vb = var[..., 0], var[..., 1]
         na, nb = n[..., 0], n[..., 1]
-        rel_est, rel_var = sequential.relative_difference(ma, va, na, mb, vb, nb)
         rel = relative[:, None]
+        # Robust plug-in: each arm gets at least the other arm's spread (same coefficient of
+        # variation when relative, same variance otherwise). With right-skewed revenue a small
+        # arm's low mean comes with a low variance estimate, which would inflate the harm
+        # evidence; the floor removes that correlation and can only widen V.
+        cv2 = np.maximum(va / ma**2, vb / mb**2)
+        ok = rel & (ma > 0) & (mb > 0)
+        va = np.where(ok, cv2 * ma**2, np.where(rel, va, np.maximum(va, vb)))
+        vb = np.where(ok, cv2 * mb**2, np.where(rel, vb, np.maximum(var[..., 0], vb)))
+        rel_est, rel_var = sequential.relative_difference(ma, va, na, mb, vb, nb)
         est = np.where(rel, rel_est, mb - ma)
         v = np.where(rel, rel_var, va / na + vb / nb)
     n_small = np.minimum(na, nb)
@@ -107,10 +116,11 @@ def _solve(
     hi: FloatArray,
     target: FloatArray,
     increasing: bool,
+    steps: int = _BISECTION_STEPS,
 ) -> FloatArray:
     """Vectorised bisection for f(x) = target on [lo, hi], f monotone."""
     lo, hi = lo.copy(), hi.copy()
-    for _ in range(_BISECTION_STEPS):
+    for _ in range(steps):
         mid = 0.5 * (lo + hi)
         above = f(mid) >= target
         move_hi = above if increasing else ~above
@@ -211,17 +221,27 @@ def combine_counts(
     alpha: FloatArray,
     a: FloatArray,
     b: FloatArray,
+    prior_ratio: FloatArray,
     with_bounds: bool = True,
 ) -> Combined:
     """Products over steps of the count e-values at κ; estimate and bounds of p_B/p_A.
 
     ``events`` and ``n`` have shape (rows, steps, 2); the other arrays (rows, steps) or (rows,).
+    Where ``prior_ratio`` is finite the harm mixture uses :func:`counts.tuned_prior` for the
+    step's share and the κ tested; elsewhere, and for non-inferiority, Beta(a, b).
     """
     safe_rho = np.where(present, rho, 0.5)
     aa, bb = a[:, None], b[:, None]
 
+    tuned = np.isfinite(prior_ratio)[:, None]
+    centre = np.where(np.isfinite(prior_ratio), prior_ratio, 2.0)[:, None]
+
     def per_step(k: FloatArray, harm: bool) -> FloatArray:
-        le = count_step_log_e(events, safe_rho, k[:, None], harm=harm, a=aa, b=bb)
+        pa, pb = aa, bb
+        if harm:
+            ta, tb = counts.tuned_prior(safe_rho, k[:, None], centre)
+            pa, pb = np.where(tuned, ta, aa), np.where(tuned, tb, bb)
+        le = count_step_log_e(events, safe_rho, k[:, None], harm=harm, a=pa, b=pb)
         out: FloatArray = np.where(present, le, 0.0)
         return out
 
@@ -241,14 +261,7 @@ def combine_counts(
     lower = np.zeros_like(ratio)
     upper = np.full_like(ratio, np.inf)
     if with_bounds and len(ratio):
-        lo_x = np.full_like(ratio, -12.0)
-        hi_x = np.full_like(ratio, 12.0)
-        low_edge = total(np.exp(lo_x), True) >= big_l
-        log_low = _solve(lambda x: total(np.exp(x), True), lo_x, hi_x, big_l, False)
-        lower = np.where(low_edge, np.exp(log_low), 0.0)
-        high_edge = total(np.exp(hi_x), False) >= big_l
-        log_up = _solve(lambda x: total(np.exp(x), False), lo_x, hi_x, big_l, True)
-        upper = np.where(high_edge, np.exp(log_up), np.inf)
+        lower, upper = _count_bounds(total, ratio, big_l)
     return Combined(
         harm,
         noninf,
@@ -260,6 +273,36 @@ def combine_counts(
         step_harm,
         step_noninf,
     )
+
+
+def _count_bounds(
+    total: Callable[[FloatArray, bool], FloatArray], ratio: FloatArray, big_l: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Invert the count tests in κ: bisection on ln κ, first within ±3 of the estimate."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = np.where(np.isfinite(ratio) & (ratio > 0), np.log(ratio), 0.0)
+    centre = np.clip(centre, -8.0, 8.0)
+    wide_lo, wide_hi = np.full_like(ratio, -12.0), np.full_like(ratio, 12.0)
+    out = []
+    for harm in (True, False):  # harm: decreasing in κ, gives the lower bound
+
+        def f(x: FloatArray, harm: bool = harm) -> FloatArray:
+            return total(np.exp(x), harm)
+
+        lo, hi = centre - 3.0, centre + 3.0
+        at_lo, at_hi = f(lo) >= big_l, f(hi) >= big_l
+        if harm:
+            below, above = ~at_lo, at_hi  # root left of lo / right of hi
+        else:
+            below, above = at_lo, ~at_hi
+        a = np.where(below, wide_lo, np.where(above, hi, lo))
+        b = np.where(below, lo, np.where(above, wide_hi, hi))
+        root = np.exp(_solve(f, a, b, big_l, not harm, _COUNT_BISECTION_STEPS))
+        if harm:
+            out.append(np.where(f(wide_lo) >= big_l, root, 0.0))
+        else:
+            out.append(np.where(f(wide_hi) >= big_l, root, np.inf))
+    return out[0], out[1]
 
 
 def srm_step_log_bf(n: FloatArray, rho: FloatArray, concentration: npt.ArrayLike) -> FloatArray:

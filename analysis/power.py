@@ -62,6 +62,26 @@ class Plan:
     power_by_deadline: float
     n_star: float
 
+    def describe(self) -> str:
+        """A few lines for people (what ``canaryctl plan`` prints)."""
+
+        def hours(seconds: float) -> str:
+            return (
+                "not by the deadline" if not math.isfinite(seconds) else f"{seconds / 3600:.1f} h"
+            )
+
+        rate = self.fixed_horizon_n / self.fixed_horizon_seconds
+        return "\n".join(
+            [
+                f"effect to detect: {self.effect_abs:+.4g} per request",
+                f"fixed-horizon test (80 % power): {self.fixed_horizon_n:,.0f} challenger "
+                f"requests, {hours(self.fixed_horizon_seconds)}",
+                f"canaryctl median detection: {hours(self.median_n / rate)}, "
+                f"90th percentile: {hours(self.p90_n / rate)}",
+                f"probability of detection by the deadline: {100 * self.power_by_deadline:.0f} %",
+            ]
+        )
+
 
 def fixed_horizon_n(
     effect: float, sd: float, weight_challenger: float, *, alpha: float = 0.05, power: float = 0.8

@@ -165,6 +165,7 @@ class AnalysisSettings:
     srm_concentration: float = srm.DEFAULT_CONCENTRATION
     beta_a: float = 1.0
     beta_b: float = 1.0
+    count_prior_ratio: float | None = 2.0
 
     def __post_init__(self) -> None:
         sequential.check_alpha(self.alpha)
@@ -178,6 +179,9 @@ class AnalysisSettings:
             raise ValueError(f"srm_concentration must be > 0, got {self.srm_concentration}")
         if not (self.beta_a > 0 and self.beta_b > 0):
             raise ValueError("beta_a and beta_b must be > 0")
+        r = self.count_prior_ratio
+        if r is not None and not (r > 1 and math.isfinite(r)):
+            raise ValueError(f"count_prior_ratio must be finite and > 1, got {r}")
 
     def alpha_each(self, n_guardrails: int) -> float:
         """Bonferroni share of alpha for each guardrail and for the SRM check."""

@@ -11,6 +11,7 @@ state) and must not change any rule of ``decision``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -144,6 +145,8 @@ def replay(
                 alpha=ones * alpha_g,
                 a=ones * settings.beta_a,
                 b=ones * settings.beta_b,
+                prior_ratio=ones
+                * (math.inf if settings.count_prior_ratio is None else settings.count_prior_ratio),
                 with_bounds=False,
             )
         fail = burn_in & ~srm_fire & (comb.log_e_harm >= big_l) & comb.harmful

@@ -47,8 +47,8 @@ def arm(n: int, mean: float, sd: float, errors: int = 0, nonzero: int | None = N
     [  # champion, challenger, verdict, reason
         (arm(200_000, 1.0, 2.0, 400), arm(200_000, 0.90, 2.0, 400), Verdict.FAIL, ReasonCode.HARM),
         (arm(200_000, 1.0, 2.0, 400), arm(200_000, 1.0, 2.0, 800), Verdict.FAIL, ReasonCode.HARM),
-        (arm(400_000, 1.0, 1.0, 400), arm(400_000, 1.02, 1.0, 300), Verdict.PASS, ReasonCode.ALL_PASS)  # noqa: E501,
-        (arm(20_000, 1.0, 2.0, 40), arm(20_000, 1.0, 2.0, 40), Verdict.CONTINUE, ReasonCode.INCONCLUSIVE)  # noqa: E501,
+        (arm(400_000, 1.0, 1.0, 400), arm(400_000, 1.02, 1.0, 300), Verdict.PASS, ReasonCode.ALL_PASS),  # noqa: E501
+        (arm(20_000, 1.0, 2.0, 40), arm(20_000, 1.0, 2.0, 40), Verdict.CONTINUE, ReasonCode.INCONCLUSIVE),  # noqa: E501
         (arm(500, 1.0, 2.0, 0), arm(500, 0.5, 2.0, 0), Verdict.CONTINUE, ReasonCode.BURN_IN),
         (arm(200_000, 1.0, 2.0, 400), arm(180_000, 1.0, 2.0, 360), Verdict.FAIL, ReasonCode.SRM),
     ],
@@ -101,7 +101,9 @@ def test_state_round_trips_through_json_and_a_restart_continues_the_same_test() 
     for minute in range(40, 300, 20):
         steps = ms.steps_at(minute)  # type: ignore[attr-defined]
         a = evaluate(settings, GUARDS, steps, straight)
-        persisted = json.loads(json.dumps(restarted.to_dict())) if restarted else None
+        persisted = (
+            json.loads(json.dumps(restarted.to_dict(), allow_nan=False)) if restarted else None
+        )
         b = evaluate(
             settings, GUARDS, steps, AnalysisState.from_dict(persisted) if persisted else None
         )
@@ -194,3 +196,18 @@ def test_p_values_never_increase_across_looks() -> None:
                 assert g.verdict == Verdict.CONTINUE and g.reason_code == ReasonCode.BURN_IN
     assert min(last.values()) < 1.0
     assert not math.isnan(sum(last.values()))
+
+
+def test_a_look_before_any_traffic_continues() -> None:
+    empty = ArmStats(n=0)
+    ev = evaluate(AnalysisSettings(), GUARDS, [StepWindow(0.05, empty, empty)])
+    assert ev.verdict == Verdict.CONTINUE and ev.reason_code == ReasonCode.BURN_IN
+    assert all(g.log_e_value == 0.0 for g in ev.guardrails)
+    assert json.loads(json.dumps(ev.state.to_dict(), allow_nan=False))["looks"] == 1
+
+
+def test_srm_reason_names_a_design_and_router_disagreement() -> None:
+    a, b = arm(200_000, 1, 2, 400), arm(180_000, 1, 2, 360)
+    ev = evaluate(SETTINGS, [REVENUE], [StepWindow(0.5, a, b, design_weight_challenger=0.45)])
+    assert ev.verdict == Verdict.FAIL and ev.reason_code == ReasonCode.SRM
+    assert "design 45.00 %" in ev.reason

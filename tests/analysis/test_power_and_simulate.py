@@ -50,6 +50,8 @@ def test_plan_is_consistent() -> None:
     assert large.power_by_deadline >= small.power_by_deadline
     assert small.fixed_horizon_seconds == pytest.approx(small.fixed_horizon_n / (1000 / 60 * 0.5))
     assert small.effect_abs == pytest.approx(-0.0065)
+    text = large.describe()
+    assert "fixed-horizon" in text and "%" in text
     with pytest.raises(ValueError, match="requests_per_second"):
         plan(0.13, 0.7, 0, 0.5, -0.05)
 
