@@ -82,7 +82,7 @@ def demo_experiment(name: str) -> dict[str, Any]:
         ],
         analysis={
             "interval": "1m",
-            "alpha": 0.001,
+            "alpha": 0.0005,
             "baseline": {"duration": "15m"},
             "revenueCap": {"fromBaseline": {"quantile": 0.999}},
             "burnIn": {"minRequests": 3000, "minNonZeroRevenue": 200},

@@ -34,7 +34,7 @@ def test_each_scenario_reaches_its_decision(engine: sa.Engine, scenario: str) ->
 
 
 def test_aa_is_promoted_over_many_seeds(engine: sa.Engine) -> None:
-    # alpha is 0.001 in the demo: a false rollback in these seeds would be a 0.5 % event
+    # alpha is 0.0005 in the demo: a false rollback in these five seeds would be a 0.25 % event
     outcomes = [demo.run_scenario(engine, "aa", seed=seed) for seed in range(100, 105)]
     assert [(o.outcome, o.reason_code) for o in outcomes] == [("promoted", "promoted")] * 5
 
