@@ -44,8 +44,10 @@ def experiment_body(
     analysis: Mapping[str, Any] | None = None,
     promotion: str = "automatic",
     max_duration: str = "24h",
+    router: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An Experiment on a Gateway API HTTPRoute with revenue, latency and error guardrails."""
+    """An Experiment (on a Gateway API HTTPRoute unless ``router`` says otherwise) with revenue,
+    latency and error guardrails."""
     default_analysis: dict[str, Any] = {
         "interval": "1m",
         "alpha": 0.05,
@@ -70,7 +72,7 @@ def experiment_body(
         "spec": {
             "champion": {"name": champion},
             "challenger": {"name": challenger},
-            "router": {"gatewayAPI": {"httpRoute": route}},
+            "router": dict(router or {"gatewayAPI": {"httpRoute": route}}),
             "steps": steps
             or [
                 {"weight": 10, "minDuration": "30m", "minSamples": 1000},
@@ -96,6 +98,8 @@ class World:
     rng: np.random.Generator
     minute: int = 0
     ticks: list[TickResult] = field(default_factory=list)
+    router_kind: str = "gatewayAPI"
+    cluster: seed.Cluster | None = None
 
     @classmethod
     @contextlib.contextmanager
@@ -111,6 +115,7 @@ class World:
         route: str = "ranker",
         operator_config: OperatorConfig | None = None,
         fault: Any = None,
+        router_kind: str = "gatewayAPI",
     ) -> Iterator[World]:
         with emulator.serve() as served:
             api = served.api_client()
@@ -118,9 +123,7 @@ class World:
                 served.emulator.load_crd(crd.build_crd())
                 cluster = seed.Cluster(api, namespace)
                 cluster.create_namespace()
-                for name in (champion, challenger):
-                    cluster.create_deployment(name, replicas=3)
-                cluster.create(HTTPROUTE, seed.httproute(route, {champion: 100, challenger: 0}))
+                _seed_routing(cluster, router_kind, champion, challenger, route)
                 clock = SimulatedClock(start)
                 operator = Operator(
                     api,
@@ -137,6 +140,8 @@ class World:
                     operator,
                     namespace,
                     np.random.default_rng(seed_value),
+                    router_kind=router_kind,
+                    cluster=cluster,
                 )
                 operator.on_tick = world.ticks.append
                 yield world
@@ -186,8 +191,31 @@ class World:
 
     # ------------------------------------------------------------------ time and traffic
 
+    def play_controllers(self, route: str = "ranker") -> None:
+        """Do what the cluster's own controllers would: KServe moves traffic to what
+        ``canaryTrafficPercent`` asks; Deployments become ready at their replica count."""
+        assert self.cluster is not None
+        if self.router_kind == "kserve":
+            spec = self.cluster.get(seed.KSERVE, route)["spec"]["predictor"]
+            percent = spec.get("canaryTrafficPercent", 100)
+            self.cluster.set_kserve_status(
+                route,
+                created=f"{route}-predictor-00002",
+                ready=f"{route}-predictor-00002",
+                traffic={
+                    f"{route}-predictor-00002": (percent, True),
+                    f"{route}-predictor-00001": (100 - percent, False),
+                },
+            )
+        elif self.router_kind == "replicas":
+            apps = kubernetes.client.AppsV1Api(self.api)
+            for d in apps.list_namespaced_deployment(self.namespace).items:
+                if (d.status.ready_replicas or 0) != d.spec.replicas:
+                    self.cluster.set_ready(d.metadata.name, d.spec.replicas)
+
     def send_minute(self, name: str, scenario: Scenario) -> int:
         """Log one minute of requests at the split the router reports now; returns how many."""
+        self.play_controllers()
         share = self.router(name).observe().challenger_share
         start = self.clock.now()
         rows = traffic.minute_of_requests(
@@ -226,3 +254,46 @@ class World:
             self.send_minute(name, scenario)
             self.advance()
         return self.status(name)
+
+
+def _seed_routing(
+    cluster: seed.Cluster, kind: str, champion: str, challenger: str, route: str
+) -> None:
+    """The Deployments and the routing object an Experiment of router ``kind`` needs."""
+    if kind == "replicas":
+        cluster.create_deployment(champion, replicas=10)
+        cluster.create_deployment(challenger, replicas=0)
+        return
+    for name in (champion, challenger):
+        cluster.create_deployment(name, replicas=3)
+    if kind == "gatewayAPI":
+        cluster.create(HTTPROUTE, seed.httproute(route, {champion: 100, challenger: 0}))
+    elif kind == "istio":
+        cluster.create(
+            seed.ISTIO,
+            seed.virtualservice(
+                route,
+                [
+                    {"destination": {"host": champion}, "weight": 100},
+                    {"destination": {"host": challenger}, "weight": 0},
+                ],
+            ),
+        )
+    elif kind == "kserve":
+        cluster.create(seed.KSERVE, seed.inferenceservice(route, "gs://models/ranker/v2"))
+        cluster.set_kserve_status(
+            route,
+            created=f"{route}-predictor-00002",
+            ready=f"{route}-predictor-00002",
+            traffic={f"{route}-predictor-00001": (100, False)},
+        )
+    else:
+        raise ValueError(f"router_kind: unknown {kind!r}")
+
+
+ROUTERS: dict[str, dict[str, Any]] = {
+    "gatewayAPI": {"gatewayAPI": {"httpRoute": "ranker"}},
+    "istio": {"istio": {"virtualService": "ranker"}},
+    "kserve": {"kserve": {"inferenceService": "ranker"}},
+    "replicas": {"replicas": {"totalReplicas": 10}},
+}

@@ -10,7 +10,9 @@ ratio actually achieved, ``ready_challenger / (ready_challenger + ready_champion
 ``status.readyReplicas`` — the number the sample-ratio check needs.
 
 Unlike the other routers this one does not refuse weights for a challenger that is not ready:
-scaling it up is how it becomes ready, and the Service sends traffic only to ready pods. Scaling
+scaling it up is how it becomes ready, and the Service sends traffic only to ready pods. A
+challenger scaled to zero counts as ready (nothing was asked of it yet); once scaled up, it is
+ready when its Deployment is. Scaling
 up goes first (the challenger when its share grows, else the champion) so capacity never dips.
 Both Deployments carry the owner annotation.
 """
@@ -78,7 +80,8 @@ class ReplicasRouter(objects.KubeRouter):
             f"{self.config.namespace}/{self._challenger.name}",
             champion_weight=100 - weight,
             challenger_weight=weight,
-            challenger_ready=objects.deployment_ready(challenger),
+            # scaled to zero there is nothing to wait for: scaling up is how it becomes ready
+            challenger_ready=n_challenger == 0 or objects.deployment_ready(challenger),
             owner=foreign[0] if foreign else owners[0] if owners else None,
             resource_version="/".join(
                 d["metadata"]["resourceVersion"] for d in (champion, challenger)

@@ -315,3 +315,21 @@ def test_operator_run_acts_only_as_leader(engine: sa.Engine) -> None:
                 thread.join(timeout=30)
         acted = [op.passes for op in operators]
         assert sorted(1 if n else 0 for n in acted) == [0, 1], acted
+
+
+@pytest.mark.parametrize("kind", ["istio", "kserve", "replicas"])
+def test_every_router_carries_a_canary_to_promotion_and_a_bad_one_back(
+    engine: sa.Engine, kind: str
+) -> None:
+    from controller.sandbox import ROUTERS
+
+    with World.start(engine, start=T0, router_kind=kind) as world:
+        world.create(experiment_body("good", router=ROUTERS[kind]))
+        status = world.run("good", BASE, until=DONE, max_minutes=240)
+        assert status["phase"] == "Promoted", (status.get("reasonCode"), status.get("message"))
+        assert world.router("good").observe().challenger_weight == 100
+    with World.start(engine, start=T0, router_kind=kind, namespace="ml2") as world:
+        world.create(experiment_body("bad", namespace="ml2", router=ROUTERS[kind]))
+        status = world.run("bad", BASE.with_effect(error_factor=4.0), until=DONE, max_minutes=240)
+        assert (status["phase"], status["reasonCode"]) == ("RolledBack", "guardrail_failed:errors")
+        assert world.router("bad").observe().challenger_weight == 0

@@ -136,3 +136,14 @@ def test_missing_deployment(
     router = routers.router_for(make_config(base.RouterKind.REPLICAS, total_replicas=10), api)
     with pytest.raises(base.RouteNotFoundError, match="Deployment ml/ranker-v2 not found"):
         router.apply(5)
+
+
+def test_a_challenger_scaled_to_zero_counts_as_ready_until_it_is_scaled_up(
+    kube: seed.Cluster, router: base.TrafficRouter
+) -> None:
+    assert router.observe().challenger_ready  # nothing asked of it yet
+    router.apply(10)
+    kube.set_ready("ranker-v2", 0)  # scaled up, its pod never becomes ready
+    assert not router.observe().challenger_ready
+    kube.set_ready("ranker-v2", 1)
+    assert router.observe().challenger_ready
