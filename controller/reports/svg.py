@@ -161,12 +161,15 @@ def _polyline(points: Sequence[tuple[float, float]], css: str, clip_id: str) -> 
     return f'<polyline class="{css}" clip-path="url(#{clip_id})" points="{text}"/>'
 
 
-def _hline(y: float, width: int, css: str, value: float, label: str) -> str:
+def _hline(
+    y: float, width: int, css: str, value: float, label: str, label_y: float | None = None
+) -> str:
     yy = _f(y)
     return (
         f'<line class="{css}" data-value="{value!r}" x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" '
         f'y1="{yy}" y2="{yy}"/>'
-        f'<text class="{css.split()[0]}-label" x="{width - PAD_RIGHT + 4}" y="{yy}" dy="0.32em">'
+        f'<text class="{css.split()[0]}-label" x="{width - PAD_RIGHT + 4}" '
+        f'y="{_f(y if label_y is None else label_y)}" dy="0.32em">'
         f"{escape(label)}</text>"
     )
 
@@ -190,7 +193,7 @@ def estimate_chart(
     scale: str,
     markers: Sequence[Marker],
     failed_at: datetime | None = None,
-    width: int = 760,
+    width: int = 790,
     height: int = 190,
 ) -> str:
     """Estimate with its confidence-sequence band over time, the margin and no-effect lines.
@@ -231,8 +234,10 @@ def estimate_chart(
             )
         text = " ".join(f"{_f(a)},{_f(b)}" for a, b in [*top, *bottom])
         body.append(f'<polygon class="band" clip-path="url(#{clip})" points="{text}"/>')
-    body.append(_hline(y(null), width, "null", null, "no effect"))
-    body.append(_hline(y(margin), width, "margin", margin, margin_label))
+    y_null, y_margin = y(null), y(margin)
+    nudge = max(0.0, 11 - abs(y_null - y_margin)) / 2 * (1 if y_margin >= y_null else -1)
+    body.append(_hline(y_null, width, "null", null, "no effect", y_null - nudge))
+    body.append(_hline(y_margin, width, "margin", margin, margin_label, y_margin + nudge))
     line = [(axis.x(t, width), y(e)) for t, e, *_ in points if e is not None]
     body.append(_polyline(line, "estimate", clip))
     for t, e, lower, upper, verdict in points:
@@ -265,7 +270,7 @@ def pvalue_chart(
     *,
     alpha: float,
     markers: Sequence[Marker],
-    width: int = 400,
+    width: int = 440,
     height: int = 190,
     second_label: str = "non-inferiority",
 ) -> str:
