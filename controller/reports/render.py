@@ -278,7 +278,7 @@ def _guardrail_section(report: v.ReportView, info: v.GuardrailInfo, axis: svg.Ti
   <p class="summary">{summary}</p>
   <div class="row">
     <figure>{est}<figcaption>estimate ({what[info.scale]}) with its confidence-sequence band, the margin (red) and no effect (grey)</figcaption></figure>
-    <figure>{pv}<figcaption>always-valid p-values: harm (solid) and non-inferiority (dotted), log scale</figcaption></figure>
+    <figure>{pv}<figcaption>always-valid p-values (log): harm solid, non-inferiority dotted</figcaption></figure>
   </div>
 </section>"""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +23,8 @@ T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 DONE = {"Promoted", "RolledBack", "Failed"}
 ROLLED_BACK = "ml/revenue-drop"
 PROMOTED = "ml/healthy"
+SRM = "ml/srm"
+INVALID = "ml/invalid"
 
 #: Wide margins so that the healthy challenger passes within minutes of simulated time.
 _QUICK_PASS = {
@@ -74,6 +76,21 @@ def report_url(server_url: str) -> Iterator[str]:
             )
             status = world.run("healthy", base, until=DONE, max_minutes=240)
             assert status["phase"] == "Promoted", status
+            world.create(experiment_body("srm"))
+            status = world.run(
+                "srm", base.with_effect(srm_shortfall=0.15), until=DONE, max_minutes=240
+            )
+            assert (status["phase"], status["reasonCode"]) == ("RolledBack", "srm"), status
+            invalid = experiment_body(
+                "invalid",
+                steps=[
+                    {"weight": 50, "minDuration": "10m", "minSamples": 10},
+                    {"weight": 20, "minDuration": "10m", "minSamples": 10},
+                ],
+            )
+            world.create(invalid)
+            world.advance(timedelta(0))
+            assert world.status("invalid")["phase"] == "Failed"
         yield url
     finally:
         engine.dispose()

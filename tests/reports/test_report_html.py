@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from controller.cli.main import app
 from controller.reports import view
 from controller.storage import repository
-from tests.reports.conftest import PROMOTED, ROLLED_BACK
+from tests.reports.conftest import PROMOTED, ROLLED_BACK, SRM
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -96,7 +96,7 @@ def _write(report_url: str, key: str, path: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("key", [ROLLED_BACK, PROMOTED])
+@pytest.mark.parametrize("key", [ROLLED_BACK, PROMOTED, SRM])
 def test_every_chart_has_a_point_per_minute_and_its_margin(
     browser: Any, report_url: str, report_engine: sa.Engine, tmp_path: Path, key: str
 ) -> None:

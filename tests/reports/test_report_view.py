@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from controller.reports import render, view
 from controller.storage import repository
-from tests.reports.conftest import PROMOTED, ROLLED_BACK
+from tests.reports.conftest import INVALID, PROMOTED, ROLLED_BACK, SRM
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +106,27 @@ def test_json_is_the_whole_view_and_csv_the_time_series(rolled_back: view.Report
     assert tuple(table[0]) == render.CSV_COLUMNS
     last = [r for r in table if r["guardrail"] == "revenue"][-1]
     assert (last["verdict"], float(last["estimate"])) == ("fail", rolled_back.failure.estimate)
+
+
+def test_an_srm_rollback_names_no_guardrail(report_engine: sa.Engine) -> None:
+    with report_engine.connect() as conn:
+        report = view.build(conn, SRM)
+    assert report.failure is not None and report.failure.reason_code == "srm"
+    assert report.failure.guardrail is None and report.looks[-1].srm.mismatch
+    html = render.to_html(report)
+    assert "Rolled back: srm" in html and "SRM p-value" in html
+
+
+def test_an_experiment_without_looks_still_renders(report_engine: sa.Engine) -> None:
+    """An invalid spec (phase Failed) and a bare registration: no looks, no frozen settings."""
+    repository.register_experiment(report_engine, "other/registered-only", spec={})
+    for key in (INVALID, "other/registered-only"):
+        with report_engine.connect() as conn:
+            report = view.build(conn, key)
+        assert report.looks == () and report.failure is None
+        for fmt in render.Format:
+            assert render.render(report, fmt)
+    with report_engine.connect() as conn:
+        failed = view.build(conn, INVALID)
+    assert failed.phase == "Failed"
+    assert "spec.steps[1].weight" in render.to_html(failed)
