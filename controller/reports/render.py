@@ -200,6 +200,7 @@ def _outcome(report: v.ReportView) -> str:
   <p class="reason"><code>{escape(f.reason_code)}</code> {escape(f.reason)}</p>
 </section>"""
     if f is not None:  # a rollback for another reason (srm, inconclusive, manual, …)
+        actor = out.actor if out is not None else "?"
         last = report.looks[-1].srm if report.looks else None
         srm = (
             ""
@@ -213,7 +214,7 @@ def _outcome(report: v.ReportView) -> str:
         return f"""
 <section id="outcome" class="outcome fail">
   <h2>Rolled back: {escape(f.reason_code)}</h2>{srm}
-  <p class="reason">{fmt_time(f.at)}: {escape(f.reason)}</p>
+  <p class="reason">{fmt_time(f.at)}, by {escape(actor)}: {escape(f.reason)}</p>
 </section>"""
     css = {"Promoted": "pass", "RolledBack": "fail", "Failed": "fail"}.get(phase, "running")
     headline = {

@@ -242,13 +242,13 @@ def estimate_chart(
     body.append(_polyline(line, "estimate", clip))
     for t, e, lower, upper, verdict in points:
         missing = e is None
-        cy = y(null if missing else e)
-        tip = (
-            f"{t:%H:%M} burn-in: no estimate yet"
-            if missing
-            else f"{t:%H:%M} estimate {_fmt(e, scale)} [{_fmt(lower, scale) if lower is not None else '−∞'}, "
-            f"{_fmt(upper, scale) if upper is not None else '+∞'}] {verdict}"
-        )
+        cy = y(null if e is None else e)
+        if e is None:
+            tip = f"{t:%H:%M} burn-in: no estimate yet"
+        else:
+            lo_text = "−∞" if lower is None else _fmt(lower, scale)
+            hi_text = "+∞" if upper is None else _fmt(upper, scale)
+            tip = f"{t:%H:%M} estimate {_fmt(e, scale)} [{lo_text}, {hi_text}] {verdict}"
         css = "pt missing" if missing else f"pt {verdict}"
         body.append(
             f'<circle class="{css}" data-t="{t.isoformat()}" cx="{_f(axis.x(t, width))}" '

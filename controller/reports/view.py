@@ -190,7 +190,8 @@ class ReportView:
 
     def to_dict(self) -> dict[str, Any]:
         """The whole view as JSON-ready data (datetimes as ISO 8601 strings)."""
-        return _jsonable(asdict(self)) | {"key": self.key}
+        data: dict[str, Any] = _jsonable(asdict(self))
+        return data | {"key": self.key}
 
 
 def _jsonable(value: Any) -> Any:
@@ -224,8 +225,8 @@ def guardrail_infos(snapshot: Mapping[str, Any]) -> tuple[GuardrailInfo, ...]:
     analysis_raw = snapshot.get("analysis") or {}
     derived = (snapshot.get("derived") or {}).get("thresholdsMs") or {}
     out = []
-    for g in analysis_raw.get("guardrails") or []:
-        kind = g["kind"]
+    for g in analysis_raw.get("guardrails") or []:  # an invalid spec may lack any field
+        kind, name = g.get("kind", "rate"), g.get("name", "?")
         if kind == "mean":
             (margin_kind, margin), *_ = (g.get("margin") or {"relative": 0.0}).items()
             direction = g.get("direction", "higherIsBetter")
@@ -237,7 +238,7 @@ def guardrail_infos(snapshot: Mapping[str, Any]) -> tuple[GuardrailInfo, ...]:
             side = "below" if sign < 0 else "above"
             out.append(
                 GuardrailInfo(
-                    g["name"],
+                    name,
                     kind,
                     line,
                     0.0,
@@ -248,14 +249,14 @@ def guardrail_infos(snapshot: Mapping[str, Any]) -> tuple[GuardrailInfo, ...]:
                 )
             )
         else:
-            kappa = float(g["kappa"])
+            kappa = float(g.get("kappa", 1.0))
             threshold, source = g.get("thresholdMs"), "spec" if "thresholdMs" in g else None
-            if threshold is None and g["name"] in derived:
-                threshold, source = derived[g["name"]], "baseline"
+            if threshold is None and name in derived:
+                threshold, source = derived[name], "baseline"
             what = "share of requests slower than the threshold" if kind == "tail" else "error rate"
             out.append(
                 GuardrailInfo(
-                    g["name"],
+                    name,
                     kind,
                     kappa,
                     1.0,
@@ -391,7 +392,8 @@ def _failure(
         return Failure(
             final.reason_code, final.reason, final.at, step_index=step_index, step_weight=weight
         )
-    g = next((g for g in analysis_ev.get("guardrails") or [] if g.get("name") == name), {})
+    logged: list[dict[str, Any]] = analysis_ev.get("guardrails") or []
+    g = next((g for g in logged if g.get("name") == name), {})
     info = next((i for i in infos if i.name == name), None)
     first = next((p.evaluated_until for p in series.get(name, ()) if p.verdict == "fail"), None)
     return Failure(
@@ -426,8 +428,12 @@ def build(conn: sa.Connection, key: str) -> ReportView:
     series = {g.name: _points(raw_looks, g.name) for g in infos}
     steps = tuple(
         StepWindow(
-            int(s["index"]), int(s["weight"]), float(s["share"]), _time(s["start"]), _time(s["end"])
-        )  # type: ignore[arg-type]
+            int(s["index"]),
+            int(s["weight"]),
+            float(s["share"]),
+            datetime.fromisoformat(s["start"]),
+            _time(s["end"]),
+        )
         for s in (exp.analysis_state or {}).get("steps") or []
     )
     decisions = tuple(
