@@ -10,6 +10,8 @@ from controller.cli import demo as demo_cli
 from controller.cli import experiments as experiments_cli
 from controller.cli import ingest as ingest_cli
 from controller.cli import operator as operator_cli
+from controller.cli import plan as plan_cli
+from controller.cli import report as report_cli
 from controller.cli import start as start_cli
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ app = typer.Typer(
 app.add_typer(start_cli.app)  # start
 app.add_typer(experiments_cli.app)  # list, status
 app.add_typer(control_cli.app)  # promote, rollback, pause, resume
+app.add_typer(report_cli.app)  # report
+app.add_typer(plan_cli.app)  # plan
 app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(operator_cli.app, name="operator")

@@ -1,0 +1,1 @@
+"""Experiment reports: a typed view of the store (``view``), HTML/JSON/CSV (``render``), notebooks."""

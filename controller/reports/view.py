@@ -1,0 +1,481 @@
+"""The ReportView: everything a report shows, read from the store in one place.
+
+Sits between storage and the renderers: :func:`build` reads an experiment's row, its
+decision log, its looks (what the analysis showed at every finalised minute) and its
+minute rollups, and returns frozen values; ``render`` turns a view into HTML, JSON or
+CSV and ``notebook`` into DataFrames. Nothing here recomputes a statistic: every number
+is the one the operator recorded when it decided. No writes, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from analysis import sequential
+from controller.storage import models, repository
+
+MINUTE = timedelta(minutes=1)
+
+#: Decision kinds that end an experiment (the outcome a report leads with).
+FINAL_KINDS = ("rollback", "promote", "fail")
+
+
+@dataclass(frozen=True)
+class GuardrailInfo:
+    """A guardrail as frozen, with the line its estimate is judged against."""
+
+    name: str
+    kind: str
+    margin_line: float  # mean: −margin (higherIsBetter) or +margin; tail/rate: κ
+    null_line: float  # no effect: 0 for a mean difference, 1 for a ratio
+    scale: str  # "relative" (a fraction of the champion's mean), "absolute" or "ratio"
+    describe: str  # the rule in words, e.g. "fails when B/A−1 is surely below −5 %"
+    direction: str | None = None
+    margin: float | None = None
+    kappa: float | None = None
+    threshold_ms: float | None = None
+    threshold_source: str | None = None
+
+
+@dataclass(frozen=True)
+class GuardrailPoint:
+    """One guardrail at one look (the minute ``evaluated_until`` closes)."""
+
+    evaluated_until: datetime
+    step_index: int
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    p_value: float | None
+    p_value_noninferiority: float | None
+    verdict: str
+    reason_code: str
+
+
+@dataclass(frozen=True)
+class SrmPoint:
+    evaluated_until: datetime
+    p_value: float | None
+    observed_share: float | None
+    expected_share: float | None
+    mismatch: bool
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the analysis showed at one look: verdict, per-step samples per arm, SRM."""
+
+    evaluated_until: datetime
+    at: datetime
+    step_index: int
+    challenger_weight: int
+    verdict: str
+    samples_champion: int
+    samples_challenger: int
+    srm: SrmPoint
+
+
+@dataclass(frozen=True)
+class MinuteTraffic:
+    """One minute of finalised requests per arm (from the minute rollups)."""
+
+    minute: datetime
+    champion_n: int
+    challenger_n: int
+    champion_errors: int
+    challenger_errors: int
+    champion_revenue: float
+    challenger_revenue: float
+
+    @property
+    def challenger_share(self) -> float | None:
+        total = self.champion_n + self.challenger_n
+        return None if total == 0 else self.challenger_n / total
+
+
+@dataclass(frozen=True)
+class StepWindow:
+    """A traffic step's test window ``[start, end)`` (end None: still open)."""
+
+    index: int
+    weight: int
+    share: float
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class DecisionEntry:
+    at: datetime
+    kind: str
+    actor: str
+    reason_code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What made the experiment roll back, with the numbers at that moment."""
+
+    reason_code: str
+    reason: str
+    at: datetime
+    guardrail: str | None = None
+    kind: str | None = None
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    p_value: float | None = None
+    alpha: float | None = None
+    margin_line: float | None = None
+    scale: str | None = None
+    first_failed_at: datetime | None = None  # the first look that showed FAIL
+    step_index: int | None = None
+    step_weight: int | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The frozen analysis settings: enough to reproduce every number in the report."""
+
+    frozen_at: datetime | None
+    alpha: float
+    alpha_each: float
+    n_tests: int
+    samples_per_arm: int | None
+    n_star: float
+    revenue_cap: float | None
+    revenue_cap_source: str | None
+    burn_in_requests: int | None
+    burn_in_nonzero: int | None
+    allowed_lateness: str | None
+    interval: str | None
+    srm_enabled: bool
+    evaluated_until: datetime | None
+    data_start: datetime | None
+    data_end: datetime | None
+    snapshot: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """One experiment's report (see the module docstring)."""
+
+    namespace: str
+    name: str
+    phase: str
+    champion: str
+    challenger: str
+    n_steps: int
+    created_at: datetime
+    outcome: DecisionEntry | None
+    failure: Failure | None
+    settings: Settings
+    guardrails: tuple[GuardrailInfo, ...]
+    series: Mapping[str, tuple[GuardrailPoint, ...]]
+    looks: tuple[Look, ...]
+    minutes: tuple[MinuteTraffic, ...]
+    steps: tuple[StepWindow, ...]
+    decisions: tuple[DecisionEntry, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole view as JSON-ready data (datetimes as ISO 8601 strings)."""
+        data: dict[str, Any] = _jsonable(asdict(self))
+        return data | {"key": self.key}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def guardrail_infos(snapshot: Mapping[str, Any]) -> tuple[GuardrailInfo, ...]:
+    """Each frozen guardrail with its margin line and the scale its estimate is on."""
+    analysis_raw = snapshot.get("analysis") or {}
+    derived = (snapshot.get("derived") or {}).get("thresholdsMs") or {}
+    out = []
+    for g in analysis_raw.get("guardrails") or []:  # an invalid spec may lack any field
+        kind, name = g.get("kind", "rate"), g.get("name", "?")
+        if kind == "mean":
+            (margin_kind, margin), *_ = (g.get("margin") or {"relative": 0.0}).items()
+            direction = g.get("direction", "higherIsBetter")
+            sign = -1.0 if direction == "higherIsBetter" else 1.0
+            relative = margin_kind == "relative"
+            line = sign * float(margin)
+            shown = (f"{100 * line:+g} %" if relative else f"{line:+g}").replace("-", "−")
+            what = "B/A−1" if relative else "B−A"
+            side = "below" if sign < 0 else "above"
+            out.append(
+                GuardrailInfo(
+                    name,
+                    kind,
+                    line,
+                    0.0,
+                    "relative" if relative else "absolute",
+                    f"fails when {what} is surely {side} {shown}",
+                    direction=direction,
+                    margin=float(margin),
+                )
+            )
+        else:
+            kappa = float(g.get("kappa", 1.0))
+            threshold, source = g.get("thresholdMs"), "spec" if "thresholdMs" in g else None
+            if threshold is None and name in derived:
+                threshold, source = derived[name], "baseline"
+            what = "share of requests slower than the threshold" if kind == "tail" else "error rate"
+            out.append(
+                GuardrailInfo(
+                    name,
+                    kind,
+                    kappa,
+                    1.0,
+                    "ratio",
+                    f"fails when the challenger's {what} is surely above κ = {kappa:g} × the champion's",
+                    kappa=kappa,
+                    threshold_ms=None if threshold is None else float(threshold),
+                    threshold_source=source,
+                )
+            )
+    return tuple(out)
+
+
+def _settings(
+    exp: models.Experiment, n_guardrails: int, extent: tuple[datetime, datetime] | None
+) -> Settings:
+    snap = dict(exp.settings or {})
+    a = snap.get("analysis") or (exp.spec or {}).get("analysis") or {}
+    alpha = float(a.get("alpha", 0.05))
+    tuning = (a.get("tuning") or {}).get("samplesPerArm")
+    cap_raw = a.get("revenueCap") or {}
+    cap_source = (
+        "spec value"
+        if "value" in cap_raw
+        else f"baseline p{100 * cap_raw['fromBaseline']['quantile']:g} of the champion"
+        if "fromBaseline" in cap_raw
+        else None
+    )
+    burn = a.get("burnIn") or {}
+    state = exp.analysis_state or {}
+    return Settings(
+        frozen_at=exp.settings_frozen_at,
+        alpha=alpha,
+        alpha_each=alpha / (n_guardrails + 1),
+        n_tests=n_guardrails + 1,
+        samples_per_arm=None if tuning is None else int(tuning),
+        n_star=float(tuning) if tuning else float(sequential.DEFAULT_N_STAR),
+        revenue_cap=_num(snap.get("revenueCap", exp.revenue_cap)),
+        revenue_cap_source=cap_source,
+        burn_in_requests=burn.get("minRequests"),
+        burn_in_nonzero=burn.get("minNonZeroRevenue"),
+        allowed_lateness=a.get("allowedLateness"),
+        interval=a.get("interval"),
+        srm_enabled=bool((a.get("srm") or {}).get("enabled", True)),
+        evaluated_until=_time(state.get("evaluatedUntil")),
+        data_start=None if extent is None else extent[0],
+        data_end=None if extent is None else extent[1] + MINUTE,
+        snapshot=snap,
+    )
+
+
+def _points(looks: Sequence[Mapping[str, Any]], name: str) -> tuple[GuardrailPoint, ...]:
+    out = []
+    for look in looks:
+        g = next((g for g in look.get("guardrails") or [] if g["name"] == name), None)
+        if g is None:
+            continue
+        out.append(
+            GuardrailPoint(
+                look["evaluated_until"],
+                int(look["step_index"]),
+                _num(g.get("estimate")),
+                _num(g.get("lower")),
+                _num(g.get("upper")),
+                _num(g.get("pValue")),
+                _num(g.get("pValueNonInferiority")),
+                g.get("verdict", ""),
+                g.get("reasonCode", ""),
+            )
+        )
+    return tuple(out)
+
+
+def _look(raw: Mapping[str, Any]) -> Look:
+    srm = raw.get("srm") or {}
+    samples = raw.get("samples") or {}
+    return Look(
+        raw["evaluated_until"],
+        raw["at"],
+        int(raw["step_index"]),
+        int(raw["challenger_weight"]),
+        raw["verdict"],
+        int(samples.get("champion", 0)),
+        int(samples.get("challenger", 0)),
+        SrmPoint(
+            raw["evaluated_until"],
+            _num(srm.get("pValue")),
+            _num(srm.get("observedShare")),
+            _num(srm.get("expectedShare")),
+            bool(srm.get("mismatch", False)),
+        ),
+    )
+
+
+def _minutes(rows: Sequence[Mapping[str, Any]]) -> tuple[MinuteTraffic, ...]:
+    by_minute: dict[datetime, dict[str, Mapping[str, Any]]] = {}
+    for row in rows:
+        by_minute.setdefault(row["period"], {})[row["arm"]] = row
+    out = []
+    for minute in sorted(by_minute):
+        arms = by_minute[minute]
+        a, b = arms.get("champion", {}), arms.get("challenger", {})
+        out.append(
+            MinuteTraffic(
+                minute,
+                int(a.get("n", 0)),
+                int(b.get("n", 0)),
+                int(a.get("errors", 0)),
+                int(b.get("errors", 0)),
+                float(a.get("revenue_capped_sum", 0)),
+                float(b.get("revenue_capped_sum", 0)),
+            )
+        )
+    return tuple(out)
+
+
+def _failure(
+    final: DecisionEntry | None,
+    evidence: Mapping[str, Any],
+    infos: Sequence[GuardrailInfo],
+    series: Mapping[str, Sequence[GuardrailPoint]],
+    steps: Sequence[StepWindow],
+    alpha_each: float,
+) -> Failure | None:
+    if final is None or final.kind != "rollback":
+        return None
+    analysis_ev = evidence.get("analysis") or {}
+    prefix = "guardrail_failed:"
+    name = final.reason_code[len(prefix) :] if final.reason_code.startswith(prefix) else None
+    step_index = evidence.get("stepIndex")
+    weight = next((s.weight for s in steps if s.index == step_index), None)
+    if name is None:
+        return Failure(
+            final.reason_code, final.reason, final.at, step_index=step_index, step_weight=weight
+        )
+    logged: list[dict[str, Any]] = analysis_ev.get("guardrails") or []
+    g = next((g for g in logged if g.get("name") == name), {})
+    info = next((i for i in infos if i.name == name), None)
+    first = next((p.evaluated_until for p in series.get(name, ()) if p.verdict == "fail"), None)
+    return Failure(
+        final.reason_code,
+        final.reason,
+        final.at,
+        guardrail=name,
+        kind=g.get("kind"),
+        estimate=_num(g.get("estimate")),
+        lower=_num(g.get("lower")),
+        upper=_num(g.get("upper")),
+        p_value=_num(g.get("pValue")),
+        alpha=alpha_each,
+        margin_line=None if info is None else info.margin_line,
+        scale=None if info is None else info.scale,
+        first_failed_at=first,
+        step_index=step_index,
+        step_weight=weight,
+    )
+
+
+def build(conn: sa.Connection, key: str) -> ReportView:
+    """The report of experiment ``namespace/name`` (``UnknownExperimentError`` if unknown)."""
+    exp = repository.get_experiment(conn, key)
+    raw_decisions = repository.decisions(conn, exp.id)
+    raw_looks = repository.looks(conn, exp.id)
+    extent = repository.data_extent(conn, exp.id)
+    rows = [] if extent is None else repository.minute_series(conn, exp.id, *extent_end(extent))
+    snapshot = dict(exp.settings or {}) or {"analysis": (exp.spec or {}).get("analysis") or {}}
+    infos = guardrail_infos(snapshot)
+    settings = _settings(exp, len(infos), extent)
+    series = {g.name: _points(raw_looks, g.name) for g in infos}
+    steps = tuple(
+        StepWindow(
+            int(s["index"]),
+            int(s["weight"]),
+            float(s["share"]),
+            datetime.fromisoformat(s["start"]),
+            _time(s["end"]),
+        )
+        for s in (exp.analysis_state or {}).get("steps") or []
+    )
+    decisions = tuple(
+        DecisionEntry(d.at, d.kind, d.actor, d.reason_code, d.reason) for d in raw_decisions
+    )
+    final_raw = next((d for d in reversed(raw_decisions) if d.kind in FINAL_KINDS), None)
+    final = (
+        None
+        if final_raw is None
+        else DecisionEntry(
+            final_raw.at, final_raw.kind, final_raw.actor, final_raw.reason_code, final_raw.reason
+        )
+    )
+    outcome = final or (decisions[-1] if decisions else None)
+    spec = exp.spec or {}
+    return ReportView(
+        namespace=exp.namespace,
+        name=exp.name,
+        phase=exp.phase,
+        champion=(spec.get("champion") or {}).get("name", "champion"),
+        challenger=(spec.get("challenger") or {}).get("name", "challenger"),
+        n_steps=len(spec.get("steps") or []),
+        created_at=exp.created_at,
+        outcome=outcome,
+        failure=_failure(
+            final,
+            {} if final_raw is None else final_raw.evidence,
+            infos,
+            series,
+            steps,
+            settings.alpha_each,
+        ),
+        settings=settings,
+        guardrails=infos,
+        series=series,
+        looks=tuple(_look(raw) for raw in raw_looks),
+        minutes=_minutes(rows),
+        steps=steps,
+        decisions=decisions,
+    )
+
+
+def extent_end(extent: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
+    """``data_extent``'s first and last minute as a half-open window ``[first, last + 1m)``."""
+    return extent[0], extent[1] + MINUTE

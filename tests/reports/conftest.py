@@ -1,0 +1,106 @@
+"""Fixtures: real experiments, simulated once per run by the real operator, in a database of their own.
+
+The shared ``engine`` fixture empties every table after each test, so the reports' data
+lives in a second database on the same server: one experiment rolled back for a 30 %
+revenue drop, one promoted, both run through ``controller.sandbox.World`` (the Kubernetes
+API emulator, the real ingest path and the real operator, in simulated time).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from analysis import Scenario
+from controller.sandbox import World, experiment_body
+from controller.storage import db
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+DONE = {"Promoted", "RolledBack", "Failed"}
+ROLLED_BACK = "ml/revenue-drop"
+PROMOTED = "ml/healthy"
+SRM = "ml/srm"
+INVALID = "ml/invalid"
+
+#: Wide margins so that the healthy challenger passes within minutes of simulated time.
+_QUICK_PASS = {
+    "guardrails": [
+        {
+            "name": "revenue",
+            "kind": "mean",
+            "direction": "higherIsBetter",
+            "margin": {"relative": 0.3},
+        },
+        {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": 2.0},
+        {"name": "errors", "kind": "rate", "kappa": 3.0},
+    ]
+}
+
+
+@pytest.fixture(scope="session")
+def report_url(server_url: str) -> Iterator[str]:
+    """A migrated database holding the two simulated experiments (dropped at the end)."""
+    name = f"canaryctl_reports_{uuid.uuid4().hex[:10]}"
+    admin = db.make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = (
+        sa.engine.make_url(db.sqlalchemy_url(server_url))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+        .replace("postgresql+psycopg://", "postgresql://", 1)
+    )
+    engine = db.make_engine(url)
+    try:
+        db.upgrade(url)
+        base = Scenario(requests_per_minute=10_000)
+        with World.start(engine, start=T0) as world:
+            world.create(experiment_body("revenue-drop"))
+            status = world.run(
+                "revenue-drop", base.with_effect(revenue_effect=-0.3), until=DONE, max_minutes=240
+            )
+            assert status["phase"] == "RolledBack", status
+            world.create(
+                experiment_body(
+                    "healthy",
+                    steps=[
+                        {"weight": 10, "minDuration": "10m", "minSamples": 1000},
+                        {"weight": 50, "minDuration": "10m", "minSamples": 5000},
+                    ],
+                    analysis=_QUICK_PASS,
+                )
+            )
+            status = world.run("healthy", base, until=DONE, max_minutes=240)
+            assert status["phase"] == "Promoted", status
+            world.create(experiment_body("srm"))
+            status = world.run(
+                "srm", base.with_effect(srm_shortfall=0.15), until=DONE, max_minutes=240
+            )
+            assert (status["phase"], status["reasonCode"]) == ("RolledBack", "srm"), status
+            invalid = experiment_body(
+                "invalid",
+                steps=[
+                    {"weight": 50, "minDuration": "10m", "minSamples": 10},
+                    {"weight": 20, "minDuration": "10m", "minSamples": 10},
+                ],
+            )
+            world.create(invalid)
+            world.advance(timedelta(0))
+            assert world.status("invalid")["phase"] == "Failed"
+        yield url
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def report_engine(report_url: str) -> Iterator[sa.Engine]:
+    engine = db.make_engine(report_url)
+    yield engine
+    engine.dispose()
