@@ -54,6 +54,9 @@ def _check(item: results.BatchItem) -> None:
     names = [g.name for g in item.guardrails]
     if len(set(names)) != len(names):
         raise ValueError("guardrails must have unique names")
+    for step in item.state.frozen_steps:
+        if set(step.log_e) != set(names):
+            raise ValueError("guardrails differ from those the state's frozen steps were tested on")
     if not item.steps:
         raise ValueError("steps must contain at least one traffic step")
     if len(item.steps) < len(item.state.frozen_steps):
