@@ -9,15 +9,9 @@ tests directly (:func:`mean_difference`, :func:`srm_test`, :func:`exceedance_tes
 
 from analysis.buckets import LATENCY_EDGES_MS, N_LATENCY_BUCKETS, latency_bucket
 from analysis.counts import CountTest, exceedance_test
-from analysis.decision import (
-    BatchItem,
-    Evaluation,
-    GuardrailResult,
-    SrmStatus,
-    evaluate,
-    evaluate_batch,
-)
+from analysis.decision import evaluate, evaluate_batch
 from analysis.power import Plan, fixed_horizon_n, plan
+from analysis.results import BatchItem, Evaluation, GuardrailResult, SrmStatus
 from analysis.sequential import MeanDifference, mean_difference
 from analysis.simulate import (
     MinuteStats,

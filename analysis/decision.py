@@ -15,95 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from analysis import engine, spec, state, stats
+from analysis import engine, results, spec, state, stats
 
 FloatArray = npt.NDArray[np.float64]
 
 _ARM_FIELDS = ("n", "rev_sum", "rev_sq", "nonzero", "errors", "ll_sum", "ll_sq")
-
-
-@dataclass(frozen=True)
-class GuardrailResult:
-    """One guardrail at one look.
-
-    Attributes
-    ----------
-    name, kind : str, GuardrailKind
-    verdict : Verdict
-    reason_code : ReasonCode
-    reason : str
-        One sentence for people.
-    estimate, lower, upper : float
-        Stratified across steps. ``mean``: the difference B − A (a fraction when
-        relative); ``tail``/``rate``: the ratio p_B/p_A. Bounds are the anytime-valid
-        bounds dual to the two one-sided tests at ``alpha`` each (±inf before burn-in).
-    p_value, log_e_value : float
-        Harm test (challenger worse than the margin): running-minimum always-valid p-value
-        and current ln E (product over steps).
-    p_value_noninferiority, log_e_value_noninferiority : float
-        The same for non-inferiority (challenger within the margin).
-    alpha : float
-        This guardrail's share of the experiment's alpha.
-    """
-
-    name: str
-    kind: spec.GuardrailKind
-    verdict: spec.Verdict
-    reason_code: spec.ReasonCode
-    reason: str
-    estimate: float
-    lower: float
-    upper: float
-    p_value: float
-    log_e_value: float
-    p_value_noninferiority: float
-    log_e_value_noninferiority: float
-    alpha: float
-
-    @property
-    def e_value(self) -> float:
-        """E of the harm test (may be ``inf`` for overwhelming evidence)."""
-        return math.exp(min(self.log_e_value, 709.0))
-
-
-@dataclass(frozen=True)
-class SrmStatus:
-    """The sample-ratio check at one look, against the shares the router reported."""
-
-    mismatch: bool
-    p_value: float
-    log_bayes_factor: float
-    observed_share: float
-    expected_share: float
-    alpha: float
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """An experiment at one look; ``state`` is what to persist and pass to the next look."""
-
-    verdict: spec.Verdict
-    reason_code: spec.ReasonCode
-    reason: str
-    burn_in_met: bool
-    guardrails: tuple[GuardrailResult, ...]
-    srm: SrmStatus
-    state: state.AnalysisState
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    """One experiment of :func:`evaluate_batch`."""
-
-    settings: spec.AnalysisSettings
-    guardrails: Sequence[spec.GuardrailSpec]
-    steps: Sequence[spec.StepWindow]
-    state: state.AnalysisState
 
 
 def _frozen_arm(arm: stats.ArmStats) -> state.FrozenArm:
@@ -130,10 +50,13 @@ def _arm_row(arm: state.FrozenArm) -> tuple[float, ...]:
     )
 
 
-def _check(item: BatchItem) -> None:
+def _check(item: results.BatchItem) -> None:
     names = [g.name for g in item.guardrails]
     if len(set(names)) != len(names):
         raise ValueError("guardrails must have unique names")
+    for step in item.state.frozen_steps:
+        if set(step.log_e) != set(names):
+            raise ValueError("guardrails differ from those the state's frozen steps were tested on")
     if not item.steps:
         raise ValueError("steps must contain at least one traffic step")
     if len(item.steps) < len(item.state.frozen_steps):
@@ -149,7 +72,7 @@ def evaluate(
     previous: state.AnalysisState | None = None,
     *,
     with_bounds: bool = True,
-) -> Evaluation:
+) -> results.Evaluation:
     """Evaluate one experiment at one look.
 
     Parameters
@@ -177,11 +100,13 @@ def evaluate(
     Dirichlet–multinomial Bayes factor. Per-step e-values multiply (STATISTICS.md §5).
     Checked by ``tests/analysis/test_decision.py`` and the A/A simulations.
     """
-    item = BatchItem(settings, guardrails, steps, previous or state.AnalysisState())
+    item = results.BatchItem(settings, guardrails, steps, previous or state.AnalysisState())
     return evaluate_batch([item], with_bounds=with_bounds)[0]
 
 
-def evaluate_batch(items: Sequence[BatchItem], *, with_bounds: bool = True) -> list[Evaluation]:
+def evaluate_batch(
+    items: Sequence[results.BatchItem], *, with_bounds: bool = True
+) -> list[results.Evaluation]:
     """Evaluate many experiments at one look in one vectorised pass (see :func:`evaluate`)."""
     for item in items:
         _check(item)
@@ -220,7 +145,7 @@ def evaluate_batch(items: Sequence[BatchItem], *, with_bounds: bool = True) -> l
     def alpha_of(i: int) -> float:
         return items[i].settings.alpha_each(len(items[i].guardrails))
 
-    results: dict[tuple[int, str], tuple[engine.Combined, int]] = {}
+    by_row: dict[tuple[int, str], tuple[engine.Combined, int]] = {}
     if mean_rows:
         idx = np.array([i for i, _ in mean_rows])
         is_rev = np.array([g.metric == spec.MeanMetric.REVENUE for _, g in mean_rows])
@@ -248,7 +173,7 @@ def evaluate_batch(items: Sequence[BatchItem], *, with_bounds: bool = True) -> l
             with_bounds=with_bounds,
         )
         for r, (i, g) in enumerate(mean_rows):
-            results[(i, g.name)] = (comb, r)
+            by_row[(i, g.name)] = (comb, r)
     exceed: dict[tuple[int, str], list[tuple[int, int]]] = {}
     if count_rows:
         events = np.zeros((len(count_rows), k_max, 2))
@@ -282,11 +207,11 @@ def evaluate_batch(items: Sequence[BatchItem], *, with_bounds: bool = True) -> l
             with_bounds=with_bounds,
         )
         for r, (i, g) in enumerate(count_rows):
-            results[(i, g.name)] = (comb, r)
+            by_row[(i, g.name)] = (comb, r)
     conc = np.array([it.settings.srm_concentration for it in items])[:, None, None]
     srm_steps = np.where(present, engine.srm_step_log_bf(arms[..., 0], rho, conc), 0.0)
     return [
-        _assemble(it, i, arms[i], rho[i], srm_steps[i], results, exceed)
+        _assemble(it, i, arms[i], rho[i], srm_steps[i], by_row, exceed)
         for i, it in enumerate(items)
     ]
 
@@ -308,14 +233,14 @@ def _fmt_ratio(x: float) -> str:
 
 
 def _assemble(
-    it: BatchItem,
+    it: results.BatchItem,
     i: int,
     arms: FloatArray,
     rho: FloatArray,
     srm_steps: FloatArray,
-    results: dict[tuple[int, str], tuple[engine.Combined, int]],
+    by_row: dict[tuple[int, str], tuple[engine.Combined, int]],
     exceed: dict[tuple[int, str], list[tuple[int, int]]],
-) -> Evaluation:
+) -> results.Evaluation:
     st, settings = it.state, it.settings
     k = len(it.steps)
     alpha_g = settings.alpha_each(len(it.guardrails))
@@ -335,12 +260,12 @@ def _assemble(
     srm_fired = burn_in and log_bf >= big_l
     expected = float((rho[:k] * arms[:k, :, 0].sum(axis=1)).sum() / max(n_arm.sum(), 1.0))
     observed = float(n_arm[1] / n_arm.sum()) if n_arm.sum() > 0 else math.nan
-    srm_status = SrmStatus(srm_fired, srm_p, log_bf, observed, expected, alpha_g)
+    srm_status = results.SrmStatus(srm_fired, srm_p, log_bf, observed, expected, alpha_g)
 
-    out: list[GuardrailResult] = []
+    out: list[results.GuardrailResult] = []
     running: dict[str, state.RunningP] = {}
     for g in it.guardrails:
-        comb, r = results[(i, g.name)]
+        comb, r = by_row[(i, g.name)]
         harm, noninf = float(comb.log_e_harm[r]), float(comb.log_e_noninf[r])
         prev = st.running_p.get(g.name, state.RunningP())
         if burn_in:
@@ -374,7 +299,7 @@ def _assemble(
             verdict, code = spec.Verdict.CONTINUE, spec.ReasonCode.INCONCLUSIVE
             text = f"not yet conclusive against {limit} ({shown})"
         out.append(
-            GuardrailResult(
+            results.GuardrailResult(
                 g.name,
                 g.kind,
                 verdict,
@@ -445,7 +370,7 @@ def _assemble(
             break
         log_e: dict[str, tuple[float, float]] = {}
         for g in it.guardrails:
-            comb, r = results[(i, g.name)]
+            comb, r = by_row[(i, g.name)]
             log_e[g.name] = (float(comb.step_log_e_harm[r, j]), float(comb.step_log_e_noninf[r, j]))
         frozen.append(
             state.FrozenStep(
@@ -462,4 +387,4 @@ def _assemble(
             )
         )
     new_state = state.AnalysisState(st.looks + 1, tuple(frozen), running, srm_p)
-    return Evaluation(verdict, code, reason, burn_in, tuple(out), srm_status, new_state)
+    return results.Evaluation(verdict, code, reason, burn_in, tuple(out), srm_status, new_state)

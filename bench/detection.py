@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+import analysis
 from analysis import decision, power, simulate, spec, trajectory
 
 DAY = simulate.MINUTES_PER_DAY
@@ -236,11 +237,11 @@ def batch_tick(n_exp: int = 1000) -> list[str]:
         for i in range(5)
     ]
     items = [
-        decision.BatchItem(
+        analysis.BatchItem(
             SETTINGS,
             GUARDRAILS,
             sims[i % 5].steps_at(300 + (i % 97)),
-            decision.state.AnalysisState(),
+            analysis.AnalysisState(),
         )
         for i in range(n_exp)
     ]

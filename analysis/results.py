@@ -1,0 +1,92 @@
+"""Results of a look: per-guardrail results, the SRM status, the evaluation, batch items.
+
+Sits between ``decision`` (which builds them) and the controller, the reports and notebooks
+(which read them). Values only: this module must not compute anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from analysis import spec, state
+
+
+@dataclass(frozen=True)
+class GuardrailResult:
+    """One guardrail at one look.
+
+    Attributes
+    ----------
+    name, kind : str, GuardrailKind
+    verdict : Verdict
+    reason_code : ReasonCode
+    reason : str
+        One sentence for people.
+    estimate, lower, upper : float
+        Stratified across steps. ``mean``: the difference B − A (a fraction when
+        relative); ``tail``/``rate``: the ratio p_B/p_A. Bounds are the anytime-valid
+        bounds dual to the two one-sided tests at ``alpha`` each (±inf before burn-in).
+    p_value, log_e_value : float
+        Harm test (challenger worse than the margin): running-minimum always-valid p-value
+        and current ln E (product over steps).
+    p_value_noninferiority, log_e_value_noninferiority : float
+        The same for non-inferiority (challenger within the margin).
+    alpha : float
+        This guardrail's share of the experiment's alpha.
+    """
+
+    name: str
+    kind: spec.GuardrailKind
+    verdict: spec.Verdict
+    reason_code: spec.ReasonCode
+    reason: str
+    estimate: float
+    lower: float
+    upper: float
+    p_value: float
+    log_e_value: float
+    p_value_noninferiority: float
+    log_e_value_noninferiority: float
+    alpha: float
+
+    @property
+    def e_value(self) -> float:
+        """E of the harm test (may be ``inf`` for overwhelming evidence)."""
+        return math.exp(min(self.log_e_value, 709.0))
+
+
+@dataclass(frozen=True)
+class SrmStatus:
+    """The sample-ratio check at one look, against the shares the router reported."""
+
+    mismatch: bool
+    p_value: float
+    log_bayes_factor: float
+    observed_share: float
+    expected_share: float
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An experiment at one look; ``state`` is what to persist and pass to the next look."""
+
+    verdict: spec.Verdict
+    reason_code: spec.ReasonCode
+    reason: str
+    burn_in_met: bool
+    guardrails: tuple[GuardrailResult, ...]
+    srm: SrmStatus
+    state: state.AnalysisState
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One experiment of :func:`evaluate_batch`."""
+
+    settings: spec.AnalysisSettings
+    guardrails: Sequence[spec.GuardrailSpec]
+    steps: Sequence[spec.StepWindow]
+    state: state.AnalysisState
