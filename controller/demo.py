@@ -230,8 +230,11 @@ def run_scenario(
 
 
 def write_report(engine: sa.Engine, key: str, path: Path) -> Path:
-    """Write the experiment's HTML report to ``path``."""
-    from controller import reports
+    """Write the experiment's self-contained HTML report to ``path``."""
+    from controller.reports import render, view
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    return reports.write(engine, key, path, fmt="html")
+    with engine.connect() as conn:
+        report = view.build(conn, key)
+    path.write_text(render.render(report, render.Format.HTML))
+    return path

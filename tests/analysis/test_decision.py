@@ -47,8 +47,8 @@ def arm(n: int, mean: float, sd: float, errors: int = 0, nonzero: int | None = N
     [  # champion, challenger, verdict, reason
         (arm(200_000, 1.0, 2.0, 400), arm(200_000, 0.90, 2.0, 400), Verdict.FAIL, ReasonCode.HARM),
         (arm(200_000, 1.0, 2.0, 400), arm(200_000, 1.0, 2.0, 800), Verdict.FAIL, ReasonCode.HARM),
-        (arm(400_000, 1.0, 1.0, 400), arm(400_000, 1.02, 1.0, 300), Verdict.PASS, ReasonCode.ALL_PASS),  # noqa: E501
-        (arm(20_000, 1.0, 2.0, 40), arm(20_000, 1.0, 2.0, 40), Verdict.CONTINUE, ReasonCode.INCONCLUSIVE),  # noqa: E501
+        (arm(400_000, 1.0, 1.0, 400), arm(400_000, 1.02, 1.0, 300), Verdict.PASS, ReasonCode.ALL_PASS),
+        (arm(20_000, 1.0, 2.0, 40), arm(20_000, 1.0, 2.0, 40), Verdict.CONTINUE, ReasonCode.INCONCLUSIVE),
         (arm(500, 1.0, 2.0, 0), arm(500, 0.5, 2.0, 0), Verdict.CONTINUE, ReasonCode.BURN_IN),
         (arm(200_000, 1.0, 2.0, 400), arm(180_000, 1.0, 2.0, 360), Verdict.FAIL, ReasonCode.SRM),
     ],

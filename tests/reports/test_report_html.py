@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from playwright import sync_api
 from typer.testing import CliRunner
 
 from controller.cli.main import app
@@ -37,7 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (test extras)")
 if not CHROMIUM.exists():  # scripts/setup installs Debian's chromium; see docs/reports.md
     pytest.skip(f"needs {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 
