@@ -115,6 +115,15 @@ def to_csv(report: v.ReportView) -> str:
 # ----------------------------------------------------------------------------- HTML pieces
 
 
+def _coverage(percent: float) -> str:
+    """A coverage like 99.9875 % shown with enough digits not to round up to 100 %."""
+    for digits in range(1, 6):
+        text = f"{percent:.{digits}f}"
+        if float(text) < 100.0:
+            return text
+    return f"{percent:.6f}"
+
+
 def fmt_value(x: float | None, scale: str | None) -> str:
     """A guardrail number as people read it: ``−25.9 %`` (relative), ``×1.13`` (ratio)."""
     if x is None or not math.isfinite(x):
@@ -187,7 +196,7 @@ def _outcome(report: v.ReportView) -> str:
     <div class="fact"><span class="k">estimate</span>
       <span class="big estimate">{fmt_value(f.estimate, f.scale)}</span>
       <span class="sub">{escape(info.describe if info else "")}</span></div>
-    <div class="fact"><span class="k">confidence sequence ({coverage:.1f} %, anytime-valid)</span>
+    <div class="fact"><span class="k">confidence sequence ({_coverage(coverage)} %, anytime-valid)</span>
       <span class="big bounds">[{fmt_value(f.lower, f.scale)}, {fmt_value(f.upper, f.scale)}]</span>
       <span class="sub">margin {fmt_value(f.margin_line, f.scale)}: the whole band is past it</span></div>
     <div class="fact"><span class="k">harm p-value</span>
