@@ -1,6 +1,6 @@
 """Detection benchmark: canaryctl's tests against per-look baselines on the same simulated streams.
 
-Writes bench/RESULTS_detection.md. Run: .venv/bin/python bench/detection.py [--aa 1000 --runs 200
+Writes its section of bench/RESULTS.md. Run: .venv/bin/python bench/detection.py [--aa 1000 --runs 200
 --procs 2]. Traffic: 1,000 requests/min, challenger weight 5 % for 2 h, 25 % for 4 h, then 50 %;
 a look every minute for 24 h; diurnal volume and baselines ±30 %. See docs/statistics.md.
 """
@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import stats as sps
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import analysis
 from analysis import decision, power, simulate, spec, trajectory
+from bench._results import write_section
 
 DAY = simulate.MINUTES_PER_DAY
 NEVER = math.inf
@@ -294,7 +298,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--eff-runs", type=int, default=200)
     ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--out", default="bench/RESULTS_detection.md")
+    ap.add_argument("--out", default=None, help="also write the section to this file")
     args = ap.parse_args()
     t_start = time.time()
     table = [
@@ -391,9 +395,12 @@ def main() -> None:
         *tick,
         "",
     ]
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    text = "\n".join(lines)
+    write_section("detection", text.replace("# Detection benchmark", "## Detection benchmark", 1))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":
