@@ -81,7 +81,7 @@ def demo(
         fail(f"--scenario: unknown {unknown[0]!r} (one of {SCENARIO_HELP})", code=2)
     if speed < 0:
         fail("--speed: must be ≥ 0", code=2)
-    console = Console(stderr=json_output)
+    console = Console(stderr=json_output, soft_wrap=True)
     interactive = console.is_terminal and not json_output
     outcomes = []
     with demo_mod.database(database_url) as (url, where):
