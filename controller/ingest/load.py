@@ -216,18 +216,7 @@ def _copy_observations(
             copy.write(view[start : start + (8 << 20)])
 
 
-_ROLLUP_FIELDS = (
-    "n",
-    "revenue_sum",
-    "revenue_sum_sq",
-    "revenue_capped_sum",
-    "revenue_capped_sum_sq",
-    "revenue_nonzero",
-    "log_latency_sum",
-    "log_latency_sum_sq",
-    "errors",
-    "late_n",
-)
+_ROLLUP_FIELDS = repository.ROLLUP_FIELDS
 
 
 def _group_sums(

@@ -302,7 +302,8 @@ class ArmTotals:
     )
 
 
-_SUMS = (
+#: The summed columns of every rollup row (minute and hour), in table order.
+ROLLUP_FIELDS = (
     "n",
     "revenue_sum",
     "revenue_sum_sq",
@@ -314,8 +315,8 @@ _SUMS = (
     "errors",
     "late_n",
 )
-_COLS = ", ".join(_SUMS)
-_SUM_COLS = ", ".join(f"sum({c}) AS {c}" for c in _SUMS)
+_COLS = ", ".join(ROLLUP_FIELDS)
+_SUM_COLS = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FIELDS)
 
 _WINDOW_SQL = sa.text(
     f"""
@@ -378,7 +379,7 @@ def window_totals(
         hist = np.zeros(buckets.N_LATENCY_BUCKETS, dtype=np.int64)
         if row["b"] is not None:
             hist[np.asarray(row["b"], dtype=np.int64)] = np.asarray(row["c"], dtype=np.int64)
-        values = {c: row[c] for c in _SUMS}
+        values = {c: row[c] for c in ROLLUP_FIELDS}
         for c in ("n", "revenue_nonzero", "errors", "late_n"):
             values[c] = int(values[c])
         out[models.ARM_NAMES[row["arm"]]] = ArmTotals(**values, latency_hist=hist)
