@@ -8,6 +8,7 @@ Every window query reads rollups only (one statement each), never raw observatio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -181,27 +182,36 @@ def set_phase(engine: sa.Engine, exp_id: int, phase: str, *, now: datetime) -> N
         )
 
 
+_SAVE_STATE = sa.text("UPDATE experiments SET analysis_state = CAST(:state AS jsonb) WHERE id = :e")
+_SAVE_STATE_AND_LOOK = sa.text(
+    """
+    WITH saved_state AS (
+        UPDATE experiments SET analysis_state = CAST(:state AS jsonb) WHERE id = :e
+    )
+    INSERT INTO looks (experiment_id, evaluated_until, at, step_index, challenger_weight, verdict, payload)
+    VALUES (:e, :evaluated_until, :at, :step_index, :challenger_weight, :verdict, CAST(:payload AS jsonb))
+    ON CONFLICT (experiment_id, evaluated_until) DO UPDATE
+       SET at = excluded.at, step_index = excluded.step_index,
+           challenger_weight = excluded.challenger_weight, verdict = excluded.verdict,
+           payload = excluded.payload
+    """
+)
+
+
 def save_analysis_state(
     engine: sa.Engine, exp_id: int, state: Mapping[str, Any], look: Mapping[str, Any] | None = None
 ) -> None:
     """Persist the sequential tests' state (a restarted operator continues the same test)
-    and, in the same transaction, this look for the reports (one row per finalised minute)."""
+    and, in the same statement, this look for the reports (one row per finalised minute)."""
+    params: dict[str, Any] = {"e": exp_id, "state": json.dumps(state)}
     with engine.begin() as conn:
-        update = (
-            sa.update(models.Experiment)
-            .where(models.Experiment.id == exp_id)
-            .values(analysis_state=dict(state))
-        )
         if look is None:
-            conn.execute(update)
-            return
-        stmt = pg_insert(models.Look).values(experiment_id=exp_id, **look)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["experiment_id", "evaluated_until"],
-            set_={k: stmt.excluded[k] for k in look if k != "evaluated_until"},
-        )
-        # one round trip: the state update rides along as a data-modifying CTE
-        conn.execute(stmt.add_cte(update.cte("saved_state")))
+            conn.execute(_SAVE_STATE, params)
+        else:
+            conn.execute(
+                _SAVE_STATE_AND_LOOK,
+                {**params, **look, "payload": json.dumps(look["payload"], default=str)},
+            )
 
 
 def looks(conn: sa.Connection, exp_id: int) -> list[dict[str, Any]]:
