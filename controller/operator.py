@@ -190,7 +190,13 @@ class Operator:
         return max(0.0, min((min(dues) - now).total_seconds(), self.config.resync_seconds))
 
     def run(self, stop: threading.Event, *, leader_election: bool = True) -> None:
-        """Run until ``stop`` is set; with leader election only the Lease holder acts."""
+        """Run until ``stop`` is set; with leader election only the Lease holder acts.
+
+        A watch on Experiments wakes the loop when one is created, edited, annotated or
+        deleted, so a change is acted on at once; between events the loop sleeps until the
+        next experiment is due (at most ``resync_seconds``).
+        """
+        wake = threading.Event()
         elector = None
         if leader_election:
             elector = LeaderElector(
@@ -199,11 +205,16 @@ class Operator:
                 namespace=self.config.lease_namespace,
                 name=self.config.lease_name,
             ).start()
+        watcher = threading.Thread(
+            target=self._watch, args=(stop, wake), name="canaryctl-watch", daemon=True
+        )
+        watcher.start()
         try:
             while not stop.is_set():
                 leading = elector is None or elector.leading.is_set()
                 self.leading = leading
                 self.metrics.leader.set(1 if leading else 0)
+                wake.clear()
                 if leading:
                     try:
                         self.run_once()
@@ -211,12 +222,51 @@ class Operator:
                         logger.warning("listing experiments failed: %s %s", exc.status, exc.reason)
                     except Exception:
                         logger.exception("operator pass failed")
-                    stop.wait(max(0.05, self.seconds_until_due()))
+                    wake.wait(max(0.05, self.seconds_until_due()))
                 else:
-                    stop.wait(0.5)
+                    wake.wait(0.5)
         finally:
+            wake.set()
             if elector is not None:
                 elector.stop()
+            watcher.join(timeout=10)
+
+    def _watch(self, stop: threading.Event, wake: threading.Event) -> None:
+        """Set ``wake`` on every Experiment event until ``stop``; reconnects on errors."""
+        import kubernetes.watch
+
+        def relay() -> None:
+            stop.wait()
+            wake.set()
+
+        threading.Thread(target=relay, name="canaryctl-watch-stop", daemon=True).start()
+        streams = (
+            [
+                (self._custom.list_namespaced_custom_object, (GROUP, VERSION, ns, PLURAL))
+                for ns in self.config.namespaces
+            ]
+            if self.config.namespaces
+            else [(self._custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL))]
+        )
+        versions: dict[int, str | None] = {}
+        while not stop.is_set():
+            for i, (fn, args) in enumerate(streams):
+                if stop.is_set():
+                    return
+                watch = kubernetes.watch.Watch()
+                try:
+                    kwargs: dict[str, Any] = {"timeout_seconds": 2}
+                    if versions.get(i):
+                        kwargs["resource_version"] = versions[i]
+                    for _event in watch.stream(fn, *args, **kwargs):
+                        wake.set()
+                        if stop.is_set():
+                            return
+                    versions[i] = watch.resource_version
+                except Exception as exc:  # the API server away or the version too old: start over
+                    logger.debug("watch of experiments interrupted: %s", exc)
+                    versions[i] = None
+                    stop.wait(1.0)
 
     def _fingerprint(self, body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta = body.get("metadata", {})

@@ -333,3 +333,28 @@ def test_every_router_carries_a_canary_to_promotion_and_a_bad_one_back(
         status = world.run("bad", BASE.with_effect(error_factor=4.0), until=DONE, max_minutes=240)
         assert (status["phase"], status["reasonCode"]) == ("RolledBack", "guardrail_failed:errors")
         assert world.router("bad").observe().challenger_weight == 0
+
+
+def test_a_new_experiment_is_picked_up_by_the_watch_not_the_resync(engine: sa.Engine) -> None:
+    import threading
+    import time
+
+    with World.start(engine, start=T0) as world:
+        op = world.restart_operator()
+        op.config = OperatorConfig(identity="w", resync_seconds=60, workers=1)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=op.run, args=(stop,), kwargs={"leader_election": False}, daemon=True
+        )
+        thread.start()
+        try:
+            time.sleep(1.0)  # the first pass is over: the loop now sleeps up to 60 s
+            world.create(experiment_body("watched"))
+            deadline = time.monotonic() + 15
+            while world.status("watched").get("phase") != "Progressing":
+                assert time.monotonic() < deadline, "the watch did not wake the operator"
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+        assert not thread.is_alive()
