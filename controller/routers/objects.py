@@ -9,6 +9,7 @@ and retries on 409. It must not decide weights itself.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, cast
 
@@ -62,7 +63,7 @@ def owner_patch(obj: Body, target: base.Target) -> Body:
     return {"metadata": {"annotations": {base.OWNER_ANNOTATION: target.owner}}}
 
 
-class KubeRouter:
+class KubeRouter(abc.ABC):
     """Base of the Kubernetes routers; subclasses fill in the three hooks below."""
 
     readiness_gate = True
@@ -72,16 +73,17 @@ class KubeRouter:
         self._api = kubernetes.client.CustomObjectsApi(api_client)
 
     # -- hooks ------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _refs(self) -> list[tuple[Ref, bool]]:
         """The objects to read, each with whether it must exist."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _state(self, objs: dict[Ref, Body | None]) -> base.RouteState:
-        raise NotImplementedError
+        """The route state these objects describe."""
 
+    @abc.abstractmethod
     def _patches(self, objs: dict[Ref, Body | None], target: base.Target) -> list[tuple[Ref, Body]]:
         """Merge patches still needed to reach the target, in the order to send them."""
-        raise NotImplementedError
 
     # -- the interface ----------------------------------------------------------------------------
     def observe(self) -> base.RouteState:
