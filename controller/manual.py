@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -110,3 +110,39 @@ def format_request(request: ManualRequest) -> dict[str, str]:
     if request.requested_at is not None:
         raw["requestedAt"] = request.requested_at.isoformat().replace("+00:00", "Z")
     return {REQUEST_ANNOTATION: json.dumps(raw, sort_keys=True)}
+
+
+_FINISHED = ("Promoted", "RolledBack", "Failed")
+_PROMOTABLE_WITH_FULL = ("Progressing", "Paused")
+_ONLY_FROM = {RequestAction.PAUSE: "Progressing", RequestAction.RESUME: "Paused"}
+
+
+def refusal(
+    action: RequestAction, *, full: bool, phase: str, holds: Sequence[str] = ()
+) -> str | None:
+    """Why the controller refuses ``action`` in ``phase`` with these holds, or None.
+
+    The one statement of the rules, used by reconcile (which rejects with this reason) and
+    by the CLI (which refuses before writing a request the controller would reject):
+    rollback is always allowed until the experiment has finished; promote in
+    AwaitingPromotion, or with ``full`` from Progressing or Paused, and never while holding
+    (database unreachable, challenger not ready, no analysis); pause from Progressing;
+    resume from Paused.
+    """
+    if phase in _FINISHED:
+        return f"the experiment has finished ({phase})"
+    if action is RequestAction.ROLLBACK:
+        return None
+    if action is RequestAction.PROMOTE:
+        if not (phase == "AwaitingPromotion" or (full and phase in _PROMOTABLE_WITH_FULL)):
+            return (
+                "promote is allowed in AwaitingPromotion; promote with full skips the "
+                f"remaining steps from Progressing or Paused (phase is {phase})"
+            )
+        if holds:
+            return f"cannot promote while holding ({', '.join(holds)})"
+        return None
+    allowed = _ONLY_FROM[action]
+    if phase != allowed:
+        return f"{action.value} is not allowed in phase {phase} (only from {allowed})"
+    return None

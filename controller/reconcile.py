@@ -317,21 +317,11 @@ def _manual(tick: _Tick, req: manual.ManualRequest) -> bool:
     phase = tick.st.phase
     A = manual.RequestAction
     who = f"{req.actor}: {req.reason}" if req.reason else req.actor
+    why = manual.refusal(req.action, full=req.full, phase=phase.value, holds=tuple(tick.holds))
+    if why is not None:
+        tick.reject(req.id, req.actor, req.action.value, why)
+        return False
     if req.action is A.PROMOTE:
-        allowed = phase is obs.Phase.AWAITING_PROMOTION or (
-            req.full and phase in (obs.Phase.PROGRESSING, obs.Phase.PAUSED)
-        )
-        if not allowed:
-            why = (
-                "promote is allowed in AwaitingPromotion; promote with full skips the "
-                f"remaining steps from Progressing or Paused (phase is {phase.value})"
-            )
-            tick.reject(req.id, req.actor, req.action.value, why)
-            return False
-        if tick.holds:
-            why = f"cannot promote while holding ({', '.join(tick.holds)})"
-            tick.reject(req.id, req.actor, req.action.value, why)
-            return False
         code = (
             "manual_promote_full" if phase is not obs.Phase.AWAITING_PROMOTION else "manual_promote"
         )
@@ -340,12 +330,7 @@ def _manual(tick: _Tick, req: manual.ManualRequest) -> bool:
         (A.PAUSE, obs.Phase.PROGRESSING): (obs.Phase.PAUSED, p.DecisionKind.PAUSE, "Paused"),
         (A.RESUME, obs.Phase.PAUSED): (obs.Phase.PROGRESSING, p.DecisionKind.RESUME, "Resumed"),
     }
-    target = transitions.get((req.action, phase))
-    if target is None:
-        why = f"{req.action.value} is not allowed in phase {phase.value}"
-        tick.reject(req.id, req.actor, req.action.value, why)
-        return False
-    new_phase, kind, reason = target
+    new_phase, kind, reason = transitions[(req.action, phase)]
     code = f"manual_{req.action.value}"
     message = f"{req.action.value} requested by {who}"
     tick.add(

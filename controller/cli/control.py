@@ -37,47 +37,33 @@ _ATTEMPTS = 3
 def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -> str | None:
     """Why the controller would reject this request now, or None when it would act on it.
 
-    The same rules as ``reconcile._manual`` and ``reconcile._terminal``, read from the stored
-    status (holds from the conditions); one more: a request the operator has not handled yet
-    is only replaced by a rollback.
+    The controller's own rules (``manual.refusal``, which reconcile uses), read from the
+    stored status (holds from its conditions). Two more, because the CLI sees less than the
+    controller: a promote is refused while the last look shows a failing guardrail, and a
+    request the operator has not handled yet is only replaced by a rollback.
     """
     st = body.get("status") or {}
     phase = st.get("phase", "Pending")
-    if phase in _FINISHED:
-        return f"the experiment has finished ({phase})"
     pending = output.pending_request(body)
-    if pending is not None and action is not A.ROLLBACK:
+    if pending is not None and action is not A.ROLLBACK and phase not in _FINISHED:
         return f"an earlier request is still waiting for the operator: {pending}"
-    if action is A.ROLLBACK:
-        return None
+    holds = [
+        _HOLDS[c["type"]]
+        for c in st.get("conditions") or []
+        if c.get("type") in _HOLDS and c.get("status") == "False"
+    ]
+    why = manual.refusal(action, full=full, phase=phase, holds=holds)
+    if why is not None:
+        if action is A.PROMOTE and not full and phase in ("Progressing", "Paused"):
+            why += "; pass --full to skip the remaining steps"
+        return why
     if action is A.PROMOTE:
-        if not (phase == "AwaitingPromotion" or (full and phase in ("Progressing", "Paused"))):
-            hint = (
-                "; pass --full to skip the remaining steps"
-                if phase in ("Progressing", "Paused")
-                else ""
-            )
-            return (
-                "promote is allowed in AwaitingPromotion; promote with full skips the "
-                f"remaining steps from Progressing or Paused (phase is {phase}){hint}"
-            )
-        holds = [
-            _HOLDS[c["type"]]
-            for c in st.get("conditions") or []
-            if c.get("type") in _HOLDS and c.get("status") == "False"
-        ]
-        if holds:
-            return f"cannot promote while holding ({', '.join(holds)})"
         failing = [
             g.get("name", "?") for g in st.get("guardrails") or [] if g.get("verdict") == "fail"
         ]
         if failing or st.get("verdict") == "fail":
             names = f" ({', '.join(failing)})" if failing else ""
             return f"cannot promote while a guardrail is failing{names}"
-        return None
-    allowed = {A.PAUSE: "Progressing", A.RESUME: "Paused"}[action]
-    if phase != allowed:
-        return f"{action.value} is not allowed in phase {phase} (only from {allowed})"
     return None
 
 
