@@ -207,6 +207,7 @@ def summarise(ev: analysis.Evaluation, *, srm_enabled: bool) -> obs.Verdicts:
         ),
         srm_mismatch=srm_mismatch,
         burn_in_met=ev.burn_in_met,
+        srm_reason=ev.reason if srm_mismatch and ev.reason_code is analysis.ReasonCode.SRM else "",
     )
 
 

@@ -163,6 +163,7 @@ class Verdicts:
     guardrails: tuple[GuardrailVerdict, ...]
     srm_mismatch: bool = False
     burn_in_met: bool = False
+    srm_reason: str = ""  # the analysis engine's sentence when the SRM check fired
 
     @property
     def failed(self) -> tuple[GuardrailVerdict, ...]:

@@ -236,7 +236,9 @@ def _safety(tick: _Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> None:
             tick.rollback(f"guardrail_failed:{g.name}", f"guardrail {g.name} failed: {g.reason}")
         if a.srm_enabled and v.srm_mismatch:
             tick.rollback(
-                "srm", "sample-ratio mismatch: the traffic split is not what the router set"
+                "srm",
+                v.srm_reason
+                or "sample-ratio mismatch: the traffic split is not what the router set",
             )
         if v.overall is obs.Verdict.FAIL:
             tick.rollback("analysis_failed", "the analysis reported FAIL")

@@ -1087,3 +1087,14 @@ def test_decision_modules_are_pure(name: str) -> None:
             assert {a.name for a in node.names} <= set(PURE_MODULES) | {"crd"}
     for banned in (".now(", ".utcnow(", ".today(", "time.time(", "open("):
         assert banned not in source, f"controller.{name} uses {banned}"
+
+
+def test_an_srm_rollback_carries_the_analysis_sentence() -> None:
+    v = dataclasses.replace(
+        verdicts(srm=True),
+        srm_reason="challenger got 4.53 % of requests, the router reported 5.00 %",
+    )
+    plan = reconcile.reconcile(BASE, observed(), v, NOW)
+    phase = plan.first(p.SetPhase)
+    assert phase is not None and (phase.phase, phase.reason_code) == (Ph.ROLLED_BACK, "srm")
+    assert phase.message == "challenger got 4.53 % of requests, the router reported 5.00 %"
