@@ -119,6 +119,23 @@ def _number(value: Any) -> str:
     return str(value)
 
 
+def _relative_guardrails(body: Body) -> set[str]:
+    """Names of the mean guardrails whose margin (and so whose estimate) is a fraction."""
+    found = ((body.get("spec") or {}).get("analysis") or {}).get("guardrails") or []
+    return {g.get("name") for g in found if "relative" in (g.get("margin") or {})}
+
+
+def _effect(value: Any, guardrail: Mapping[str, Any], relative: set[str]) -> str:
+    """An estimate or bound as people read it: +3.1 % for a relative mean, ×0.97 for a ratio."""
+    if not isinstance(value, float):
+        return _number(value)
+    if guardrail.get("kind") in ("tail", "rate"):
+        return f"×{value:.3g}"
+    if guardrail.get("name") in relative:
+        return f"{value:+.2%}".replace("%", " %")
+    return f"{value:+.4g}"
+
+
 def _progress(body: Body, st: Mapping[str, Any], now: datetime) -> list[str]:
     """Lines on how far the current step (or the baseline) is from done."""
     try:
@@ -198,12 +215,13 @@ def status_view(body: Body, now: datetime) -> str:
     guardrails = st.get("guardrails") or []
     if guardrails:
         lines += ["Guardrails:"]
+        relative = _relative_guardrails(body)
         rows = [
             [
                 g.get("name", "?"),
                 _dash(g.get("kind")),
-                _number(g.get("estimate")),
-                f"[{_number(g.get('lower'))}, {_number(g.get('upper'))}]",
+                _effect(g.get("estimate"), g, relative),
+                f"[{_effect(g.get('lower'), g, relative)}, {_effect(g.get('upper'), g, relative)}]",
                 _dash(g.get("verdict")),
                 _dash(g.get("reasonCode")),
             ]

@@ -83,7 +83,9 @@ def test_status_view_renders_progress_guardrails_and_samples() -> None:
     assert "  time        30m of 2h (25%)" in view
     assert "  samples     25,000 of 50,000 in the smaller arm (50%)" in view
     assert "Samples:      champion 30,000, challenger 25,000 (this step)" in view
-    assert "  revenue   mean   -0.004     [-0.012, 0.0041]   continue   inconclusive" in view
+    # a relative mean reads as a percentage change, a count test as a ratio
+    assert "  revenue   mean   -0.40 %    [-1.20 %, +0.41 %]   continue   inconclusive" in view
+    assert "  errors    rate   ×0.9       [×0.7, ×1.1]         pass       passed" in view
     assert "  DataFresh=False: holding; no data newer than 3m" in view
 
 
