@@ -70,11 +70,14 @@ class SetPhase:
 
 @dataclass(frozen=True)
 class SetStep:
-    """Set status.stepIndex, status.step (``display``) and stepStartedAt."""
+    """Set status.stepIndex, status.step (``display``) and stepStartedAt; with a ``message``,
+    also status.reasonCode and status.message (a step advance says why, without a new phase)."""
 
     index: int
     display: str
     at: datetime
+    reason_code: str | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True)

@@ -413,7 +413,7 @@ def _step(tick: _Tick, s: spec.ExperimentSpec) -> None:
         message = f"step {i + 2}/{len(s.steps)}: challenger at {nxt.weight} %"
         tick.add(
             p.SetWeight(nxt.weight),
-            p.SetStep(i + 1, f"{i + 2}/{len(s.steps)}", tick.now),
+            p.SetStep(i + 1, f"{i + 2}/{len(s.steps)}", tick.now, "step_complete", message),
             p.RecordDecision(
                 p.DecisionKind.ADVANCE,
                 "step_complete",

@@ -128,6 +128,9 @@ def apply_plan(plan: p.Plan, raw: StatusDict | None) -> StatusDict:
             out["stepIndex"] = action.index
             out["step"] = action.display
             out["stepStartedAt"] = _text(action.at)
+            if action.message is not None:
+                out["reasonCode"] = action.reason_code or out.get("reasonCode", "")
+                out["message"] = action.message
         elif isinstance(action, p.SetCondition):
             new = _condition(action.condition)
             conditions = [c for c in conditions if c["type"] != new["type"]] + [new]

@@ -1098,3 +1098,21 @@ def test_an_srm_rollback_carries_the_analysis_sentence() -> None:
     phase = plan.first(p.SetPhase)
     assert phase is not None and (phase.phase, phase.reason_code) == (Ph.ROLLED_BACK, "srm")
     assert phase.message == "challenger got 4.53 % of requests, the router reported 5.00 %"
+
+
+def test_a_step_advance_updates_the_status_message_without_a_new_phase() -> None:
+    before: dict[str, Any] = {
+        "phase": "Progressing",
+        "reasonCode": "started",
+        "message": "step 1/3: challenger at 5 %",
+    }
+    plan = reconcile.reconcile(BASE, observed(step=0), verdicts(), NOW)
+    assert plan.phase is None and plan.first(p.SetStep) is not None
+    after = status.apply_plan(plan, before)  # type: ignore[arg-type]
+    assert (after["phase"], after["reasonCode"], after["stepIndex"]) == (
+        "Progressing",
+        "step_complete",
+        1,
+    )
+    assert after["message"] == "step 2/3: challenger at 25 %"
+    assert "phaseStartedAt" not in after  # the phase did not change
