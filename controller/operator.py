@@ -366,7 +366,14 @@ class Operator:
         if FINALIZER not in (meta.get("finalizers") or []) and not stored.phase.terminal:
             work.body = body = self._add_finalizer(body)
             meta = body["metadata"]
-        exp_id, reachable = self._experiment_id(key, meta.get("uid"), body.get("spec", {}))
+        lateness = (
+            spec_or_error.analysis.allowed_lateness
+            if isinstance(spec_or_error, sp.ExperimentSpec)
+            else None
+        )
+        exp_id, reachable = self._experiment_id(
+            key, meta.get("uid"), body.get("spec", {}), lateness
+        )
         if reachable and exp_id is not None and raw_status.get("pendingDecisions"):
             work.flushed = reachable = self._flush_held(key, exp_id, raw_status["pendingDecisions"])
         work.exp_id, work.reachable = exp_id, reachable
@@ -596,7 +603,11 @@ class Operator:
         return True
 
     def _experiment_id(
-        self, key: str, uid: str | None, spec: Mapping[str, Any] | None
+        self,
+        key: str,
+        uid: str | None,
+        spec: Mapping[str, Any] | None,
+        lateness: timedelta | None = None,
     ) -> tuple[int | None, bool]:
         if self.engine is None:
             return None, False
@@ -604,7 +615,15 @@ class Operator:
         if cache_key in self._ids:
             return self._ids[cache_key], True
         try:
-            exp_id = repository.register_experiment(self.engine, key, uid=uid, spec=spec)
+            exp_id = repository.register_experiment(
+                self.engine,
+                key,
+                uid=uid,
+                spec=spec,
+                allowed_lateness_seconds=None
+                if lateness is None
+                else int(lateness.total_seconds()),
+            )
         except _DB_ERRORS as exc:
             logger.warning("%s: database unreachable: %s", key, _describe(exc))
             return None, False

@@ -10,6 +10,7 @@ through the real ingestion path before the operator's next tick.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -100,6 +101,8 @@ class World:
     ticks: list[TickResult] = field(default_factory=list)
     router_kind: str = "gatewayAPI"
     cluster: seed.Cluster | None = None
+    #: Distinguishes this world's batches from an earlier run's in the same database.
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @classmethod
     @contextlib.contextmanager
@@ -230,7 +233,7 @@ class World:
             load.load_table(
                 self.engine,
                 rows,
-                batch_key=f"sim:{self.namespace}/{name}:{start.isoformat()}",
+                batch_key=f"sim:{self.run_id}:{self.namespace}/{name}:{start.isoformat()}",
                 source="simulator",
                 clock=self.clock,
             )

@@ -62,30 +62,48 @@ def register_experiment(
     *,
     uid: str | None = None,
     spec: Mapping[str, Any] | None = None,
-    allowed_lateness_seconds: int = 120,
+    allowed_lateness_seconds: int | None = None,
 ) -> int:
-    """Register ``namespace/name`` (idempotent) and return its id; updates spec and uid."""
-    if allowed_lateness_seconds < 0:
+    """Register ``namespace/name`` (idempotent) and return its id.
+
+    Given a ``spec`` or a lateness, they replace the stored ones. An Experiment deleted and
+    created again under the same name is a new experiment: when ``uid`` differs from the
+    stored one, the old row is kept under ``name@<old uid>`` (its decisions, rollups and
+    looks stay with it, so its report can still be read) and a fresh row is registered.
+    """
+    if allowed_lateness_seconds is not None and allowed_lateness_seconds < 0:
         raise ValueError("allowed_lateness_seconds: must be ≥ 0")
     namespace, name = parse_key(key)
-    values: dict[str, Any] = {
-        "namespace": namespace,
-        "name": name,
-        "uid": uid,
-        "spec": dict(spec or {}),
-        "allowed_lateness_seconds": allowed_lateness_seconds,
-    }
-    stmt = pg_insert(models.Experiment).values(**values)
-    update = {"spec": stmt.excluded.spec, "updated_at": sa.func.now()}
-    if uid is not None:
-        update["uid"] = stmt.excluded.uid
-    if spec is not None:
-        update["allowed_lateness_seconds"] = stmt.excluded.allowed_lateness_seconds
-    stmt = stmt.on_conflict_do_update(index_elements=["namespace", "name"], set_=update).returning(
-        models.Experiment.id
-    )
+    table = models.Experiment.__table__
     with engine.begin() as conn:
-        return int(conn.execute(stmt).scalar_one())
+        found = conn.execute(
+            sa.select(table.c.id, table.c.uid)
+            .where(table.c.namespace == namespace, table.c.name == name)
+            .with_for_update()
+        ).first()
+        if found is not None and uid is not None and found.uid is not None and found.uid != uid:
+            conn.execute(
+                sa.update(table).where(table.c.id == found.id).values(name=f"{name}@{found.uid}")
+            )
+            found = None
+        values: dict[str, Any] = {"updated_at": sa.func.now()}
+        if uid is not None:
+            values["uid"] = uid
+        if spec is not None:
+            values["spec"] = dict(spec)
+        if allowed_lateness_seconds is not None:
+            values["allowed_lateness_seconds"] = allowed_lateness_seconds
+        if found is not None:
+            conn.execute(sa.update(table).where(table.c.id == found.id).values(**values))
+            return int(found.id)
+        values.pop("updated_at")
+        return int(
+            conn.execute(
+                sa.insert(table)
+                .values(namespace=namespace, name=name, **values)
+                .returning(table.c.id)
+            ).scalar_one()
+        )
 
 
 def get_experiment(conn: sa.Connection, key: str) -> models.Experiment:

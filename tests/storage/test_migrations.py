@@ -147,3 +147,33 @@ def test_decisions_are_append_only(engine: sa.Engine) -> None:
     assert [(d.kind, d.reason, d.evidence) for d in log] == [
         ("weight_change", "step 1", {"weight": 5})
     ]
+
+
+def test_an_experiment_created_again_under_the_same_name_starts_fresh(engine: sa.Engine) -> None:
+    from controller.storage import repository
+
+    first = repository.register_experiment(engine, "ml/ranker", uid="uid-1", spec={"a": 1})
+    repository.save_analysis_state(engine, first, {"steps": [{"index": 0}]})
+    assert (
+        repository.register_experiment(engine, "ml/ranker", uid="uid-1") == first
+    )  # same incarnation
+    second = repository.register_experiment(engine, "ml/ranker", uid="uid-2", spec={"a": 2})
+    assert second != first
+    with engine.connect() as conn:
+        new = repository.get_experiment(conn, "ml/ranker")
+        old = repository.get_experiment(conn, "ml/ranker@uid-1")
+        state = repository.freshness_and_state(conn, second)[1]
+    assert (new.id, new.uid, new.spec, state) == (second, "uid-2", {"a": 2}, {})
+    assert (old.id, old.spec) == (first, {"a": 1})  # the first incarnation is kept, renamed
+
+
+def test_registering_without_a_spec_keeps_the_stored_one(engine: sa.Engine) -> None:
+    from controller.storage import repository
+
+    exp = repository.register_experiment(
+        engine, "ml/keep", spec={"steps": [1]}, allowed_lateness_seconds=60
+    )
+    assert repository.register_experiment(engine, "ml/keep") == exp
+    with engine.connect() as conn:
+        stored = repository.get_experiment(conn, "ml/keep")
+    assert (stored.spec, stored.allowed_lateness_seconds) == ({"steps": [1]}, 60)
