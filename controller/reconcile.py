@@ -225,6 +225,27 @@ def _fmt(d: timedelta) -> str:
     return spec.format_duration(d)
 
 
+def _hold_or_clear(
+    tick: _Tick,
+    type_: obs.ConditionType,
+    *,
+    ok: bool,
+    grace: timedelta,
+    code: str,
+    failed: str,
+    holding: tuple[str, str],
+    fine: tuple[str, str],
+) -> None:
+    """One holding condition: when not ``ok``, hold (and roll back once it lasted ``grace``)."""
+    if ok:
+        tick.condition(type_, True, *fine)
+        return
+    if tick.now - tick.false_since(type_) >= grace:
+        tick.rollback(code, failed.format(_fmt(grace)))
+    tick.condition(type_, False, holding[0], holding[1].format(_fmt(grace)))
+    tick.holds.append(code)
+
+
 def _safety(tick: _Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> None:
     """Steps 4–6: roll back at once, or after a grace period, or hold."""
     st, o, v, now = tick.st, tick.o, tick.v, tick.now
@@ -250,21 +271,19 @@ def _safety(tick: _Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> None:
         )
     policy = s.failure_policy
     ct = obs.ConditionType
-    if not o.database_reachable:
-        grace = policy.database_unreachable_grace
-        if now - tick.false_since(ct.DATABASE_REACHABLE) >= grace:
-            tick.rollback(
-                "database_unreachable", f"the database has been unreachable for {_fmt(grace)}"
-            )
-        tick.condition(
-            ct.DATABASE_REACHABLE,
-            False,
+    _hold_or_clear(
+        tick,
+        ct.DATABASE_REACHABLE,
+        ok=o.database_reachable,
+        grace=policy.database_unreachable_grace,
+        code="database_unreachable",
+        failed="the database has been unreachable for {}",
+        holding=(
             "DatabaseUnreachable",
-            f"holding; rolling back if the database is unreachable for {_fmt(grace)}",
-        )
-        tick.holds.append("database_unreachable")
-    else:
-        tick.condition(ct.DATABASE_REACHABLE, True, "Reachable", "the database answers")
+            "holding; rolling back if the database is unreachable for {}",
+        ),
+        fine=("Reachable", "the database answers"),
+    )
     if o.database_reachable and (active or st.phase is obs.Phase.BASELINE):
         grace = policy.missing_data_grace
         stale_after = a.allowed_lateness + a.interval
@@ -284,34 +303,32 @@ def _safety(tick: _Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> None:
         else:
             tick.condition(ct.DATA_FRESH, True, "Fresh", "data is arriving")
     if o.database_reachable and active:
-        grace = policy.missing_data_grace
-        if v is None:
-            if now - tick.false_since(ct.ANALYSIS_AVAILABLE) >= grace:
-                tick.rollback("analysis_unavailable", f"no analysis result for {_fmt(grace)}")
-            tick.condition(
-                ct.ANALYSIS_AVAILABLE,
-                False,
+        _hold_or_clear(
+            tick,
+            ct.ANALYSIS_AVAILABLE,
+            ok=v is not None,
+            grace=policy.missing_data_grace,
+            code="analysis_unavailable",
+            failed="no analysis result for {}",
+            holding=(
                 "AnalysisUnavailable",
-                f"holding; rolling back if the analysis cannot run for {_fmt(grace)}",
-            )
-            tick.holds.append("analysis_unavailable")
-        else:
-            tick.condition(ct.ANALYSIS_AVAILABLE, True, "Available", "the analysis ran")
-    if not o.router.challenger_ready:
-        grace = policy.challenger_not_ready_grace
-        if now - tick.false_since(ct.CHALLENGER_READY) >= grace:
-            tick.rollback(
-                "challenger_not_ready", f"the challenger has not been ready for {_fmt(grace)}"
-            )
-        tick.condition(
-            ct.CHALLENGER_READY,
-            False,
-            "ChallengerNotReady",
-            f"holding; rolling back if the challenger is not ready for {_fmt(grace)}",
+                "holding; rolling back if the analysis cannot run for {}",
+            ),
+            fine=("Available", "the analysis ran"),
         )
-        tick.holds.append("challenger_not_ready")
-    else:
-        tick.condition(ct.CHALLENGER_READY, True, "Ready", "the challenger's pods are ready")
+    _hold_or_clear(
+        tick,
+        ct.CHALLENGER_READY,
+        ok=o.router.challenger_ready,
+        grace=policy.challenger_not_ready_grace,
+        code="challenger_not_ready",
+        failed="the challenger has not been ready for {}",
+        holding=(
+            "ChallengerNotReady",
+            "holding; rolling back if the challenger is not ready for {}",
+        ),
+        fine=("Ready", "the challenger's pods are ready"),
+    )
 
 
 def _manual(tick: _Tick, req: manual.ManualRequest) -> bool:
