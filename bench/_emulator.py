@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from controller.kube import emulator
+from canaryctl_demo.kube import emulator
 
 if __name__ == "__main__":
     with emulator.serve() as served:

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import table, write_section
 from bench.ingest import drop_database, scratch_database
-from controller import demo
+from canaryctl_demo import demo
 from controller.storage import db
 
 

@@ -30,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import Scenario
 from bench._results import table, write_section
 from bench.ingest import drop_database, scratch_database
-from controller import crd, traffic
+from canaryctl_demo import traffic
+from canaryctl_demo.kube import emulator, seed
+from canaryctl_demo.world import GROUP, HTTPROUTE, PLURAL, VERSION, experiment_body
 from controller.clock import SimulatedClock
+from controller.experiment import crd
 from controller.ingest import load
-from controller.kube import emulator, seed
-from controller.operator import Operator, OperatorConfig
-from controller.sandbox import GROUP, HTTPROUTE, PLURAL, VERSION, experiment_body
+from controller.operate.loop import Operator, OperatorConfig
 from controller.storage import db
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import Scenario
+from canaryctl_demo.demo import START, demo_experiment
+from canaryctl_demo.world import World
 from controller.cli.main import app
-from controller.demo import START, demo_experiment
-from controller.sandbox import World
 from controller.storage import db
 
 url = os.environ["CANARYCTL_DATABASE_URL"]

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 import typer
 
-from controller import manual
 from controller.cli import kube, output
 from controller.cli.common import EXIT_USAGE, fail
 from controller.clock import SYSTEM_CLOCK
+from controller.decide import manual
 
 app = typer.Typer()
 

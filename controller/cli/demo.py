@@ -1,4 +1,4 @@
-"""``canaryctl demo``: every scenario end to end on embedded defaults (see ``controller.demo``)."""
+"""``canaryctl demo``: every scenario end to end on embedded defaults (see ``canaryctl_demo.demo``)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def demo(
     from rich.console import Console
     from rich.live import Live
 
-    from controller import demo as demo_mod
+    from canaryctl_demo import demo as demo_mod
     from controller.storage import db
 
     names = demo_mod.ORDER if scenario == "all" else [scenario]

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from controller import spec
 from controller.cli import kube, output
 from controller.cli.common import EXIT_ERROR, EXIT_USAGE, fail
 from controller.clock import SYSTEM_CLOCK
+from controller.experiment import spec
 
 app = typer.Typer()
 

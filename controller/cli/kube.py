@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 import yaml
 
-from controller import spec
 from controller.cli.common import fail
+from controller.experiment import spec
 
 if TYPE_CHECKING:
     import kubernetes.client

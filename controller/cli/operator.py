@@ -1,4 +1,4 @@
-"""``canaryctl operator run``: the Kubernetes operator loop (see ``controller.operator``)."""
+"""``canaryctl operator run``: the Kubernetes operator loop (see ``controller.operate.loop``)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def run(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Watch Experiments and run them: shift traffic, analyse, roll back or promote."""
-    from controller import metrics as metrics_mod
-    from controller.operator import Operator, OperatorConfig
+    from controller.operate import metrics as metrics_mod
+    from controller.operate.loop import Operator, OperatorConfig
     from controller.storage import db
 
     logging.basicConfig(

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from controller import manual, spec, validation
+from controller.decide import manual
+from controller.experiment import spec, validation
 
 Body = Mapping[str, Any]
 

@@ -37,7 +37,7 @@ _OPTION_OF = {
 def _duration(seconds: float) -> str | None:
     if not math.isfinite(seconds):
         return None
-    from controller import spec
+    from controller.experiment import spec
 
     return spec.format_duration(timedelta(seconds=round(seconds)))
 
@@ -153,7 +153,7 @@ def plan(
     """
     import analysis
     from analysis import sequential
-    from controller import spec
+    from controller.experiment import spec
 
     try:
         deadline_td = spec.parse_duration(deadline)

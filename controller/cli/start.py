@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from controller import spec, validation
 from controller.cli import kube, output
 from controller.cli.common import EXIT_USAGE, fail
+from controller.experiment import spec, validation
 
 app = typer.Typer()
 _DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")

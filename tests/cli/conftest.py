@@ -17,8 +17,8 @@ import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
+from canaryctl_demo.kube import emulator
 from controller.cli.main import app
-from controller.kube import emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "manifests" / "crd.yaml").read_text())

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from conftest import Cluster, Run, experiment
 
-from controller import manual
+from canaryctl_demo.kube import emulator
 from controller.cli import control, kube
-from controller.kube import emulator
+from controller.decide import manual
 
 A = manual.RequestAction
 

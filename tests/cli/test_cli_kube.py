@@ -10,9 +10,9 @@ import yaml
 from conftest import Cluster, Run, experiment
 from typer.testing import CliRunner
 
+from canaryctl_demo.kube import emulator
 from controller.cli import kube
 from controller.cli.main import app
-from controller.kube import emulator
 
 
 def two_contexts(served: emulator.Served, path: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from conftest import EXAMPLE, NAMESPACE, Cluster, Run, experiment
 
-from controller import validation
+from controller.experiment import validation
 
 
 def write(tmp_path: Path, body: object, name: str = "experiment.yaml") -> Path:

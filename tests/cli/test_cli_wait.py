@@ -14,8 +14,8 @@ import kubernetes.client
 import pytest
 from conftest import NAMESPACE, Cluster, Run, experiment
 
+from canaryctl_demo.kube import emulator
 from controller.cli import experiments
-from controller.kube import emulator
 
 FAST = ("--interval", "10ms")
 

@@ -1,4 +1,4 @@
-"""The spec model, the shared validator, manual requests and frozen settings."""
+"""The spec model, the shared validator, manual requests and frozen frozen."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import crd, manual, settings, spec, validation
+from controller.decide import manual
+from controller.experiment import crd, frozen, spec, validation
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 
@@ -319,19 +320,19 @@ def test_derived_settings_need_a_baseline() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_snapshot_round_trips(path: Path) -> None:
     a = validation.parse_experiment(yaml.safe_load(path.read_text())).analysis
-    snap = settings.snapshot(a, None)
-    assert settings.analysis_from_snapshot(snap) == a
-    assert settings.digest(settings.analysis_from_snapshot(snap)) == settings.digest(a)
+    snap = frozen.snapshot(a, None)
+    assert frozen.analysis_from_snapshot(snap) == a
+    assert frozen.digest(frozen.analysis_from_snapshot(snap)) == frozen.digest(a)
 
 
 def test_digest_changes_with_any_setting() -> None:
     base = validation.validate_spec(MINIMAL).analysis
     raw = copy.deepcopy(MINIMAL)
     raw["analysis"]["guardrails"][2]["kappa"] = 1.6
-    assert settings.digest(validation.validate_spec(raw).analysis) != settings.digest(base)
+    assert frozen.digest(validation.validate_spec(raw).analysis) != frozen.digest(base)
     explicit = copy.deepcopy(MINIMAL)
     explicit["analysis"]["alpha"] = 0.05  # the default, spelled out
-    assert settings.digest(validation.validate_spec(explicit).analysis) == settings.digest(base)
+    assert frozen.digest(validation.validate_spec(explicit).analysis) == frozen.digest(base)
 
 
 # -- manual requests ---------------------------------------------------------------------
@@ -406,7 +407,7 @@ def test_every_spec_field_is_documented() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_routing_snapshot_rebuilds_the_router(path: Path) -> None:
     parsed = validation.parse_experiment(yaml.safe_load(path.read_text()))
-    routing = settings.routing_to_raw(parsed)
+    routing = frozen.routing_to_raw(parsed)
     raw = {
         **routing,
         "steps": [{"weight": 5, "minDuration": "1m"}],

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from controller import demo
+from canaryctl_demo import demo
 
 ROLLBACKS = ["revenue-drop", "latency-regression", "error-spike", "srm"]
 

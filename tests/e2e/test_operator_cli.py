@@ -14,9 +14,9 @@ import kubernetes.client
 import sqlalchemy as sa
 import yaml
 
-from controller import crd
-from controller.kube import emulator, seed
-from controller.sandbox import GROUP, HTTPROUTE, PLURAL, VERSION, experiment_body
+from canaryctl_demo.kube import emulator, seed
+from canaryctl_demo.world import GROUP, HTTPROUTE, PLURAL, VERSION, experiment_body
+from controller.experiment import crd
 
 
 def _free_port() -> int:

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from analysis import Scenario
-from controller import manual
-from controller.operator import FINALIZER, OperatorConfig
-from controller.sandbox import GROUP, PLURAL, VERSION, World, experiment_body
+from canaryctl_demo.world import GROUP, PLURAL, VERSION, World, experiment_body
+from controller.decide import manual
+from controller.operate.loop import FINALIZER, OperatorConfig
 from controller.storage import db, repository
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -240,7 +240,7 @@ def test_two_replicas_elect_one_leader_that_acts(engine: sa.Engine) -> None:
     import threading
     import time
 
-    from controller.leader import LeaderElector
+    from controller.operate.leader import LeaderElector
 
     with World.start(engine, start=T0) as world:
         world.create(experiment_body("ha"))
@@ -321,7 +321,7 @@ def test_operator_run_acts_only_as_leader(engine: sa.Engine) -> None:
 def test_every_router_carries_a_canary_to_promotion_and_a_bad_one_back(
     engine: sa.Engine, kind: str
 ) -> None:
-    from controller.sandbox import ROUTERS
+    from canaryctl_demo.world import ROUTERS
 
     with World.start(engine, start=T0, router_kind=kind) as world:
         world.create(experiment_body("good", router=ROUTERS[kind]))

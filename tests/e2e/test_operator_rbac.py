@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from analysis import Scenario
-from controller import permissions
-from controller.kube.emulator import LoggedRequest
-from controller.sandbox import GROUP, PLURAL, ROUTERS, VERSION, World, experiment_body
+from canaryctl_demo.kube.emulator import LoggedRequest
+from canaryctl_demo.world import GROUP, PLURAL, ROUTERS, VERSION, World, experiment_body
+from controller.operate import permissions
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 BASE = Scenario(requests_per_minute=10_000)

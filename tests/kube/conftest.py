@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import kubernetes.client
 import pytest
 
-from controller.kube import emulator
+from canaryctl_demo.kube import emulator
 
 
 @pytest.fixture()

@@ -17,7 +17,7 @@ from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
-from controller.kube import emulator, seed
+from canaryctl_demo.kube import emulator, seed
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",

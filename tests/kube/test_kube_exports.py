@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import controller.kube
+import canaryctl_demo.kube
 import controller.routers
 
 
 def test_kube_exports() -> None:
-    assert controller.kube.__all__ == [
+    assert canaryctl_demo.kube.__all__ == [
         "BUILTIN_KINDS",
         "ApiError",
         "Emulator",

@@ -14,7 +14,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiException
 
-from controller.kube import emulator, seed
+from canaryctl_demo.kube import emulator, seed
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",

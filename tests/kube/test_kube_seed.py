@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kubernetes_validate
 
-from controller.kube import seed
+from canaryctl_demo.kube import seed
 
 
 def test_seeded_deployment_is_valid() -> None:

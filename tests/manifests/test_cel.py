@@ -20,7 +20,7 @@ import pytest
 import yaml
 from celpy import celtypes
 
-from controller import crd, validation
+from controller.experiment import crd, validation
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 

@@ -14,7 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller import crd, permissions, spec
+from controller.experiment import crd, spec
+from controller.operate import permissions
 
 ROOT = Path(__file__).parents[2]
 MANIFESTS = ROOT / "manifests"

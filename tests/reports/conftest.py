@@ -2,7 +2,7 @@
 
 The shared ``engine`` fixture empties every table after each test, so the reports' data
 lives in a second database on the same server: one experiment rolled back for a 30 %
-revenue drop, one promoted, both run through ``controller.sandbox.World`` (the Kubernetes
+revenue drop, one promoted, both run through ``canaryctl_demo.world.World`` (the Kubernetes
 API emulator, the real ingest path and the real operator, in simulated time).
 """
 
@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from analysis import Scenario
-from controller.sandbox import World, experiment_body
+from canaryctl_demo.world import World, experiment_body
 from controller.storage import db
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from controller.kube import emulator, seed
+from canaryctl_demo.kube import emulator, seed
 from controller.routers import base
 
 MakeConfig = Callable[..., base.RouterConfig]

@@ -8,8 +8,8 @@ from typing import Any
 import kubernetes.client
 import pytest
 
+from canaryctl_demo.kube import emulator, seed
 from controller import routers
-from controller.kube import emulator, seed
 from controller.routers import base, gateway_api
 
 MakeConfig = Callable[..., base.RouterConfig]

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import kubernetes.client
 import pytest
 
+from canaryctl_demo.kube import emulator, seed
 from controller import routers
-from controller.kube import emulator, seed
 from controller.routers import base, kserve, objects
 
 MakeConfig = Callable[..., base.RouterConfig]

@@ -31,14 +31,16 @@ import kubernetes.client
 import sqlalchemy as sa
 
 import analysis
-from controller import executor, guardrails, manual, settings, validation
-from controller import observed as obs
-from controller import plan as p
-from controller import spec as sp
-from controller import status as st
 from controller.clock import SYSTEM_CLOCK, Clock
-from controller.leader import LeaderElector
-from controller.metrics import Metrics
+from controller.decide import actions as p
+from controller.decide import manual
+from controller.decide import observed as obs
+from controller.decide import status as st
+from controller.experiment import frozen, validation
+from controller.experiment import spec as sp
+from controller.operate import evaluate, executor
+from controller.operate.leader import LeaderElector
+from controller.operate.metrics import Metrics
 from controller.routers import base as routers
 from controller.routers import router_for
 from controller.storage import repository
@@ -81,7 +83,7 @@ class _PendingAnalysis:
 
     item: analysis.BatchItem
     exp_id: int
-    history: list[guardrails.StepRecord]
+    history: list[evaluate.StepRecord]
     windows: list[Any]
 
 
@@ -435,8 +437,8 @@ class Operator:
                         "step_index": stored.step_index,
                         "challenger_weight": work.route.challenger_weight if work.route else 0,
                         "verdict": evaluation.verdict.value,
-                        "payload": guardrails.evidence(evaluation, work.pending.windows)
-                        | {"samples": guardrails.status_fields(None, work.samples, now)["samples"]},
+                        "payload": evaluate.evidence(evaluation, work.pending.windows)
+                        | {"samples": evaluate.status_fields(None, work.samples, now)["samples"]},
                     },
                 )
             except _DB_ERRORS as exc:
@@ -444,12 +446,12 @@ class Operator:
                 evaluation, work.reachable = None, False
         verdicts = None
         if evaluation is not None and isinstance(spec_or_error, sp.ExperimentSpec):
-            frozen = (
-                settings.analysis_from_snapshot(stored.frozen.snapshot)
+            frozen_analysis = (
+                frozen.analysis_from_snapshot(stored.frozen.snapshot)
                 if stored.frozen
                 else spec_or_error.analysis
             )
-            verdicts = guardrails.summarise(evaluation, srm_enabled=frozen.srm_enabled)
+            verdicts = evaluate.summarise(evaluation, srm_enabled=frozen_analysis.srm_enabled)
         route = work.route
         observed = obs.Observed(
             created_at=_time(meta.get("creationTimestamp")) or now,
@@ -466,7 +468,7 @@ class Operator:
             baseline=work.baseline,
             request=manual.parse_request(meta.get("annotations")),
         )
-        from controller import reconcile
+        from controller.decide import reconcile
 
         plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
         target = executor.Target(
@@ -485,10 +487,10 @@ class Operator:
             engine=self.engine if work.reachable else None,
             api=self.api,
             extra_status={
-                **guardrails.status_fields(evaluation, work.samples, now),
+                **evaluate.status_fields(evaluation, work.samples, now),
                 **({"pendingDecisions": []} if work.flushed else {}),
             },
-            evidence=guardrails.evidence(evaluation, work.windows) if evaluation else None,
+            evidence=evaluate.evidence(evaluation, work.windows) if evaluation else None,
             fault=self.fault,
             now=now,
         )
@@ -519,7 +521,7 @@ class Operator:
     ) -> routers.TrafficRouter | None:
         raw: Mapping[str, Any] | None = None
         if isinstance(spec_or_error, sp.ExperimentSpec):
-            raw = settings.routing_to_raw(spec_or_error)
+            raw = frozen.routing_to_raw(spec_or_error)
         elif stored.frozen is not None:
             raw = stored.frozen.snapshot.get("routing")
         if raw is None:
@@ -648,13 +650,13 @@ class Operator:
         """Counts, freshness, baseline values and the analysis input of this tick (one connection)."""
         assert self.engine is not None
         frozen_analysis = (
-            settings.analysis_from_snapshot(stored.frozen.snapshot) if stored.frozen else s.analysis
+            frozen.analysis_from_snapshot(stored.frozen.snapshot) if stored.frozen else s.analysis
         )
         lateness = frozen_analysis.allowed_lateness
-        final_until = guardrails.watermark(now, lateness)
+        final_until = evaluate.watermark(now, lateness)
         with self.engine.connect() as conn:
             last_minute, persisted = repository.freshness_and_state(conn, exp_id)
-            last_data_at = None if last_minute is None else last_minute + guardrails.MINUTE
+            last_data_at = None if last_minute is None else last_minute + evaluate.MINUTE
             baseline = None
             if (
                 stored.phase is obs.Phase.BASELINE
@@ -672,7 +674,7 @@ class Operator:
                 return obs.ArmCounts(), last_data_at, baseline, None, []
             if stored.frozen is None or stored.step_started_at is None:
                 return obs.ArmCounts(), last_data_at, baseline, None, []
-            history = [guardrails.StepRecord.from_dict(d) for d in persisted.get("steps", [])]
+            history = [evaluate.StepRecord.from_dict(d) for d in persisted.get("steps", [])]
             weight = s.steps[stored.step_index].weight if stored.step_index < len(s.steps) else 0
             share = route.challenger_share if route is not None else weight / 100
             cut = None
@@ -683,7 +685,7 @@ class Operator:
                     if evaluated
                     else last_consistent or stored.step_started_at
                 )
-            history = guardrails.update_history(
+            history = evaluate.update_history(
                 history,
                 step_index=stored.step_index,
                 step_started_at=stored.step_started_at,
@@ -692,7 +694,7 @@ class Operator:
                 now=now,
                 cut=cut,
             )
-            windows = guardrails.windows(history, final_until)
+            windows = evaluate.windows(history, final_until)
             if not windows:
                 return obs.ArmCounts(), last_data_at, baseline, None, []
             steps = []
@@ -702,8 +704,8 @@ class Operator:
                 steps.append(
                     analysis.StepWindow(
                         weight_challenger=record.share,
-                        champion=guardrails.arm_stats(totals["champion"]),
-                        challenger=guardrails.arm_stats(totals["challenger"]),
+                        champion=evaluate.arm_stats(totals["champion"]),
+                        challenger=evaluate.arm_stats(totals["challenger"]),
                         design_weight_challenger=record.weight / 100,
                         closed=closed,
                     )
@@ -714,8 +716,8 @@ class Operator:
         derived = stored.frozen.snapshot.get("derived", {})
         pending = _PendingAnalysis(
             item=analysis.BatchItem(
-                guardrails.settings_for(frozen_analysis),
-                guardrails.guardrails_for(frozen_analysis, derived),
+                evaluate.settings_for(frozen_analysis),
+                evaluate.guardrails_for(frozen_analysis, derived),
                 steps,
                 analysis.AnalysisState.from_dict(previous)
                 if previous
@@ -737,7 +739,7 @@ class Operator:
     ) -> obs.BaselineResult | None:
         """The champion's derived cap and thresholds once the baseline period is final."""
         assert a.baseline is not None
-        start = guardrails.ceil_minute(started)
+        start = evaluate.ceil_minute(started)
         end = start + a.baseline.duration
         if final_until < end:
             return None
@@ -757,7 +759,7 @@ class Operator:
                 for g in tails:
                     fb = g.threshold_from_baseline
                     assert fb is not None
-                    thresholds[g.name] = guardrails.derived_threshold(hist, fb.quantile, fb.margin)
+                    thresholds[g.name] = evaluate.derived_threshold(hist, fb.quantile, fb.margin)
         return obs.BaselineResult(revenue_cap=cap, thresholds_ms=thresholds)
 
 

@@ -1,6 +1,6 @@
 """A Kubernetes API emulator for tests and the demo: kmock's HTTP server with our object store."""
 
-from controller.kube.emulator import (
+from canaryctl_demo.kube.emulator import (
     BUILTIN_KINDS,
     Emulator,
     LoggedRequest,
@@ -8,7 +8,7 @@ from controller.kube.emulator import (
     api_client,
     serve,
 )
-from controller.kube.store import ApiError, Kind, Store
+from canaryctl_demo.kube.store import ApiError, Kind, Store
 
 __all__ = [
     "BUILTIN_KINDS",

@@ -21,11 +21,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from analysis import Scenario
-from controller import crd, traffic
+from canaryctl_demo import traffic
+from canaryctl_demo.kube import emulator, seed
 from controller.clock import SimulatedClock
+from controller.experiment import crd
 from controller.ingest import load
-from controller.kube import emulator, seed
-from controller.operator import Operator, OperatorConfig, TickResult
+from controller.operate.loop import Operator, OperatorConfig, TickResult
 from controller.routers import base as routers
 from controller.routers import router_for
 

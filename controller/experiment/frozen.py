@@ -13,7 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from controller import observed, spec, validation
+from controller.decide import observed
+from controller.experiment import spec, validation
 
 
 def _from_baseline(value: spec.FromBaseline | None) -> dict[str, float] | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 
-from controller import crd, spec
+from controller.experiment import crd, spec
 
 
 @dataclass(frozen=True)

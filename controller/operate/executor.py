@@ -19,8 +19,8 @@ from typing import Any
 import kubernetes.client
 import sqlalchemy as sa
 
-from controller import plan as p
-from controller import status as st
+from controller.decide import actions as p
+from controller.decide import status as st
 from controller.routers import base as routers
 from controller.storage import repository
 

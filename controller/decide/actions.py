@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from controller import observed
+from controller.decide import observed
 
 
 class DecisionKind(StrEnum):

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from analysis import Scenario
-from controller.sandbox import World, experiment_body
+from canaryctl_demo.world import World, experiment_body
 from controller.storage import db, repository
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """In-memory object store with the Kubernetes API server's write semantics.
 
-The HTTP layer (:mod:`controller.kube.emulator`) translates requests into calls here; tests may also
+The HTTP layer (:mod:`canaryctl_demo.kube.emulator`) translates requests into calls here; tests may also
 call the store directly to play another writer (e.g. KServe's controller or a competing client).
 It knows nothing of HTTP and must not grow validation: it stores whatever JSON it is given.
 

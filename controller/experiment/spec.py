@@ -1,6 +1,6 @@
 """The Experiment spec as typed, frozen values, and Go-style durations.
 
-Sits between the raw custom resource (validated by ``controller.validation``) and
+Sits between the raw custom resource (validated by ``controller.experiment.validation``) and
 everything that decides or acts: the reconcile function, the routers, the analysis
 engine and the CLI all read an ``ExperimentSpec``, never the raw JSON. This module only
 describes values; it does no validation beyond what building a value needs, no I/O.

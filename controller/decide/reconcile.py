@@ -26,9 +26,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller import manual, settings, spec, validation
-from controller import observed as obs
-from controller import plan as p
+from controller.decide import actions as p
+from controller.decide import manual
+from controller.decide import observed as obs
+from controller.experiment import frozen, spec, validation
 
 ACTOR = "canaryctl"
 _ACTIVE = (obs.Phase.PROGRESSING, obs.Phase.PAUSED, obs.Phase.AWAITING_PROMOTION)
@@ -375,11 +376,11 @@ def _keep_weight(tick: _Tick, target: int) -> bool:
 
 def _start(tick: _Tick, s: spec.ExperimentSpec) -> None:
     first = s.steps[0]
-    snap = settings.snapshot(s.analysis, tick.o.baseline, s)
-    frozen = obs.FrozenSettings(settings.digest(s.analysis), snap, tick.now)
+    snap = frozen.snapshot(s.analysis, tick.o.baseline, s)
+    frozen_now = obs.FrozenSettings(frozen.digest(s.analysis), snap, tick.now)
     message = f"step 1/{len(s.steps)}: challenger at {first.weight} %"
     tick.add(
-        p.FreezeSettings(frozen),
+        p.FreezeSettings(frozen_now),
         p.SetWeight(first.weight),
         p.SetStep(0, f"1/{len(s.steps)}", tick.now),
         p.SetPhase(
@@ -494,7 +495,7 @@ def _progress(tick: _Tick, s: spec.ExperimentSpec) -> None:
         since = st.phase_started_at or tick.now
         if tick.holds or baseline is None or tick.now - since < baseline.duration:
             return
-        ready = settings.baseline_complete(s.analysis, tick.o.baseline)
+        ready = frozen.baseline_complete(s.analysis, tick.o.baseline)
         tick.condition(
             obs.ConditionType.BASELINE_READY,
             ready,
@@ -514,8 +515,8 @@ def _run(tick: _Tick, s: spec.ExperimentSpec) -> None:
     tick.condition(obs.ConditionType.SPEC_VALID, True, "Valid", "the spec is valid")
     analysis = s.analysis
     if st.frozen is not None:
-        analysis = settings.analysis_from_snapshot(st.frozen.snapshot)
-        changed = settings.digest(s.analysis) != st.frozen.digest
+        analysis = frozen.analysis_from_snapshot(st.frozen.snapshot)
+        changed = frozen.digest(s.analysis) != st.frozen.digest
         old = st.condition(obs.ConditionType.SETTINGS_FROZEN)
         if changed:
             message = "spec.analysis was edited after Progressing began; the frozen settings stay"
@@ -529,9 +530,9 @@ def _run(tick: _Tick, s: spec.ExperimentSpec) -> None:
                         tick.now,
                         {
                             "frozenDigest": st.frozen.digest,
-                            "specDigest": settings.digest(s.analysis),
+                            "specDigest": frozen.digest(s.analysis),
                         },
-                        key=f"settings_change_refused:{settings.digest(s.analysis)}",
+                        key=f"settings_change_refused:{frozen.digest(s.analysis)}",
                     )
                 )
             tick.condition(

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from controller import manual
+from controller.decide import manual
 
 
 class Phase(StrEnum):

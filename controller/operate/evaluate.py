@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 import analysis
-from controller import observed as obs
-from controller import spec
+from controller.decide import observed as obs
+from controller.experiment import spec
 from controller.storage import repository
 
 MINUTE = timedelta(minutes=1)

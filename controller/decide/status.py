@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypedDict
 
-from controller import observed as obs
-from controller import plan as p
+from controller.decide import actions as p
+from controller.decide import observed as obs
 
 MAX_HANDLED_REQUESTS = 100
 
@@ -36,7 +36,7 @@ class FrozenSettingsDict(TypedDict):
 
 
 class StatusDict(TypedDict, total=False):
-    """``status`` of an Experiment as stored (see ``controller.crd.STATUS_SCHEMA``)."""
+    """``status`` of an Experiment as stored (see ``controller.experiment.crd.STATUS_SCHEMA``)."""
 
     phase: str
     reasonCode: str

@@ -2,7 +2,7 @@
 
 kmock (by Kopf's author) serves HTTP, API discovery and ``Status`` errors; its own object tracking
 lacks PUT, resourceVersion conflicts, the status subresource and list ``kind``, so this subclass
-answers every request for a registered resource from :class:`controller.kube.store.Store` and
+answers every request for a registered resource from :class:`canaryctl_demo.kube.store.Store` and
 leaves the rest (discovery, unknown paths, kmock reactions) to kmock. It records a request log,
 serves watches (``?watch=true``, replaying events after a ``resourceVersion``) and Namespace
 objects (which kmock's URL parser cannot read). Kopf and ``kubernetes.leaderelection`` run on it.
@@ -29,7 +29,7 @@ import kmock
 import kubernetes.client
 from typing_extensions import override
 
-from controller.kube import store as store_
+from canaryctl_demo.kube import store as store_
 
 Kind = store_.Kind
 
