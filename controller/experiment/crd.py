@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from controller.experiment import spec
+from controller.experiment import defaults, spec
 
 Schema = dict[str, Any]
 
@@ -72,7 +72,7 @@ def _from_baseline(description: str, *, with_margin: bool) -> Schema:
             "type": "number",
             "minimum": 0,
             "maximum": 10,
-            "default": 0.0,
+            "default": defaults.THRESHOLD_MARGIN,
             "description": "Inflation m: the threshold is the smallest histogram edge"
             " >= (1+m) x quantile.",
         }
@@ -87,7 +87,7 @@ _ROUTER = _obj(
                 "ruleIndex": {
                     "type": "integer",
                     "minimum": 0,
-                    "default": 0,
+                    "default": defaults.RULE_INDEX,
                     "description": "Index of the rule whose backendRefs carry the weights.",
                 },
             },
@@ -100,7 +100,7 @@ _ROUTER = _obj(
                 "routeIndex": {
                     "type": "integer",
                     "minimum": 0,
-                    "default": 0,
+                    "default": defaults.ROUTE_INDEX,
                     "description": "Index of the http route whose destinations carry the weights.",
                 },
                 "host": _with(_NAME, "Destination host; defaults to each arm's service."),
@@ -159,7 +159,7 @@ _STEP = _obj(
         "minSamples": {
             "type": "integer",
             "minimum": 0,
-            "default": 0,
+            "default": defaults.MIN_SAMPLES,
             "description": "Minimum requests per arm in this step before advancing.",
         },
     },
@@ -272,13 +272,15 @@ _GUARDRAIL = _obj(
 
 _ANALYSIS = _obj(
     {
-        "interval": _with(_DURATION, "Tick: how often the analysis runs.", default="1m"),
+        "interval": _with(
+            _DURATION, "Tick: how often the analysis runs.", default=defaults.INTERVAL
+        ),
         "alpha": {
             "type": "number",
             "minimum": 0,
             "exclusiveMinimum": True,
-            "maximum": 0.5,
-            "default": 0.05,
+            "maximum": defaults.ALPHA_MAX,
+            "default": defaults.ALPHA,
             "description": "Family-wise probability of rolling back a healthy challenger.",
         },
         "guardrails": {
@@ -295,13 +297,13 @@ _ANALYSIS = _obj(
                 "minRequests": {
                     "type": "integer",
                     "minimum": 0,
-                    "default": 3000,
+                    "default": defaults.BURN_IN_MIN_REQUESTS,
                     "description": "Requests in the smaller arm before tests may decide.",
                 },
                 "minNonZeroRevenue": {
                     "type": "integer",
                     "minimum": 0,
-                    "default": 200,
+                    "default": defaults.BURN_IN_MIN_NON_ZERO_REVENUE,
                     "description": "Requests with non-zero revenue in the smaller arm"
                     " before tests may decide.",
                 },
@@ -345,7 +347,7 @@ _ANALYSIS = _obj(
             {
                 "enabled": {
                     "type": "boolean",
-                    "default": True,
+                    "default": defaults.SRM_ENABLED,
                     "description": "Check the sample ratio every tick; a mismatch rolls back.",
                 }
             },
@@ -353,7 +355,9 @@ _ANALYSIS = _obj(
             default={},
         ),
         "allowedLateness": _with(
-            _DURATION, "How late a request may arrive and still count.", default="2m"
+            _DURATION,
+            "How late a request may arrive and still count.",
+            default=defaults.ALLOWED_LATENESS,
         ),
         "tuning": _obj(
             {
@@ -410,13 +414,19 @@ _GRACE = _obj(
 _FAILURE_POLICY = _obj(
     {
         "missingData": _with(
-            _GRACE, "No fresh data although the database answers.", default={"gracePeriod": "15m"}
+            _GRACE,
+            "No fresh data although the database answers.",
+            default={"gracePeriod": defaults.MISSING_DATA_GRACE},
         ),
         "databaseUnreachable": _with(
-            _GRACE, "The database does not answer.", default={"gracePeriod": "10m"}
+            _GRACE,
+            "The database does not answer.",
+            default={"gracePeriod": defaults.DATABASE_UNREACHABLE_GRACE},
         ),
         "challengerNotReady": _with(
-            _GRACE, "The challenger's pods are not ready.", default={"gracePeriod": "10m"}
+            _GRACE,
+            "The challenger's pods are not ready.",
+            default={"gracePeriod": defaults.CHALLENGER_NOT_READY_GRACE},
         ),
     },
     description="What missing data, an unreachable database or an unready challenger lead to.",
@@ -448,7 +458,7 @@ SPEC_SCHEMA: Schema = _obj(
                 "mode": {
                     "type": "string",
                     "enum": [m.value for m in spec.PromotionMode],
-                    "default": spec.PromotionMode.AUTOMATIC.value,
+                    "default": defaults.PROMOTION_MODE.value,
                     "description": "automatic, or manual (wait in AwaitingPromotion).",
                 }
             },
@@ -459,7 +469,7 @@ SPEC_SCHEMA: Schema = _obj(
         "maxDuration": _with(
             _DURATION,
             "Longest the experiment may run; reaching it without PASS rolls back.",
-            default="24h",
+            default=defaults.MAX_DURATION,
         ),
     },
     required=["champion", "challenger", "router", "steps", "analysis"],
@@ -573,7 +583,7 @@ STATUS_SCHEMA: Schema = _obj(
             "items": _obj(
                 {
                     "name": {"type": "string"},
-                    "kind": {"type": "string", "enum": ["mean", "tail", "rate"]},
+                    "kind": {"type": "string", "enum": [k.value for k in spec.GuardrailKind]},
                     "verdict": {"type": "string", "enum": ["pass", "fail", "continue"]},
                     "reasonCode": {"type": "string"},
                     "reason": {"type": "string"},

@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 
-from controller.experiment import crd, spec
+from controller.experiment import crd, defaults, spec
 
 
 @dataclass(frozen=True)
@@ -107,12 +107,14 @@ def _arm(raw: Mapping[str, Any]) -> spec.Arm:
 def _router(raw: Mapping[str, Any]) -> spec.Router:
     if "gatewayAPI" in raw:
         r = raw["gatewayAPI"]
-        return spec.GatewayAPIRouter(http_route=r["httpRoute"], rule_index=r.get("ruleIndex", 0))
+        return spec.GatewayAPIRouter(
+            http_route=r["httpRoute"], rule_index=r.get("ruleIndex", defaults.RULE_INDEX)
+        )
     if "istio" in raw:
         r = raw["istio"]
         return spec.IstioRouter(
             virtual_service=r["virtualService"],
-            route_index=r.get("routeIndex", 0),
+            route_index=r.get("routeIndex", defaults.ROUTE_INDEX),
             host=r.get("host"),
             champion_subset=r.get("championSubset"),
             challenger_subset=r.get("challengerSubset"),
@@ -125,7 +127,9 @@ def _router(raw: Mapping[str, Any]) -> spec.Router:
 def _from_baseline(raw: Mapping[str, Any] | None) -> spec.FromBaseline | None:
     if raw is None:
         return None
-    return spec.FromBaseline(quantile=float(raw["quantile"]), margin=float(raw.get("margin", 0.0)))
+    return spec.FromBaseline(
+        quantile=float(raw["quantile"]), margin=float(raw.get("margin", defaults.THRESHOLD_MARGIN))
+    )
 
 
 def _guardrail(raw: Mapping[str, Any]) -> spec.Guardrail:
@@ -136,7 +140,7 @@ def _guardrail(raw: Mapping[str, Any]) -> spec.Guardrail:
         return spec.MeanGuardrail(
             name=raw["name"],
             margin=spec.Margin(margin_kind, float(margin.get(margin_kind.value, 0.0))),
-            direction=spec.Direction(raw.get("direction", spec.Direction.HIGHER_IS_BETTER)),
+            direction=spec.Direction(raw.get("direction", defaults.DIRECTION)),
         )
     kappa = float(raw.get("kappa", 1.0))
     if kind is spec.GuardrailKind.TAIL:
@@ -157,12 +161,14 @@ def analysis_from_raw(raw: Mapping[str, Any]) -> spec.Analysis:
     baseline = raw.get("baseline")
     tuning = raw.get("tuning", {})
     return spec.Analysis(
-        interval=spec.parse_duration(raw.get("interval", "1m")),
-        alpha=float(raw.get("alpha", 0.05)),
+        interval=spec.parse_duration(raw.get("interval", defaults.INTERVAL)),
+        alpha=float(raw.get("alpha", defaults.ALPHA)),
         guardrails=tuple(_guardrail(g) for g in raw["guardrails"]),
         burn_in=spec.BurnIn(
-            min_requests=burn_in.get("minRequests", 3000),
-            min_non_zero_revenue=burn_in.get("minNonZeroRevenue", 200),
+            min_requests=burn_in.get("minRequests", defaults.BURN_IN_MIN_REQUESTS),
+            min_non_zero_revenue=burn_in.get(
+                "minNonZeroRevenue", defaults.BURN_IN_MIN_NON_ZERO_REVENUE
+            ),
         ),
         revenue_cap=None
         if cap is None
@@ -173,8 +179,8 @@ def analysis_from_raw(raw: Mapping[str, Any]) -> spec.Analysis:
         baseline=None
         if baseline is None
         else spec.Baseline(spec.parse_duration(baseline["duration"])),
-        srm_enabled=bool(raw.get("srm", {}).get("enabled", True)),
-        allowed_lateness=spec.parse_duration(raw.get("allowedLateness", "2m")),
+        srm_enabled=bool(raw.get("srm", {}).get("enabled", defaults.SRM_ENABLED)),
+        allowed_lateness=spec.parse_duration(raw.get("allowedLateness", defaults.ALLOWED_LATENESS)),
         tuning=spec.Tuning(samples_per_arm=tuning.get("samplesPerArm")),
     )
 
@@ -193,18 +199,22 @@ def _build(raw: Mapping[str, Any]) -> spec.ExperimentSpec:
             spec.Step(
                 weight=s["weight"],
                 min_duration=spec.parse_duration(s["minDuration"]),
-                min_samples=s.get("minSamples", 0),
+                min_samples=s.get("minSamples", defaults.MIN_SAMPLES),
             )
             for s in raw["steps"]
         ),
         analysis=analysis_from_raw(raw["analysis"]),
-        promotion=spec.PromotionMode(raw.get("promotion", {}).get("mode", "automatic")),
+        promotion=spec.PromotionMode(raw.get("promotion", {}).get("mode", defaults.PROMOTION_MODE)),
         failure_policy=spec.FailurePolicy(
-            missing_data_grace=_grace(policy, "missingData", "15m"),
-            database_unreachable_grace=_grace(policy, "databaseUnreachable", "10m"),
-            challenger_not_ready_grace=_grace(policy, "challengerNotReady", "10m"),
+            missing_data_grace=_grace(policy, "missingData", defaults.MISSING_DATA_GRACE),
+            database_unreachable_grace=_grace(
+                policy, "databaseUnreachable", defaults.DATABASE_UNREACHABLE_GRACE
+            ),
+            challenger_not_ready_grace=_grace(
+                policy, "challengerNotReady", defaults.CHALLENGER_NOT_READY_GRACE
+            ),
         ),
-        max_duration=spec.parse_duration(raw.get("maxDuration", "24h")),
+        max_duration=spec.parse_duration(raw.get("maxDuration", defaults.MAX_DURATION)),
     )
 
 

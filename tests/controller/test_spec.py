@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.decide import manual
-from controller.experiment import crd, frozen, spec, validation
+from controller.experiment import crd, defaults, frozen, spec, validation
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 
@@ -402,6 +403,70 @@ def test_every_spec_field_is_documented() -> None:
     text = (Path(__file__).parents[2] / "docs" / "spec.md").read_text()
     missing = [p for p in _field_paths(crd.SPEC_SCHEMA, "spec") if f"`{p}`" not in text]
     assert not missing
+
+
+def _schema_at(path: str) -> dict[str, Any]:
+    node: dict[str, Any] = crd.SPEC_SCHEMA
+    for part in path.split("."):
+        name = part.removesuffix("[]")
+        node = node["properties"][name]
+        if part.endswith("[]"):
+            node = node["items"]
+    return node
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# The API server would add a schema default to every guardrail kind, so the parser adds it.
+_PARSER_ONLY = {"analysis.guardrails[].direction"}
+
+
+@pytest.mark.parametrize("path", sorted(defaults.BY_PATH))
+def test_each_default_is_stated_once_for_the_schema_and_the_docs(path: str) -> None:
+    value = defaults.BY_PATH[path]
+    node = _schema_at(path)
+    if path in _PARSER_ONLY:
+        assert "default" not in node
+    elif "gracePeriod" not in path:  # a grace period's default sits on its parent object
+        assert node["default"] == value
+    row = next(
+        line
+        for line in (Path(__file__).parents[2] / "docs" / "spec.md").read_text().splitlines()
+        if line.startswith(f"| `spec.{path}` |")
+    )
+    assert f"`{_shown(value)}`" in re.split(r"(?<!\\)\|", row)[3], row
+
+
+def test_grace_period_defaults_come_from_the_defaults_module() -> None:
+    policy = crd.SPEC_SCHEMA["properties"]["failurePolicy"]["properties"]
+    assert {k: v["default"]["gracePeriod"] for k, v in policy.items()} == {
+        "missingData": defaults.MISSING_DATA_GRACE,
+        "databaseUnreachable": defaults.DATABASE_UNREACHABLE_GRACE,
+        "challengerNotReady": defaults.CHALLENGER_NOT_READY_GRACE,
+    }
+
+
+def test_a_minimal_spec_parses_to_the_stated_defaults() -> None:
+    parsed = validation.validate_spec(MINIMAL)
+    a = parsed.analysis
+    assert (a.alpha, a.interval, a.allowed_lateness, a.srm_enabled) == (
+        defaults.ALPHA,
+        spec.parse_duration(defaults.INTERVAL),
+        spec.parse_duration(defaults.ALLOWED_LATENESS),
+        defaults.SRM_ENABLED,
+    )
+    assert (a.burn_in.min_requests, a.burn_in.min_non_zero_revenue) == (
+        defaults.BURN_IN_MIN_REQUESTS,
+        defaults.BURN_IN_MIN_NON_ZERO_REVENUE,
+    )
+    assert parsed.max_duration == spec.parse_duration(defaults.MAX_DURATION)
+    assert parsed.promotion is defaults.PROMOTION_MODE
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
