@@ -257,10 +257,11 @@ def _assemble(
     )
     log_bf = float(srm_steps[:k].sum())
     srm_p = min(st.srm_p, math.exp(-log_bf) if log_bf > -700 else 1.0) if burn_in else st.srm_p
-    srm_fired = burn_in and log_bf >= big_l
+    srm_fired = settings.srm_check and burn_in and log_bf >= big_l
     expected = float((rho[:k] * arms[:k, :, 0].sum(axis=1)).sum() / max(n_arm.sum(), 1.0))
     observed = float(n_arm[1] / n_arm.sum()) if n_arm.sum() > 0 else math.nan
-    srm_status = results.SrmStatus(srm_fired, srm_p, log_bf, observed, expected, alpha_g)
+    srm_alpha = alpha_g if settings.srm_check else 0.0
+    srm_status = results.SrmStatus(srm_fired, srm_p, log_bf, observed, expected, srm_alpha)
 
     out: list[results.GuardrailResult] = []
     running: dict[str, state.RunningP] = {}

@@ -59,7 +59,11 @@ class GuardrailResult:
 
 @dataclass(frozen=True)
 class SrmStatus:
-    """The sample-ratio check at one look, against the shares the router reported."""
+    """The sample-ratio check at one look, against the shares the router reported.
+
+    ``alpha`` is the check's share of the family-wise alpha: 0 when the check is off
+    (``AnalysisSettings.srm_check``), and ``mismatch`` is then always False.
+    """
 
     mismatch: bool
     p_value: float

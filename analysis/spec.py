@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis import buckets, sequential, srm, stats
+from analysis import buckets, multiplicity, sequential, srm, stats
 
 
 class Verdict(enum.StrEnum):
@@ -144,7 +144,7 @@ class AnalysisSettings:
     ----------
     alpha : float
         Family-wise probability that a healthy challenger is rolled back for any reason;
-        split equally (Bonferroni) over the guardrails and the SRM check.
+        split equally (Bonferroni) over the guardrails and, when it runs, the SRM check.
     burn_in_requests : int
         Minimum requests in the smaller arm before any verdict other than CONTINUE (and,
         per step, before a step's mean test counts).
@@ -156,6 +156,10 @@ class AnalysisSettings:
         Dirichlet prior concentration of the SRM test.
     beta_a, beta_b : float
         Beta prior of the count tests before truncation.
+    srm_check : bool
+        Whether a sample-ratio mismatch voids the results and fails the experiment. When
+        False the SRM statistic is still reported, but it takes no share of ``alpha``
+        and never fails or voids anything.
     """
 
     alpha: float = 0.05
@@ -166,6 +170,7 @@ class AnalysisSettings:
     beta_a: float = 1.0
     beta_b: float = 1.0
     count_prior_ratio: float | None = 2.0
+    srm_check: bool = True
 
     def __post_init__(self) -> None:
         sequential.check_alpha(self.alpha)
@@ -184,8 +189,8 @@ class AnalysisSettings:
             raise ValueError(f"count_prior_ratio must be finite and > 1, got {r}")
 
     def alpha_each(self, n_guardrails: int) -> float:
-        """Bonferroni share of alpha for each guardrail and for the SRM check."""
-        return self.alpha / (n_guardrails + 1)
+        """Bonferroni share of alpha for each guardrail and for the SRM check (if it runs)."""
+        return multiplicity.alpha_each(self.alpha, n_guardrails, srm_check=self.srm_check)
 
 
 @dataclass(frozen=True, eq=False)

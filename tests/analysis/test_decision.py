@@ -70,6 +70,19 @@ def test_srm_voids_every_guardrail() -> None:
     assert all(g.reason_code == ReasonCode.VOID_SRM for g in ev.guardrails)
 
 
+def test_a_disabled_srm_check_takes_no_alpha_and_voids_nothing() -> None:
+    """``srm_check=False``: the split serves the guardrails only; a skewed split fails nothing."""
+    off = AnalysisSettings(burn_in_requests=1000, burn_in_nonzero=50, srm_check=False)
+    skewed = [StepWindow(0.5, arm(200_000, 1, 2, 400), arm(180_000, 1, 2, 360))]
+    assert evaluate(SETTINGS, [REVENUE, ERRORS], skewed).verdict == Verdict.FAIL
+    ev = evaluate(off, [REVENUE, ERRORS], skewed)
+    assert not ev.srm.mismatch and ev.srm.alpha == 0.0
+    assert ev.reason_code != ReasonCode.SRM
+    assert all(g.reason_code != ReasonCode.VOID_SRM for g in ev.guardrails)
+    assert all(g.alpha == pytest.approx(off.alpha / 2) for g in ev.guardrails)
+    assert SETTINGS.alpha_each(2) == pytest.approx(SETTINGS.alpha / 3)
+
+
 def test_bounds_are_dual_to_the_verdicts() -> None:
     ev = evaluate(
         SETTINGS, [REVENUE], [StepWindow(0.5, arm(200_000, 1.0, 2.0), arm(200_000, 0.9, 2.0))]
