@@ -1,9 +1,12 @@
-"""Freezing the analysis settings: snapshot, digest, and reading a snapshot back.
+"""The frozen settings: built once when Progressing begins, read by everyone after.
 
-When Progressing begins, reconcile records the analysis settings (with the values derived
-from the baseline) in the status; from then on the analysis engine and reconcile use the
-snapshot, and edits to ``spec.analysis`` are refused with a condition. The snapshot uses
-the CRD's own field names so people can read it. Pure functions; no I/O.
+When the experiment starts stepping, reconcile freezes the analysis settings together
+with what the engine will use — the revenue cap in force, each guardrail's resolved
+threshold, the alpha each test is judged at, the scale its estimate is on and the line
+where harm begins — and the arms and router. ``FrozenSettings`` is that value; ``to_json``
+and ``from_json`` are its one versioned JSON codec, used for ``status.frozenSettings``,
+the ``experiments.settings`` row, the decision log, the reports and the CLI. Readers
+display what was recorded and never recompute it. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -11,10 +14,288 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-from controller.decide import observed
+from analysis import multiplicity
 from controller.experiment import spec, validation
+
+if TYPE_CHECKING:  # until the operator reads FrozenSettings only
+    from controller.decide import observed
+
+#: The version of the JSON shape written by ``to_json``; ``from_json`` reads it and older ones.
+VERSION = 1
+
+
+class Scale(StrEnum):
+    """What a guardrail's estimate and bounds measure."""
+
+    RELATIVE = "relative"  # B/A − 1, a fraction of the champion's mean
+    ABSOLUTE = "absolute"  # B − A, in the metric's unit
+    RATIO = "ratio"  # p_B / p_A of exceedances or errors
+
+
+@dataclass(frozen=True)
+class GuardrailTest:
+    """One guardrail as the engine tests it, and how its numbers read.
+
+    ``margin_line`` is where harm begins on ``scale`` (−0.05 for a 5 % tolerated drop of a
+    higher-is-better mean; κ for a ratio); ``null_line`` is "no effect" (0, or 1 for a
+    ratio). ``threshold_ms`` is the tail threshold in force, from the spec or the baseline
+    (``threshold_source``).
+    """
+
+    name: str
+    kind: spec.GuardrailKind
+    alpha: float
+    scale: Scale
+    margin_line: float
+    null_line: float
+    direction: spec.Direction | None = None
+    margin: float | None = None
+    kappa: float | None = None
+    threshold_ms: float | None = None
+    threshold_source: str | None = None
+
+
+@dataclass(frozen=True)
+class SrmTest:
+    """The sample-ratio check: whether it runs, and its share of alpha (0 when off)."""
+
+    enabled: bool
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The arms and the router, kept so the route can be finalised whatever the spec becomes."""
+
+    champion: spec.Arm
+    challenger: spec.Arm
+    router: spec.Router
+
+
+@dataclass(frozen=True)
+class FrozenSettings:
+    """The settings in force from Progressing on (see the module docstring)."""
+
+    digest: str
+    frozen_at: datetime
+    analysis: spec.Analysis
+    revenue_cap: float | None
+    revenue_cap_source: str | None
+    guardrails: tuple[GuardrailTest, ...]
+    srm: SrmTest
+    routing: Routing | None = None
+
+    @property
+    def family_alpha(self) -> float:
+        """The experiment's family-wise alpha."""
+        return self.analysis.alpha
+
+    def guardrail(self, name: str) -> GuardrailTest:
+        """The frozen test of the guardrail named ``name``."""
+        for g in self.guardrails:
+            if g.name == name:
+                return g
+        raise KeyError(f"{name!r}: no such guardrail (known: {[g.name for g in self.guardrails]})")
+
+
+def routing_of(s: spec.ExperimentSpec) -> Routing:
+    """The arms and the router of a spec."""
+    return Routing(s.champion, s.challenger, s.router)
+
+
+def _cap_source(cap: spec.RevenueCap | None) -> str | None:
+    if cap is None:
+        return None
+    if cap.from_baseline is not None:
+        return f"baseline p{100 * cap.from_baseline.quantile:g} of the champion"
+    return "spec value"
+
+
+def _test(g: spec.Guardrail, alpha: float, thresholds_ms: Mapping[str, float]) -> GuardrailTest:
+    if isinstance(g, spec.MeanGuardrail):
+        sign = -1.0 if g.direction is spec.Direction.HIGHER_IS_BETTER else 1.0
+        relative = g.margin.kind is spec.MarginKind.RELATIVE
+        return GuardrailTest(
+            g.name,
+            g.kind,
+            alpha,
+            Scale.RELATIVE if relative else Scale.ABSOLUTE,
+            sign * g.margin.value,
+            0.0,
+            direction=g.direction,
+            margin=g.margin.value,
+        )
+    threshold, source = None, None
+    if isinstance(g, spec.TailGuardrail):
+        if g.threshold_ms is not None:
+            threshold, source = g.threshold_ms, "spec"
+        elif g.name in thresholds_ms:
+            threshold, source = float(thresholds_ms[g.name]), "baseline"
+    return GuardrailTest(
+        g.name,
+        g.kind,
+        alpha,
+        Scale.RATIO,
+        g.kappa,
+        1.0,
+        kappa=g.kappa,
+        threshold_ms=threshold,
+        threshold_source=source,
+    )
+
+
+def freeze(
+    s: spec.ExperimentSpec,
+    at: datetime,
+    *,
+    derived_cap: float | None = None,
+    derived_thresholds_ms: Mapping[str, float] | None = None,
+) -> FrozenSettings:
+    """Freeze ``s``'s analysis with the values derived from the baseline (if any)."""
+    a = s.analysis
+    thresholds = dict(derived_thresholds_ms or {})
+    each = multiplicity.alpha_each(a.alpha, len(a.guardrails), srm_check=a.srm_enabled)
+    cap = None
+    if a.revenue_cap is not None:
+        cap = a.revenue_cap.value if a.revenue_cap.value is not None else derived_cap
+    return FrozenSettings(
+        digest=digest(a),
+        frozen_at=at,
+        analysis=a,
+        revenue_cap=cap,
+        revenue_cap_source=_cap_source(a.revenue_cap),
+        guardrails=tuple(_test(g, each, thresholds) for g in a.guardrails),
+        srm=SrmTest(a.srm_enabled, each if a.srm_enabled else 0.0),
+        routing=routing_of(s),
+    )
+
+
+# ----------------------------------------------------------------------------- the codec
+
+
+def _guardrail_json(g: GuardrailTest) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": g.name,
+        "kind": g.kind.value,
+        "alpha": g.alpha,
+        "scale": g.scale.value,
+        "marginLine": g.margin_line,
+        "nullLine": g.null_line,
+    }
+    for key, value in (
+        ("direction", None if g.direction is None else g.direction.value),
+        ("margin", g.margin),
+        ("kappa", g.kappa),
+        ("thresholdMs", g.threshold_ms),
+        ("thresholdSource", g.threshold_source),
+    ):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _guardrail_from_json(d: Mapping[str, Any]) -> GuardrailTest:
+    direction = d.get("direction")
+    return GuardrailTest(
+        name=str(d["name"]),
+        kind=spec.GuardrailKind(d["kind"]),
+        alpha=float(d["alpha"]),
+        scale=Scale(d["scale"]),
+        margin_line=float(d["marginLine"]),
+        null_line=float(d["nullLine"]),
+        direction=None if direction is None else spec.Direction(direction),
+        margin=None if d.get("margin") is None else float(d["margin"]),
+        kappa=None if d.get("kappa") is None else float(d["kappa"]),
+        threshold_ms=None if d.get("thresholdMs") is None else float(d["thresholdMs"]),
+        threshold_source=d.get("thresholdSource"),
+    )
+
+
+def to_json(f: FrozenSettings) -> dict[str, Any]:
+    """The settings as versioned JSON (camelCase, every default spelled out)."""
+    out: dict[str, Any] = {
+        "version": VERSION,
+        "digest": f.digest,
+        "frozenAt": spec.k8s_time(f.frozen_at),
+        "analysis": analysis_to_raw(f.analysis),
+        "revenueCap": None
+        if f.revenue_cap is None and f.revenue_cap_source is None
+        else {"value": f.revenue_cap, "source": f.revenue_cap_source},
+        "guardrails": [_guardrail_json(g) for g in f.guardrails],
+        "srm": {"enabled": f.srm.enabled, "alpha": f.srm.alpha},
+    }
+    if f.routing is not None:
+        out["routing"] = routing_to_raw(f.routing)
+    return out
+
+
+def from_json(d: Mapping[str, Any]) -> FrozenSettings:
+    """Read what ``to_json`` wrote (or the unversioned shape of canaryctl 0.1)."""
+    version = d.get("version")
+    if version is None:
+        return _from_v0(d)
+    if version != VERSION:
+        raise ValueError(f"frozen settings: version {version!r} is newer than this canaryctl reads")
+    routing = d.get("routing")
+    cap = d.get("revenueCap")
+    return FrozenSettings(
+        digest=str(d["digest"]),
+        frozen_at=spec.parse_k8s_time(d["frozenAt"]),
+        analysis=validation.analysis_from_raw(d["analysis"]),
+        revenue_cap=None if cap is None or cap.get("value") is None else float(cap["value"]),
+        revenue_cap_source=None if cap is None else cap.get("source"),
+        guardrails=tuple(_guardrail_from_json(g) for g in d["guardrails"]),
+        srm=SrmTest(bool(d["srm"]["enabled"]), float(d["srm"]["alpha"])),
+        routing=None if routing is None else routing_from_raw(routing),
+    )
+
+
+def _from_v0(d: Mapping[str, Any]) -> FrozenSettings:
+    """canaryctl 0.1 stored ``{analysis, derived, routing}`` (and the time beside it)."""
+    a = validation.analysis_from_raw(d["analysis"])
+    derived = d.get("derived") or {}
+    routing = d.get("routing")
+    at = d.get("frozenAt")
+    stub = spec.ExperimentSpec(
+        champion=spec.Arm("champion", "champion", "champion"),
+        challenger=spec.Arm("challenger", "challenger", "challenger"),
+        router=spec.ReplicasRouter(2),
+        steps=(),
+        analysis=a,
+        promotion=spec.PromotionMode.AUTOMATIC,
+        failure_policy=spec.FailurePolicy(*(3 * [spec.parse_duration("0s")])),
+        max_duration=spec.parse_duration("0s"),
+    )
+    out = freeze(
+        stub,
+        spec.parse_k8s_time(at) if at else datetime.fromtimestamp(0, tz=UTC),
+        derived_cap=derived.get("revenueCap"),
+        derived_thresholds_ms=derived.get("thresholdsMs"),
+    )
+    return FrozenSettings(
+        digest=str(d.get("digest", out.digest)),
+        frozen_at=out.frozen_at,
+        analysis=a,
+        revenue_cap=d.get("revenueCap", out.revenue_cap),
+        revenue_cap_source=out.revenue_cap_source,
+        guardrails=out.guardrails,
+        srm=out.srm,
+        routing=None if routing is None else routing_from_raw(routing),
+    )
+
+
+def routing_from_raw(raw: Mapping[str, Any]) -> Routing:
+    """The arms and router back from ``routing_to_raw``'s JSON (CRD-shaped)."""
+    arms = {
+        which: spec.Arm(raw[which]["name"], raw[which]["service"], raw[which]["deployment"])
+        for which in ("champion", "challenger")
+    }
+    return Routing(arms["champion"], arms["challenger"], validation.router_from_raw(raw["router"]))
 
 
 def _from_baseline(value: spec.FromBaseline | None) -> dict[str, float] | None:
@@ -93,7 +374,7 @@ def baseline_complete(a: spec.Analysis, derived: observed.BaselineResult | None)
     )
 
 
-def routing_to_raw(s: spec.ExperimentSpec) -> dict[str, Any]:
+def routing_to_raw(s: spec.ExperimentSpec | Routing) -> dict[str, Any]:
     """The arms and the router as CRD-shaped JSON: enough to finalise the route later."""
     r = s.router
     router: dict[str, Any]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -64,6 +64,18 @@ def format_duration(value: timedelta) -> str:
     if seconds or not parts:
         parts.append(f"{seconds:g}s")
     return "".join(parts)
+
+
+def k8s_time(when: datetime) -> str:
+    """A Kubernetes timestamp (RFC 3339, UTC, ``Z``) of an aware datetime."""
+    if when.tzinfo is None:
+        raise ValueError(f"when: {when!r} has no time zone")
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_k8s_time(text: str) -> datetime:
+    """An aware datetime from a Kubernetes (``Z``) or ISO 8601 timestamp."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class RouterKind(StrEnum):

@@ -104,7 +104,8 @@ def _arm(raw: Mapping[str, Any]) -> spec.Arm:
     )
 
 
-def _router(raw: Mapping[str, Any]) -> spec.Router:
+def router_from_raw(raw: Mapping[str, Any]) -> spec.Router:
+    """``spec.router`` (schema-valid JSON) as a typed router."""
     if "gatewayAPI" in raw:
         r = raw["gatewayAPI"]
         return spec.GatewayAPIRouter(
@@ -194,7 +195,7 @@ def _build(raw: Mapping[str, Any]) -> spec.ExperimentSpec:
     return spec.ExperimentSpec(
         champion=_arm(raw["champion"]),
         challenger=_arm(raw["challenger"]),
-        router=_router(raw["router"]),
+        router=router_from_raw(raw["router"]),
         steps=tuple(
             spec.Step(
                 weight=s["weight"],
