@@ -96,7 +96,7 @@ class Report:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The frozen settings as recorded (``analysis``, ``derived``, ``routing``, ``revenueCap``)."""
+        """The frozen settings as recorded (``controller.experiment.frozen.to_json``'s shape)."""
         return dict(self.view.settings.snapshot)
 
     def to_html(self) -> str:

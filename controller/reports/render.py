@@ -367,7 +367,8 @@ def _settings_section(report: v.ReportView) -> str:
         ["alpha (family-wise)", f"{s.alpha:g}"],
         [
             "alpha per test",
-            f"{s.alpha_each:.6g} = alpha / {s.n_tests} (Bonferroni over the guardrails and the SRM check)",
+            f"{s.alpha_each:.6g} = alpha / {s.n_tests} (Bonferroni over the guardrails"
+            + (" and the SRM check)" if s.srm_enabled else "; the SRM check is off)"),
         ],
         ["tuning (τ²)", tuning],
         [

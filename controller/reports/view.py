@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from analysis import sequential
+from controller.experiment import defaults, frozen, spec, validation
 from controller.storage import models, repository
 
 MINUTE = timedelta(minutes=1)
@@ -220,91 +221,86 @@ def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def guardrail_infos(snapshot: Mapping[str, Any]) -> tuple[GuardrailInfo, ...]:
-    """Each frozen guardrail with its margin line and the scale its estimate is on."""
-    analysis_raw = snapshot.get("analysis") or {}
-    derived = (snapshot.get("derived") or {}).get("thresholdsMs") or {}
-    out = []
-    for g in analysis_raw.get("guardrails") or []:  # an invalid spec may lack any field
-        kind, name = g.get("kind", "rate"), g.get("name", "?")
-        if kind == "mean":
-            (margin_kind, margin), *_ = (g.get("margin") or {"relative": 0.0}).items()
-            direction = g.get("direction", "higherIsBetter")
-            sign = -1.0 if direction == "higherIsBetter" else 1.0
-            relative = margin_kind == "relative"
-            line = sign * float(margin)
-            shown = (f"{100 * line:+g} %" if relative else f"{line:+g}").replace("-", "−")
-            what = "B/A−1" if relative else "B−A"
-            side = "below" if sign < 0 else "above"
-            out.append(
-                GuardrailInfo(
-                    name,
-                    kind,
-                    line,
-                    0.0,
-                    "relative" if relative else "absolute",
-                    f"fails when {what} is surely {side} {shown}",
-                    direction=direction,
-                    margin=float(margin),
-                )
-            )
-        else:
-            kappa = float(g.get("kappa", 1.0))
-            threshold, source = g.get("thresholdMs"), "spec" if "thresholdMs" in g else None
-            if threshold is None and name in derived:
-                threshold, source = derived[name], "baseline"
-            what = "share of requests slower than the threshold" if kind == "tail" else "error rate"
-            out.append(
-                GuardrailInfo(
-                    name,
-                    kind,
-                    kappa,
-                    1.0,
-                    "ratio",
-                    f"fails when the challenger's {what} is surely above κ = {kappa:g} × the champion's",
-                    kappa=kappa,
-                    threshold_ms=None if threshold is None else float(threshold),
-                    threshold_source=source,
-                )
-            )
-    return tuple(out)
+def _describe(g: frozen.GuardrailTest) -> str:
+    if g.scale is frozen.Scale.RATIO:
+        what = (
+            "share of requests slower than the threshold"
+            if g.kind is spec.GuardrailKind.TAIL
+            else "error rate"
+        )
+        return f"fails when the challenger's {what} is surely above κ = {g.margin_line:g} × the champion's"
+    relative = g.scale is frozen.Scale.RELATIVE
+    line = g.margin_line
+    shown = (f"{100 * line:+g} %" if relative else f"{line:+g}").replace("-", "−")
+    side = "below" if g.direction is spec.Direction.HIGHER_IS_BETTER else "above"
+    return f"fails when {'B/A−1' if relative else 'B−A'} is surely {side} {shown}"
+
+
+def _info(g: frozen.GuardrailTest) -> GuardrailInfo:
+    return GuardrailInfo(
+        g.name,
+        g.kind.value,
+        g.margin_line,
+        g.null_line,
+        g.scale.value,
+        _describe(g),
+        direction=None if g.direction is None else g.direction.value,
+        margin=g.margin,
+        kappa=g.kappa,
+        threshold_ms=g.threshold_ms,
+        threshold_source=g.threshold_source,
+    )
+
+
+def guardrail_infos(
+    settings: frozen.FrozenSettings | Mapping[str, Any],
+) -> tuple[GuardrailInfo, ...]:
+    """Each frozen guardrail with its margin line and scale, as recorded at the freeze."""
+    if not isinstance(settings, frozen.FrozenSettings):
+        settings = frozen.from_json(settings)
+    return tuple(_info(g) for g in settings.guardrails)
+
+
+def settings_of(exp: models.Experiment) -> frozen.FrozenSettings | None:
+    """The frozen settings as recorded; before the freeze, those the spec would freeze."""
+    if exp.settings:
+        return frozen.from_json(exp.settings)
+    try:
+        parsed = validation.validate_spec(exp.spec or {})
+    except validation.SpecError:
+        return None  # an invalid spec never ran a test
+    return frozen.freeze(parsed, exp.created_at)
 
 
 def _settings(
-    exp: models.Experiment, n_guardrails: int, extent: tuple[datetime, datetime] | None
+    exp: models.Experiment,
+    fs: frozen.FrozenSettings | None,
+    extent: tuple[datetime, datetime] | None,
 ) -> Settings:
-    snap = dict(exp.settings or {})
-    a = snap.get("analysis") or (exp.spec or {}).get("analysis") or {}
-    alpha = float(a.get("alpha", 0.05))
-    tuning = (a.get("tuning") or {}).get("samplesPerArm")
-    cap_raw = a.get("revenueCap") or {}
-    cap_source = (
-        "spec value"
-        if "value" in cap_raw
-        else f"baseline p{100 * cap_raw['fromBaseline']['quantile']:g} of the champion"
-        if "fromBaseline" in cap_raw
-        else None
-    )
-    burn = a.get("burnIn") or {}
     state = exp.analysis_state or {}
+    a = None if fs is None else fs.analysis
+    tuning = None if a is None else a.tuning.samples_per_arm
+    shares = [] if fs is None else [g.alpha for g in fs.guardrails]
+    if fs is not None and fs.srm.enabled:
+        shares.append(fs.srm.alpha)
     return Settings(
         frozen_at=exp.settings_frozen_at,
-        alpha=alpha,
-        alpha_each=alpha / (n_guardrails + 1),
-        n_tests=n_guardrails + 1,
-        samples_per_arm=None if tuning is None else int(tuning),
+        alpha=defaults.ALPHA if fs is None else fs.family_alpha,
+        alpha_each=shares[0] if shares else 0.0,
+        n_tests=len(shares),
+        samples_per_arm=tuning,
         n_star=float(tuning) if tuning else float(sequential.DEFAULT_N_STAR),
-        revenue_cap=_num(snap.get("revenueCap", exp.revenue_cap)),
-        revenue_cap_source=cap_source,
-        burn_in_requests=burn.get("minRequests"),
-        burn_in_nonzero=burn.get("minNonZeroRevenue"),
-        allowed_lateness=a.get("allowedLateness"),
-        interval=a.get("interval"),
-        srm_enabled=bool((a.get("srm") or {}).get("enabled", True)),
+        revenue_cap=None if fs is None else _num(fs.revenue_cap),
+        revenue_cap_source=None if fs is None else fs.revenue_cap_source,
+        burn_in_requests=None if a is None else a.burn_in.min_requests,
+        burn_in_nonzero=None if a is None else a.burn_in.min_non_zero_revenue,
+        allowed_lateness=None if a is None else spec.format_duration(a.allowed_lateness),
+        interval=None if a is None else spec.format_duration(a.interval),
+        srm_enabled=True if fs is None else fs.srm.enabled,
         evaluated_until=_time(state.get("evaluatedUntil")),
         data_start=None if extent is None else extent[0],
         data_end=None if extent is None else extent[1] + MINUTE,
-        snapshot=snap,
+        snapshot={} if fs is None else frozen.to_json(fs),
     )
 
 
@@ -422,9 +418,9 @@ def build(conn: sa.Connection, key: str) -> ReportView:
     raw_looks = repository.looks(conn, exp.id)
     extent = repository.data_extent(conn, exp.id)
     rows = [] if extent is None else repository.minute_series(conn, exp.id, *extent_end(extent))
-    snapshot = dict(exp.settings or {}) or {"analysis": (exp.spec or {}).get("analysis") or {}}
-    infos = guardrail_infos(snapshot)
-    settings = _settings(exp, len(infos), extent)
+    fs = settings_of(exp)
+    infos = () if fs is None else guardrail_infos(fs)
+    settings = _settings(exp, fs, extent)
     series = {g.name: _points(raw_looks, g.name) for g in infos}
     steps = tuple(
         StepWindow(
@@ -448,14 +444,19 @@ def build(conn: sa.Connection, key: str) -> ReportView:
         )
     )
     outcome = final or (decisions[-1] if decisions else None)
-    spec = exp.spec or {}
+    raw_spec = exp.spec or {}
+    routing = None if fs is None else fs.routing
     return ReportView(
         namespace=exp.namespace,
         name=exp.name,
         phase=exp.phase,
-        champion=(spec.get("champion") or {}).get("name", "champion"),
-        challenger=(spec.get("challenger") or {}).get("name", "challenger"),
-        n_steps=len(spec.get("steps") or []),
+        champion=routing.champion.name
+        if routing
+        else (raw_spec.get("champion") or {}).get("name", "champion"),
+        challenger=routing.challenger.name
+        if routing
+        else (raw_spec.get("challenger") or {}).get("name", "challenger"),
+        n_steps=len(raw_spec.get("steps") or []),
         created_at=exp.created_at,
         outcome=outcome,
         failure=_failure(

@@ -56,3 +56,32 @@ from controller.reports import view
 def test_margin_lines(guardrail: dict, derived: dict, expected: tuple) -> None:  # type: ignore[type-arg]
     (info,) = view.guardrail_infos({"analysis": {"guardrails": [guardrail]}, "derived": derived})
     assert (info.scale, info.margin_line, info.null_line, info.threshold_ms) == expected
+
+
+def test_the_view_shows_the_alpha_recorded_at_the_freeze_not_a_recomputed_one() -> None:
+    """A reader displays what the engine used: change the recorded split and the view follows."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from controller.experiment import frozen, validation
+    from controller.storage import models
+
+    raw = {
+        "champion": {"name": "a"},
+        "challenger": {"name": "b"},
+        "router": {"gatewayAPI": {"httpRoute": "r"}},
+        "steps": [{"weight": 5, "minDuration": "10m"}],
+        "analysis": {
+            "alpha": 0.01,
+            "revenueCap": {"value": 10},
+            "guardrails": [{"name": "revenue", "kind": "mean", "margin": {"relative": 0.02}}],
+        },
+    }
+    fs = frozen.freeze(validation.validate_spec(raw), datetime(2026, 1, 1, tzinfo=UTC))
+    odd = dataclasses.replace(
+        fs, guardrails=tuple(dataclasses.replace(g, alpha=0.004) for g in fs.guardrails)
+    )
+    exp = models.Experiment(settings=frozen.to_json(odd), spec=raw, analysis_state={})
+    settings = view._settings(exp, view.settings_of(exp), None)
+    assert settings.alpha_each == 0.004 != fs.guardrails[0].alpha
+    assert (settings.alpha, settings.n_tests) == (0.01, 2)

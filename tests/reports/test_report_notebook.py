@@ -23,7 +23,7 @@ def test_load_by_name_gives_dataframes(report_url: str) -> None:
     minutes = report.minutes
     assert minutes["champion_n"].sum() > 0 and minutes["challenger_share"].between(0, 1).all()
     assert report.decisions["kind"].tolist()[-1] == "rollback"
-    assert report.settings["revenueCap"] == 20.0
+    assert report.settings["revenueCap"] == {"value": 20.0, "source": "spec value"}
     assert repr(report).startswith(f"<Report {ROLLED_BACK} RolledBack, rollback:")
 
 

@@ -100,7 +100,7 @@ def test_json_is_the_whole_view_and_csv_the_time_series(rolled_back: view.Report
     assert (
         len(data["looks"]) == len(rolled_back.looks) and data["decisions"][-1]["kind"] == "rollback"
     )
-    assert data["settings"]["snapshot"]["revenueCap"] == 20.0
+    assert data["settings"]["snapshot"]["revenueCap"] == {"value": 20.0, "source": "spec value"}
     table = list(csv.DictReader(io.StringIO(render.to_csv(rolled_back))))
     assert len(table) == len(rolled_back.looks) * 3
     assert tuple(table[0]) == render.CSV_COLUMNS
