@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from controller.experiment.spec import Phase, k8s_time, parse_k8s_time
+
 REQUEST_ANNOTATION = "canaryctl.dev/request"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _FIELDS = {"id", "action", "actor", "reason", "full", "requestedAt"}
@@ -91,7 +93,7 @@ def parse_request(annotations: Mapping[str, str] | None) -> ManualRequest | Malf
     requested_at = None
     if "requestedAt" in raw:
         try:
-            requested_at = datetime.fromisoformat(str(raw["requestedAt"]).replace("Z", "+00:00"))
+            requested_at = parse_k8s_time(str(raw["requestedAt"]))
         except ValueError:
             return MalformedRequest(rid, "requestedAt: must be an RFC 3339 time")
     return ManualRequest(rid, action, actor, reason, full, requested_at)
@@ -108,13 +110,16 @@ def format_request(request: ManualRequest) -> dict[str, str]:
     if request.full:
         raw["full"] = True
     if request.requested_at is not None:
-        raw["requestedAt"] = request.requested_at.isoformat().replace("+00:00", "Z")
+        raw["requestedAt"] = k8s_time(request.requested_at)
     return {REQUEST_ANNOTATION: json.dumps(raw, sort_keys=True)}
 
 
-_FINISHED = ("Promoted", "RolledBack", "Failed")
-_PROMOTABLE_WITH_FULL = ("Progressing", "Paused")
-_ONLY_FROM = {RequestAction.PAUSE: "Progressing", RequestAction.RESUME: "Paused"}
+_FINISHED = tuple(p.value for p in Phase if p.terminal)
+_PROMOTABLE_WITH_FULL = (Phase.PROGRESSING.value, Phase.PAUSED.value)
+_ONLY_FROM = {
+    RequestAction.PAUSE: Phase.PROGRESSING.value,
+    RequestAction.RESUME: Phase.PAUSED.value,
+}
 
 
 def refusal(
@@ -134,7 +139,7 @@ def refusal(
     if action is RequestAction.ROLLBACK:
         return None
     if action is RequestAction.PROMOTE:
-        if not (phase == "AwaitingPromotion" or (full and phase in _PROMOTABLE_WITH_FULL)):
+        if not (phase == Phase.AWAITING_PROMOTION or (full and phase in _PROMOTABLE_WITH_FULL)):
             return (
                 "promote is allowed in AwaitingPromotion; promote with full skips the "
                 f"remaining steps from Progressing or Paused (phase is {phase})"

@@ -15,24 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.decide import manual
-
-
-class Phase(StrEnum):
-    """Lifecycle phase of an Experiment (``status.phase``)."""
-
-    PENDING = "Pending"
-    BASELINE = "Baseline"
-    PROGRESSING = "Progressing"
-    PAUSED = "Paused"
-    AWAITING_PROMOTION = "AwaitingPromotion"
-    PROMOTED = "Promoted"
-    ROLLED_BACK = "RolledBack"
-    FAILED = "Failed"
-
-    @property
-    def terminal(self) -> bool:
-        """True for phases an experiment never leaves."""
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+from controller.experiment.spec import Phase, Verdict
 
 
 class ConditionStatus(StrEnum):
@@ -135,14 +118,6 @@ class Observed:
     last_data_at: datetime | None = None
     baseline: BaselineResult | None = None
     request: manual.ManualRequest | manual.MalformedRequest | None = None
-
-
-class Verdict(StrEnum):
-    """Outcome of a guardrail, or of the whole analysis (values as ``analysis.spec.Verdict``)."""
-
-    PASS = "pass"
-    FAIL = "fail"
-    CONTINUE = "continue"
 
 
 @dataclass(frozen=True)

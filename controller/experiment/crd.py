@@ -515,16 +515,7 @@ STATUS_SCHEMA: Schema = _obj(
     {
         "phase": {
             "type": "string",
-            "enum": [
-                "Pending",
-                "Baseline",
-                "Progressing",
-                "Paused",
-                "AwaitingPromotion",
-                "Promoted",
-                "RolledBack",
-                "Failed",
-            ],
+            "enum": [p.value for p in spec.Phase],
             "description": "Lifecycle phase.",
         },
         "reasonCode": {
@@ -584,7 +575,7 @@ STATUS_SCHEMA: Schema = _obj(
                 {
                     "name": {"type": "string"},
                     "kind": {"type": "string", "enum": [k.value for k in spec.GuardrailKind]},
-                    "verdict": {"type": "string", "enum": ["pass", "fail", "continue"]},
+                    "verdict": {"type": "string", "enum": [v.value for v in spec.Verdict]},
                     "reasonCode": {"type": "string"},
                     "reason": {"type": "string"},
                     "estimate": {"type": "number", "nullable": True},

@@ -78,6 +78,32 @@ def parse_k8s_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+class Phase(StrEnum):
+    """Lifecycle phase of an Experiment (``status.phase``)."""
+
+    PENDING = "Pending"
+    BASELINE = "Baseline"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    AWAITING_PROMOTION = "AwaitingPromotion"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        """True for phases an experiment never leaves."""
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+
+
+class Verdict(StrEnum):
+    """Outcome of a guardrail, or of the whole analysis (values as ``analysis.Verdict``, mapped in ``operate``)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    CONTINUE = "continue"
+
+
 class RouterKind(StrEnum):
     """Which traffic router splits requests between the two arms."""
 

@@ -18,13 +18,21 @@ from typing import Any
 import sqlalchemy as sa
 
 from analysis import sequential
+from controller.decide import actions
 from controller.experiment import defaults, frozen, spec, validation
 from controller.storage import models, repository
 
 MINUTE = timedelta(minutes=1)
 
 #: Decision kinds that end an experiment (the outcome a report leads with).
-FINAL_KINDS = ("rollback", "promote", "fail")
+FINAL_KINDS = tuple(
+    k.value
+    for k in (
+        actions.DecisionKind.ROLLBACK,
+        actions.DecisionKind.PROMOTE,
+        actions.DecisionKind.FAIL,
+    )
+)
 
 
 @dataclass(frozen=True)
