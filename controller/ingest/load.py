@@ -1,6 +1,8 @@
 """The one loading core: validated rows → binary COPY into observations + exact rollups.
 
-All ingest paths end here. A batch is loaded in one transaction: its key is recorded
+All ingest paths end here. A batch is loaded in one transaction: ``load`` runs in the
+caller's (tests, or a caller with more to write atomically), ``load_table`` in one of its
+own (the CLI, the HTTP endpoint, the writer, the simulator). Its key is recorded
 (a second delivery of the same key is answered from that record and loads nothing),
 good rows are copied with binary COPY, the minute and hour rollups and latency
 histograms are upserted from the same numpy arrays, and rejected rows are stored with
@@ -25,7 +27,7 @@ import sqlalchemy as sa
 from analysis import buckets
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.ingest import pgbinary, validate
-from controller.storage import models, partitions, repository
+from controller.storage import models, partitions, rollups
 
 FaultHook = Callable[[str], None]
 _MINUTE_US = 60_000_000
@@ -57,24 +59,72 @@ class IngestResult:
         }
 
 
-def registry(engine: sa.Engine) -> dict[str, validate.ExperimentInfo]:
+def registry(conn: sa.Connection) -> dict[str, validate.ExperimentInfo]:
     """Registered experiments by ``namespace/name``, as validation needs them."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                models.Experiment.id,
-                models.Experiment.namespace,
-                models.Experiment.name,
-                models.Experiment.revenue_cap,
-                models.Experiment.allowed_lateness_seconds,
-            )
-        ).all()
+    rows = conn.execute(
+        sa.select(
+            models.Experiment.id,
+            models.Experiment.namespace,
+            models.Experiment.name,
+            models.Experiment.revenue_cap,
+            models.Experiment.allowed_lateness_seconds,
+        )
+    ).all()
     return {
         f"{r.namespace}/{r.name}": validate.ExperimentInfo(
             r.id, r.revenue_cap, timedelta(seconds=r.allowed_lateness_seconds)
         )
         for r in rows
     }
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A validated batch and what loading it needs: the registry it was checked against, its days."""
+
+    table: pa.Table
+    prep: validate.Prepared
+    info: dict[int, validate.ExperimentInfo]
+    days: frozenset[date]
+
+
+def _prepare(
+    conn: sa.Connection, table: pa.Table, now: datetime, future_tolerance: timedelta
+) -> _Batch:
+    reg = registry(conn)
+    prep = validate.prepare(table, reg, now=now, future_tolerance=future_tolerance)
+    days = frozenset(d.astype(date) for d in np.unique(prep.ts.astype("datetime64[D]")))
+    return _Batch(table, prep, {info.id: info for info in reg.values()}, days)
+
+
+def _check_batch_key(batch_key: str) -> None:
+    if not batch_key:
+        raise ValueError("batch_key: every batch needs a non-empty id")
+
+
+def load(
+    conn: sa.Connection,
+    table: pa.Table,
+    *,
+    batch_key: str,
+    source: str,
+    clock: Clock = SYSTEM_CLOCK,
+    future_tolerance: timedelta = timedelta(minutes=5),
+    fault: FaultHook | None = None,
+) -> IngestResult:
+    """Validate and load one batch in the caller's transaction (which it never commits).
+
+    The missing partitions are created in the same transaction, so they lock
+    ``observations`` until the caller commits: long-lived callers use ``load_table``.
+    """
+    _check_batch_key(batch_key)
+    now = clock.now()
+    done = _stored_result(conn, batch_key)
+    if done is not None:
+        return done
+    batch = _prepare(conn, table, now, future_tolerance)
+    partitions.ensure_partitions(conn, batch.days)
+    return _write(conn, batch, batch_key=batch_key, source=source, now=now, fault=fault)
 
 
 def load_table(
@@ -87,52 +137,67 @@ def load_table(
     future_tolerance: timedelta = timedelta(minutes=5),
     fault: FaultHook | None = None,
 ) -> IngestResult:
-    """Validate and load one batch (see the module docstring for the guarantees)."""
-    if not batch_key:
-        raise ValueError("batch_key: every batch needs a non-empty id")
+    """Validate and load one batch in a transaction of its own (see the module docstring).
+
+    The entry point of the CLI, the HTTP endpoint and the writer: missing partitions are
+    created in a short transaction before the batch's, so DDL never runs inside a load.
+    """
+    _check_batch_key(batch_key)
     now = clock.now()
     with engine.connect() as conn:
         done = _stored_result(conn, batch_key)
-    if done is not None:
-        return done
-    reg = registry(engine)
-    prep = validate.prepare(table, reg, now=now, future_tolerance=future_tolerance)
-    days = {d.astype(date) for d in np.unique(prep.ts.astype("datetime64[D]"))}
-    partitions.ensure_partitions(engine, days)
-    lateness = {info.id: info for info in reg.values()}
-    late = _late_mask(prep, lateness, now)
+        if done is not None:
+            return done
+        batch = _prepare(conn, table, now, future_tolerance)
+    if batch.days:
+        with engine.begin() as conn:
+            partitions.ensure_partitions(conn, batch.days)
     with engine.begin() as conn:
-        batch_id = conn.execute(
-            sa.text(
-                "INSERT INTO ingest_batches (batch_key, source, received, loaded, rejected, late, at) "
-                "VALUES (:k, :s, :r, :l, :j, :t, :at) ON CONFLICT (batch_key) DO NOTHING RETURNING id"
-            ),
-            {
-                "k": batch_key,
-                "s": source,
-                "r": prep.received,
-                "l": prep.loaded,
-                "j": len(prep.rejects),
-                "t": int(late.sum()),
-                "at": now,
-            },
-        ).scalar()
-        if batch_id is None:  # delivered concurrently and committed first
-            conn.rollback()
-            stored = _stored_result(conn, batch_key)
-            assert stored is not None
-            return stored
-        raw = conn.connection.driver_connection
-        if prep.loaded:
-            lateness = _lock_caps(conn, prep, lateness)
-            _copy_observations(raw, prep, late, batch_id)
-            if fault:
-                fault("after_copy")
-            _upsert_rollups(raw, prep, late, lateness)
-            if fault:
-                fault("after_rollups")
-        if prep.rejects:
-            _store_rejects(raw, table, prep.rejects, batch_id)
+        return _write(conn, batch, batch_key=batch_key, source=source, now=now, fault=fault)
+
+
+def _write(
+    conn: sa.Connection,
+    batch: _Batch,
+    *,
+    batch_key: str,
+    source: str,
+    now: datetime,
+    fault: FaultHook | None,
+) -> IngestResult:
+    """Record the batch's key, copy its good rows, upsert the rollups, store its rejects."""
+    prep = batch.prep
+    info = _lock_settings(conn, prep, batch.info) if prep.loaded else batch.info
+    late = _late_mask(prep, info, now)
+    batch_id = conn.execute(
+        sa.text(
+            "INSERT INTO ingest_batches (batch_key, source, received, loaded, rejected, late, at) "
+            "VALUES (:k, :s, :r, :l, :j, :t, :at) ON CONFLICT (batch_key) DO NOTHING RETURNING id"
+        ),
+        {
+            "k": batch_key,
+            "s": source,
+            "r": prep.received,
+            "l": prep.loaded,
+            "j": len(prep.rejects),
+            "t": int(late.sum()),
+            "at": now,
+        },
+    ).scalar()
+    if batch_id is None:  # delivered concurrently and committed first: read its record
+        stored = _stored_result(conn, batch_key)
+        assert stored is not None
+        return stored
+    raw = conn.connection.driver_connection
+    if prep.loaded:
+        _copy_observations(raw, prep, late, batch_id)
+        if fault:
+            fault("after_copy")
+        _upsert_rollups(raw, prep, late, info)
+        if fault:
+            fault("after_rollups")
+    if prep.rejects:
+        _store_rejects(raw, batch.table, prep.rejects, batch_id)
     return IngestResult(
         batch_key,
         prep.received,
@@ -144,24 +209,26 @@ def load_table(
     )
 
 
-def _lock_caps(
+def _lock_settings(
     conn: sa.Connection, prep: validate.Prepared, info: dict[int, validate.ExperimentInfo]
 ) -> dict[int, validate.ExperimentInfo]:
-    """Share-lock the batch's experiments and read their revenue caps inside the transaction.
+    """Share-lock the batch's experiments and read their cap and lateness inside the transaction.
 
-    Freezing a cap takes the row for update, so a batch either commits before the freeze
-    (whose rebuild then covers it) or sees the frozen cap; no batch is capped with a stale one.
+    Freezing the settings takes the row for update, so a batch either commits before the
+    freeze (whose rebuild then covers it) or sees the frozen cap and lateness; no batch is
+    capped or flagged with stale ones.
     """
     ids = sorted({int(i) for i in np.unique(prep.experiment_id)})
     rows = conn.execute(
         sa.text(
-            "SELECT id, revenue_cap FROM experiments WHERE id = ANY(:ids) ORDER BY id FOR SHARE"
+            "SELECT id, revenue_cap, allowed_lateness_seconds FROM experiments "
+            "WHERE id = ANY(:ids) ORDER BY id FOR SHARE"
         ),
         {"ids": ids},
     ).all()
     out = dict(info)
-    for exp_id, cap in rows:
-        out[exp_id] = validate.ExperimentInfo(exp_id, cap, info[exp_id].allowed_lateness)
+    for exp_id, cap, lateness in rows:
+        out[exp_id] = validate.ExperimentInfo(exp_id, cap, timedelta(seconds=lateness))
     return out
 
 
@@ -216,7 +283,7 @@ def _copy_observations(
             copy.write(view[start : start + (8 << 20)])
 
 
-_ROLLUP_FIELDS = repository.ROLLUP_FIELDS
+_ROLLUP_FIELDS = rollups.ROLLUP_FIELDS
 
 
 def _group_sums(
@@ -234,11 +301,12 @@ def _group_sums(
         if exp.revenue_cap is not None:
             cap[prep.experiment_id == exp_id] = exp.revenue_cap
     capped = np.minimum(prep.revenue, cap)
-    log_lat = np.log(np.maximum(prep.latency_ms, repository.LOG_LATENCY_FLOOR_MS))
+    log_lat = np.log(np.maximum(prep.latency_ms, rollups.LOG_LATENCY_FLOOR_MS))
     g = len(keys)
 
     def total(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        return np.bincount(inverse, weights=values, minlength=g)
+        # with weights, bincount returns float64 (numpy's stubs say int)
+        return np.bincount(inverse, weights=values, minlength=g)  # type: ignore[return-value]
 
     sums: dict[str, npt.NDArray[Any]] = {
         "n": np.bincount(inverse, minlength=g),
