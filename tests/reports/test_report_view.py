@@ -120,15 +120,13 @@ def test_an_srm_rollback_names_no_guardrail(report_engine: sa.Engine) -> None:
 
 def test_an_experiment_without_looks_still_renders(report_engine: sa.Engine) -> None:
     """An invalid spec (phase Failed) and a bare registration: no looks, no frozen settings."""
-    with report_engine.begin() as conn:
+    with report_engine.connect() as conn:  # never committed: the shared data stays as simulated
         experiments.register_experiment(conn, "other/registered-only", spec={})
-    for key in (INVALID, "other/registered-only"):
-        with report_engine.connect() as conn:
+        for key in (INVALID, "other/registered-only"):
             report = view.build(conn, key)
-        assert report.looks == () and report.failure is None
-        for fmt in render.Format:
-            assert render.render(report, fmt)
-    with report_engine.connect() as conn:
+            assert report.looks == () and report.failure is None
+            for fmt in render.Format:
+                assert render.render(report, fmt)
         failed = view.build(conn, INVALID)
     assert failed.phase == "Failed"
     assert "spec.steps[1].weight" in render.to_html(failed)
