@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import median_time, table, write_section
 from controller.clock import SimulatedClock
 from controller.ingest import load, pgbinary
-from controller.storage import db, repository
+from controller.storage import db, experiments, rollups
 
 START = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 BARE = (
@@ -216,10 +216,10 @@ def bench_fetch(engine: sa.Engine, total: int, runs: int) -> list[list[str]]:
         )
     with engine.connect() as conn:
         conn.execute(sa.text("ANALYZE"))
-    exp = repository.experiment_id(engine, "bench/ranker")
     start, end = START, START + timedelta(days=1)
     with engine.connect() as conn:
-        window = lambda: repository.window_totals(conn, exp, start, end)  # noqa: E731
+        exp = experiments.experiment_id(conn, "bench/ranker")
+        window = lambda: rollups.window_totals(conn, exp, start, end)  # noqa: E731
         window()
         fetch_t, _ = median_time(window, runs * 10)
         ragged_start, ragged_end = (
@@ -227,7 +227,7 @@ def bench_fetch(engine: sa.Engine, total: int, runs: int) -> list[list[str]]:
             START + timedelta(hours=23, minutes=43),
         )
         ragged_t, _ = median_time(
-            lambda: repository.window_totals(conn, exp, ragged_start, ragged_end), runs * 10
+            lambda: rollups.window_totals(conn, exp, ragged_start, ragged_end), runs * 10
         )
         scan_sql = sa.text(
             "SELECT arm, count(*), sum(revenue), sum(revenue*revenue), count(*) FILTER (WHERE revenue > 0), "
@@ -268,7 +268,8 @@ def main() -> None:
     engine = db.make_engine(url)
     try:
         db.upgrade(url)
-        repository.register_experiment(engine, "bench/ranker")
+        with engine.begin() as conn:
+            experiments.register_experiment(conn, "bench/ranker")
         rows = make_rows(args.rows, seed=1, span_s=args.rows / 1_500)
         day = make_rows(args.rows, seed=2)
         ingest_rows, best, ingest_t, ingest_all = bench_ingest(engine, rows, day, args.runs)

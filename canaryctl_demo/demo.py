@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from analysis import Scenario
 from canaryctl_demo.world import World, experiment_body
-from controller.storage import db, repository
+from controller.storage import db, experiments
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 NAMESPACE = "ranking"
@@ -156,7 +156,7 @@ def database(url: str | None) -> Iterator[tuple[str, str]]:
 
 def _totals(engine: sa.Engine, key: str) -> dict[str, int]:
     with engine.connect() as conn:
-        exp = repository.get_experiment(conn, key)
+        exp = experiments.get_experiment(conn, key)
         row = conn.execute(
             sa.text("SELECT arm, sum(n) FROM rollups_minute WHERE experiment_id = :e GROUP BY arm"),
             {"e": exp.id},

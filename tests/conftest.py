@@ -3,8 +3,19 @@
 ``CANARYCTL_TEST_DATABASE_URL`` names a server to use (CI points it at the local one);
 without it an embedded Postgres is started in a temporary directory. Either way the run
 gets a database of its own, migrated with the real revisions (upgrade to head, then the
-drift check), dropped at the end. Each test that asks for ``engine`` starts from empty
-tables: they are truncated and the run-time partitions dropped after it.
+drift check), dropped at the end.
+
+Two ways for a test to see an empty store:
+
+- ``conn`` (the default, as in warehouse's ``tests/conftest.py``): one connection inside
+  one transaction, rolled back after the test. The storage and ingest functions take a
+  connection and never commit, so everything the test writes, partitions included (DDL is
+  transactional in Postgres), vanishes with the rollback. A test that expects a statement
+  to fail runs it in ``conn.begin_nested()`` so that the transaction stays usable.
+- ``truncating_engine``: for tests whose code under test opens connections of its own, in
+  other threads or processes (the operator, the ingest server and writer, the CLI, the
+  demo world), which one uncommitted transaction cannot serve. Their writes are committed,
+  so after the test every table is truncated and the run-time partitions are dropped.
 """
 
 from __future__ import annotations
@@ -75,8 +86,19 @@ TABLES = [t.name for t in models.Base.metadata.sorted_tables if t.name != "obser
 
 
 @pytest.fixture
-def engine(_session_engine: sa.Engine) -> Iterator[sa.Engine]:
-    """The run's engine; every table is empty when the test starts."""
+def conn(_session_engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction that is rolled back after the test (see the docstring)."""
+    with _session_engine.connect() as connection:
+        outer = connection.begin()
+        try:
+            yield connection
+        finally:
+            outer.rollback()
+
+
+@pytest.fixture
+def truncating_engine(_session_engine: sa.Engine) -> Iterator[sa.Engine]:
+    """The run's engine for committing code; every table is emptied after the test."""
     yield _session_engine
     with _session_engine.begin() as conn:
         for name in partitions.existing_partitions(conn):

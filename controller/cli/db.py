@@ -67,7 +67,8 @@ def retention(
     cutoff = SYSTEM_CLOCK.now() - _parse_days(keep)
     engine = db.make_engine(url)
     try:
-        result = partitions.drop_partitions_before(engine, cutoff, dry_run=dry_run)
+        with engine.begin() as conn:
+            result = partitions.drop_partitions_before(conn, cutoff, dry_run=dry_run)
     finally:
         engine.dispose()
     verb = "would drop" if dry_run else "dropped"

@@ -21,17 +21,17 @@ app = typer.Typer()
 
 def _key(name: str, namespace: str | None) -> str:
     """``namespace/name`` from NAME (``ns/name`` or a bare name) and ``-n``."""
-    from controller.storage import repository
+    from controller.storage import experiments
 
     try:
-        ns, bare = repository.parse_key(name)
+        ns, bare = experiments.parse_key(name)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     if "/" in name:
         if namespace is not None and namespace != ns:
             fail(f"{name!r} names namespace {ns!r} but -n says {namespace!r}", EXIT_USAGE)
         return f"{ns}/{bare}"
-    return f"{namespace or repository.DEFAULT_NAMESPACE}/{bare}"
+    return f"{namespace or experiments.DEFAULT_NAMESPACE}/{bare}"
 
 
 @app.command()
@@ -67,7 +67,7 @@ def report(
     Exit codes: 0 written; 1 unknown experiment or database error; 2 bad input.
     """
     from controller.reports import render, view
-    from controller.storage import db, repository
+    from controller.storage import db, experiments
 
     try:
         chosen = render.Format(fmt.lower())
@@ -81,7 +81,7 @@ def report(
     try:
         with engine.connect() as conn:
             built = view.build(conn, key)
-    except repository.UnknownExperimentError:
+    except experiments.UnknownExperimentError:
         fail(f"no experiment {key} in the database (it was never started, or the name is wrong)")
     except sa.exc.OperationalError as exc:
         fail(f"cannot reach the database: {' '.join(str(exc.orig).split())}")

@@ -1,10 +1,12 @@
 """The one loading core: validated rows → binary COPY into observations + exact rollups.
 
-All ingest paths end here. A batch is loaded in one transaction: its key is recorded
-(a second delivery of the same key is answered from that record and loads nothing),
-good rows are copied with binary COPY, the minute and hour rollups and latency
-histograms are upserted from the same numpy arrays, and rejected rows are stored with
-their reasons. A failure anywhere before commit leaves no trace of the batch.
+All ingest paths end here. A batch is loaded in one transaction: ``load`` runs in the
+caller's (tests, or a caller with more to write atomically), ``load_table`` in one of its
+own (the CLI, the HTTP endpoint, the writer, the simulator). Its key is recorded (a second
+delivery of the same key is answered from that record and loads nothing), good rows are
+copied with binary COPY, the minute and hour rollups and latency histograms are upserted
+from the same numpy arrays (``aggregate``), and rejected rows are stored with their
+reasons. A failure anywhere before commit leaves no trace of the batch.
 Policy: bad rows are quarantined (``ingest_rejects``) while good rows load, and
 ``loaded + rejected == received`` always holds.
 """
@@ -22,14 +24,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import sqlalchemy as sa
 
-from analysis import buckets
 from controller.clock import SYSTEM_CLOCK, Clock
-from controller.ingest import pgbinary, validate
-from controller.storage import models, partitions, repository
+from controller.ingest import aggregate, pgbinary, validate
+from controller.storage import models, partitions
 
 FaultHook = Callable[[str], None]
 _MINUTE_US = 60_000_000
-_HOUR_US = 3_600_000_000
 _OBS_COLUMNS = "experiment_id, arm, ts, unit_id, revenue, latency_ms, error, late, batch_id"
 
 
@@ -57,24 +57,72 @@ class IngestResult:
         }
 
 
-def registry(engine: sa.Engine) -> dict[str, validate.ExperimentInfo]:
+def registry(conn: sa.Connection) -> dict[str, validate.ExperimentInfo]:
     """Registered experiments by ``namespace/name``, as validation needs them."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                models.Experiment.id,
-                models.Experiment.namespace,
-                models.Experiment.name,
-                models.Experiment.revenue_cap,
-                models.Experiment.allowed_lateness_seconds,
-            )
-        ).all()
+    rows = conn.execute(
+        sa.select(
+            models.Experiment.id,
+            models.Experiment.namespace,
+            models.Experiment.name,
+            models.Experiment.revenue_cap,
+            models.Experiment.allowed_lateness_seconds,
+        )
+    ).all()
     return {
         f"{r.namespace}/{r.name}": validate.ExperimentInfo(
             r.id, r.revenue_cap, timedelta(seconds=r.allowed_lateness_seconds)
         )
         for r in rows
     }
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A validated batch and what loading it needs: the registry it was checked against, its days."""
+
+    table: pa.Table
+    prep: validate.Prepared
+    info: dict[int, validate.ExperimentInfo]
+    days: frozenset[date]
+
+
+def _prepare(
+    conn: sa.Connection, table: pa.Table, now: datetime, future_tolerance: timedelta
+) -> _Batch:
+    reg = registry(conn)
+    prep = validate.prepare(table, reg, now=now, future_tolerance=future_tolerance)
+    days = frozenset(d.astype(date) for d in np.unique(prep.ts.astype("datetime64[D]")))
+    return _Batch(table, prep, {info.id: info for info in reg.values()}, days)
+
+
+def _check_batch_key(batch_key: str) -> None:
+    if not batch_key:
+        raise ValueError("batch_key: every batch needs a non-empty id")
+
+
+def load(
+    conn: sa.Connection,
+    table: pa.Table,
+    *,
+    batch_key: str,
+    source: str,
+    clock: Clock = SYSTEM_CLOCK,
+    future_tolerance: timedelta = timedelta(minutes=5),
+    fault: FaultHook | None = None,
+) -> IngestResult:
+    """Validate and load one batch in the caller's transaction (which it never commits).
+
+    The missing partitions are created in the same transaction, so they lock
+    ``observations`` until the caller commits: long-lived callers use ``load_table``.
+    """
+    _check_batch_key(batch_key)
+    now = clock.now()
+    done = _stored_result(conn, batch_key)
+    if done is not None:
+        return done
+    batch = _prepare(conn, table, now, future_tolerance)
+    partitions.ensure_partitions(conn, batch.days)
+    return _write(conn, batch, batch_key=batch_key, source=source, now=now, fault=fault)
 
 
 def load_table(
@@ -87,52 +135,67 @@ def load_table(
     future_tolerance: timedelta = timedelta(minutes=5),
     fault: FaultHook | None = None,
 ) -> IngestResult:
-    """Validate and load one batch (see the module docstring for the guarantees)."""
-    if not batch_key:
-        raise ValueError("batch_key: every batch needs a non-empty id")
+    """Validate and load one batch in a transaction of its own (see the module docstring).
+
+    The entry point of the CLI, the HTTP endpoint and the writer: missing partitions are
+    created in a short transaction before the batch's, so DDL never runs inside a load.
+    """
+    _check_batch_key(batch_key)
     now = clock.now()
     with engine.connect() as conn:
         done = _stored_result(conn, batch_key)
-    if done is not None:
-        return done
-    reg = registry(engine)
-    prep = validate.prepare(table, reg, now=now, future_tolerance=future_tolerance)
-    days = {d.astype(date) for d in np.unique(prep.ts.astype("datetime64[D]"))}
-    partitions.ensure_partitions(engine, days)
-    lateness = {info.id: info for info in reg.values()}
-    late = _late_mask(prep, lateness, now)
+        if done is not None:
+            return done
+        batch = _prepare(conn, table, now, future_tolerance)
+    if batch.days:
+        with engine.begin() as conn:
+            partitions.ensure_partitions(conn, batch.days)
     with engine.begin() as conn:
-        batch_id = conn.execute(
-            sa.text(
-                "INSERT INTO ingest_batches (batch_key, source, received, loaded, rejected, late, at) "
-                "VALUES (:k, :s, :r, :l, :j, :t, :at) ON CONFLICT (batch_key) DO NOTHING RETURNING id"
-            ),
-            {
-                "k": batch_key,
-                "s": source,
-                "r": prep.received,
-                "l": prep.loaded,
-                "j": len(prep.rejects),
-                "t": int(late.sum()),
-                "at": now,
-            },
-        ).scalar()
-        if batch_id is None:  # delivered concurrently and committed first
-            conn.rollback()
-            stored = _stored_result(conn, batch_key)
-            assert stored is not None
-            return stored
-        raw = conn.connection.driver_connection
-        if prep.loaded:
-            lateness = _lock_caps(conn, prep, lateness)
-            _copy_observations(raw, prep, late, batch_id)
-            if fault:
-                fault("after_copy")
-            _upsert_rollups(raw, prep, late, lateness)
-            if fault:
-                fault("after_rollups")
-        if prep.rejects:
-            _store_rejects(raw, table, prep.rejects, batch_id)
+        return _write(conn, batch, batch_key=batch_key, source=source, now=now, fault=fault)
+
+
+def _write(
+    conn: sa.Connection,
+    batch: _Batch,
+    *,
+    batch_key: str,
+    source: str,
+    now: datetime,
+    fault: FaultHook | None,
+) -> IngestResult:
+    """Record the batch's key, copy its good rows, upsert the rollups, store its rejects."""
+    prep = batch.prep
+    info = _lock_settings(conn, prep, batch.info) if prep.loaded else batch.info
+    late = _late_mask(prep, info, now)
+    batch_id = conn.execute(
+        sa.text(
+            "INSERT INTO ingest_batches (batch_key, source, received, loaded, rejected, late, at) "
+            "VALUES (:k, :s, :r, :l, :j, :t, :at) ON CONFLICT (batch_key) DO NOTHING RETURNING id"
+        ),
+        {
+            "k": batch_key,
+            "s": source,
+            "r": prep.received,
+            "l": prep.loaded,
+            "j": len(prep.rejects),
+            "t": int(late.sum()),
+            "at": now,
+        },
+    ).scalar()
+    if batch_id is None:  # delivered concurrently and committed first: read its record
+        stored = _stored_result(conn, batch_key)
+        assert stored is not None
+        return stored
+    raw = conn.connection.driver_connection
+    if prep.loaded:
+        _copy_observations(raw, prep, late, batch_id)
+        if fault:
+            fault("after_copy")
+        aggregate.upsert_rollups(raw, prep, late, info)
+        if fault:
+            fault("after_rollups")
+    if prep.rejects:
+        _store_rejects(raw, batch.table, prep.rejects, batch_id)
     return IngestResult(
         batch_key,
         prep.received,
@@ -144,24 +207,26 @@ def load_table(
     )
 
 
-def _lock_caps(
+def _lock_settings(
     conn: sa.Connection, prep: validate.Prepared, info: dict[int, validate.ExperimentInfo]
 ) -> dict[int, validate.ExperimentInfo]:
-    """Share-lock the batch's experiments and read their revenue caps inside the transaction.
+    """Share-lock the batch's experiments and read their cap and lateness inside the transaction.
 
-    Freezing a cap takes the row for update, so a batch either commits before the freeze
-    (whose rebuild then covers it) or sees the frozen cap; no batch is capped with a stale one.
+    Freezing the settings takes the row for update, so a batch either commits before the
+    freeze (whose rebuild then covers it) or sees the frozen cap and lateness; no batch is
+    capped or flagged with stale ones.
     """
     ids = sorted({int(i) for i in np.unique(prep.experiment_id)})
     rows = conn.execute(
         sa.text(
-            "SELECT id, revenue_cap FROM experiments WHERE id = ANY(:ids) ORDER BY id FOR SHARE"
+            "SELECT id, revenue_cap, allowed_lateness_seconds FROM experiments "
+            "WHERE id = ANY(:ids) ORDER BY id FOR SHARE"
         ),
         {"ids": ids},
     ).all()
     out = dict(info)
-    for exp_id, cap in rows:
-        out[exp_id] = validate.ExperimentInfo(exp_id, cap, info[exp_id].allowed_lateness)
+    for exp_id, cap, lateness in rows:
+        out[exp_id] = validate.ExperimentInfo(exp_id, cap, timedelta(seconds=lateness))
     return out
 
 
@@ -214,148 +279,6 @@ def _copy_observations(
         view = memoryview(payload)
         for start in range(0, len(view), 8 << 20):
             copy.write(view[start : start + (8 << 20)])
-
-
-_ROLLUP_FIELDS = repository.ROLLUP_FIELDS
-
-
-def _group_sums(
-    prep: validate.Prepared, late: npt.NDArray[np.bool_], info: dict[int, validate.ExperimentInfo]
-) -> tuple[
-    npt.NDArray[np.int64], npt.NDArray[np.int64], dict[str, npt.NDArray[Any]], npt.NDArray[np.int64]
-]:
-    """Per (experiment, arm, minute) group: keys, per-row group index, sums."""
-    minute = prep.ts.astype(np.int64) // _MINUTE_US
-    key = (prep.experiment_id.astype(np.int64) << 33) | (prep.arm.astype(np.int64) << 32) | minute
-    keys, inverse = np.unique(key, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    cap = np.full(len(prep.revenue), np.inf)
-    for exp_id, exp in info.items():
-        if exp.revenue_cap is not None:
-            cap[prep.experiment_id == exp_id] = exp.revenue_cap
-    capped = np.minimum(prep.revenue, cap)
-    log_lat = np.log(np.maximum(prep.latency_ms, repository.LOG_LATENCY_FLOOR_MS))
-    g = len(keys)
-
-    def total(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        return np.bincount(inverse, weights=values, minlength=g)
-
-    sums: dict[str, npt.NDArray[Any]] = {
-        "n": np.bincount(inverse, minlength=g),
-        "revenue_sum": total(prep.revenue),
-        "revenue_sum_sq": total(prep.revenue * prep.revenue),
-        "revenue_capped_sum": total(capped),
-        "revenue_capped_sum_sq": total(capped * capped),
-        "revenue_nonzero": np.bincount(inverse, weights=prep.revenue > 0, minlength=g).astype(
-            np.int64
-        ),
-        "log_latency_sum": total(log_lat),
-        "log_latency_sum_sq": total(log_lat * log_lat),
-        "errors": np.bincount(inverse, weights=prep.error, minlength=g).astype(np.int64),
-        "late_n": np.bincount(inverse, weights=late, minlength=g).astype(np.int64),
-    }
-    bucket = buckets.latency_bucket(prep.latency_ms)
-    pair, pair_count = np.unique(inverse.astype(np.int64) * 1024 + bucket, return_counts=True)
-    hist = np.stack([pair // 1024, pair % 1024, pair_count], axis=1)
-    return keys, inverse, sums, hist
-
-
-def _decode(
-    keys: npt.NDArray[np.int64],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    return keys >> 33, (keys >> 32) & 1, keys & 0xFFFFFFFF
-
-
-_INT_FIELDS = {"n", "revenue_nonzero", "errors", "late_n"}
-_TEMP_TABLES = (
-    "CREATE TEMP TABLE IF NOT EXISTS _rollup_in (experiment_id int4, arm int2, period timestamptz, "
-    + ", ".join(f"{f} {'int8' if f in _INT_FIELDS else 'float8'}" for f in _ROLLUP_FIELDS)
-    + ") ON COMMIT DELETE ROWS; "
-    "CREATE TEMP TABLE IF NOT EXISTS _latency_in (experiment_id int4, arm int2, period timestamptz, "
-    "bucket int2, count int8) ON COMMIT DELETE ROWS"
-)
-
-
-def _periods(index: npt.NDArray[np.int64], unit_us: int) -> npt.NDArray[np.datetime64]:
-    return (index * unit_us).astype("datetime64[us]")
-
-
-def _copy_in(cur: Any, table: str, columns: list[pgbinary.Column]) -> None:
-    cur.execute(f"TRUNCATE {table}")
-    with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.write(pgbinary.encode(columns))
-
-
-def _upsert_rollups(
-    raw: Any,
-    prep: validate.Prepared,
-    late: npt.NDArray[np.bool_],
-    info: dict[int, validate.ExperimentInfo],
-) -> None:
-    """Add this batch's sums and histograms to the minute and hour rollups (exact numeric)."""
-    keys, _, sums, hist = _group_sums(prep, late, info)
-    exp, arm, minute = _decode(keys)
-    hkeys, hinv = np.unique((exp << 33) | (arm << 32) | (minute // 60), return_inverse=True)
-    hinv = hinv.reshape(-1)
-    hsums = {
-        f: np.bincount(hinv, weights=v, minlength=len(hkeys)).astype(v.dtype)
-        for f, v in sums.items()
-    }
-    hexp, harm, hhour = _decode(hkeys)
-    # latency histograms per minute group, then summed per hour group
-    hpair, hpair_inv = np.unique(hinv[hist[:, 0]] * 1024 + hist[:, 1], return_inverse=True)
-    hcount = np.bincount(hpair_inv.reshape(-1), weights=hist[:, 2]).astype(np.int64)
-    hgroup = hpair // 1024
-    with raw.cursor() as cur:
-        cur.execute(_TEMP_TABLES)
-        for table, e, a, periods, s in (
-            ("rollups_minute", exp, arm, _periods(minute, _MINUTE_US), sums),
-            ("rollups_hour", hexp, harm, _periods(hhour, _HOUR_US), hsums),
-        ):
-            _copy_in(
-                cur,
-                "_rollup_in",
-                [
-                    pgbinary.Column("int4", e.astype(np.int32)),
-                    pgbinary.Column("int2", a.astype(np.int16)),
-                    pgbinary.Column("timestamptz", periods),
-                ]
-                + [
-                    pgbinary.Column("int8" if f in _INT_FIELDS else "float8", s[f])
-                    for f in _ROLLUP_FIELDS
-                ],
-            )
-            casts = ", ".join(f if f in _INT_FIELDS else f"{f}::numeric" for f in _ROLLUP_FIELDS)
-            updates = ", ".join(f"{f} = {table}.{f} + excluded.{f}" for f in _ROLLUP_FIELDS)
-            cur.execute(
-                f"INSERT INTO {table} (experiment_id, arm, period, {', '.join(_ROLLUP_FIELDS)}) "
-                f"SELECT experiment_id, arm, period, {casts} FROM _rollup_in "
-                "ORDER BY experiment_id, arm, period "
-                f"ON CONFLICT (experiment_id, arm, period) DO UPDATE SET {updates}"
-            )
-        for table, e, a, periods, b, c in (
-            ("latency_minute", exp[hist[:, 0]], arm[hist[:, 0]],
-             _periods(minute[hist[:, 0]], _MINUTE_US), hist[:, 1], hist[:, 2]),
-            ("latency_hour", hexp[hgroup], harm[hgroup],
-             _periods(hhour[hgroup], _HOUR_US), hpair % 1024, hcount),
-        ):  # fmt: skip
-            _copy_in(
-                cur,
-                "_latency_in",
-                [
-                    pgbinary.Column("int4", e.astype(np.int32)),
-                    pgbinary.Column("int2", a.astype(np.int16)),
-                    pgbinary.Column("timestamptz", periods),
-                    pgbinary.Column("int2", b.astype(np.int16)),
-                    pgbinary.Column("int8", c.astype(np.int64)),
-                ],
-            )
-            cur.execute(
-                f"INSERT INTO {table} SELECT * FROM _latency_in "
-                "ORDER BY experiment_id, arm, period, bucket "
-                "ON CONFLICT (experiment_id, arm, period, bucket) "
-                f"DO UPDATE SET count = {table}.count + excluded.count"
-            )
 
 
 def _store_rejects(

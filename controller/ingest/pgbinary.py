@@ -59,7 +59,7 @@ def encode(columns: Sequence[Column]) -> bytes:
     for c in columns:
         if c.pg_type != "text" and c.pg_type not in _FIXED:
             raise ValueError(f"columns: unsupported type {c.pg_type!r}")
-    encoded = {i: _encode_text(columns[i].values) for i in text_cols}
+    encoded = {i: _encode_text(np.asarray(columns[i].values, dtype=object)) for i in text_cols}
     if text_cols:
         shape = np.stack([encoded[i][1] for i in text_cols], axis=1)
         groups, inverse = np.unique(shape, axis=0, return_inverse=True)

@@ -18,10 +18,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from controller.storage.repository import DEFAULT_NAMESPACE
+from controller.storage.experiments import DEFAULT_NAMESPACE
 
 REQUIRED = ("experiment", "arm", "ts", "revenue", "latency_ms", "error")
-OPTIONAL = ("unit_id",)
 ARMS = {"champion": 0, "challenger": 1}
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
@@ -132,7 +131,7 @@ def _errors(
     if pa.types.is_integer(col.type):
         ints = np.asarray(pc.fill_null(col, -1).to_numpy(zero_copy_only=False))
         _flag(reasons, ~np.isin(ints, (0, 1)), "error is not a boolean (true/false or 1/0)")
-        return ints == 1
+        return np.asarray(ints == 1, dtype=bool)
     raw = _strings(col)
     lowered = np.array([("" if v is None else str(v).strip().lower()) for v in raw], dtype=object)
     is_true = np.isin(lowered, list(_TRUE))
@@ -277,7 +276,3 @@ def prepare(
         unit_id=None if unit_id is None else unit_id[good],
         rejects=[Reject(int(i) + 1, str(reasons[i])) for i in bad],
     )
-
-
-def lateness_by_experiment(registry: Mapping[str, ExperimentInfo]) -> dict[int, timedelta]:
-    return {info.id: info.allowed_lateness for info in registry.values()}

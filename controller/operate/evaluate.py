@@ -19,7 +19,7 @@ import numpy as np
 import analysis
 from controller.decide import observed as obs
 from controller.experiment import spec
-from controller.storage import repository
+from controller.storage import rollups
 
 MINUTE = timedelta(minutes=1)
 
@@ -77,7 +77,7 @@ def guardrails_for(a: spec.Analysis, derived: Mapping[str, Any]) -> list[analysi
     return out
 
 
-def arm_stats(t: repository.ArmTotals) -> analysis.ArmStats:
+def arm_stats(t: rollups.ArmTotals) -> analysis.ArmStats:
     """Storage's exact totals as the analysis engine's arm statistics (capped revenue)."""
     return analysis.ArmStats(
         n=t.n,

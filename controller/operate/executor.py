@@ -1,8 +1,9 @@
 """The one executor: applies a reconcile ``Plan`` to the router, the store and the cluster.
 
 Reconcile decides; this module acts, in an order chosen for crash safety: the route first
-(a rollback is real before anything says so), then the decision log (idempotency keys make
-a replayed transition write its row once), then events, then the status as one patch
+(a rollback is real before anything says so), then the database in one transaction: the
+decision log (idempotency keys make a replayed transition write its row once), the phase
+and the settings freeze; then events, then the status as one patch
 guarded by the resourceVersion the tick read. A crash at any point leaves the status
 behind the world, never ahead of it, so the next tick re-decides the same transition and
 every write it repeats is a no-op. It makes no decisions and reads no clock.
@@ -21,8 +22,10 @@ import sqlalchemy as sa
 
 from controller.decide import actions as p
 from controller.decide import status as st
+from controller.experiment import frozen
 from controller.routers import base as routers
-from controller.storage import repository
+from controller.storage import decisions as decision_log
+from controller.storage import experiments
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +103,9 @@ def apply(
     freeze = plan.first(p.FreezeSettings)
     phase = plan.first(p.SetPhase)
     if engine is not None and target.experiment_id is not None:
-        with engine.begin() as conn:
+        with engine.begin() as conn:  # one unit of work: the log, the phase, the freeze
             for d in decisions:
-                row = repository.append_decision(
+                row = decision_log.append_decision(
                     conn,
                     target.experiment_id,
                     at=d.at,
@@ -115,19 +118,17 @@ def apply(
                 )
                 outcome.decisions_written += row is not None
             if phase is not None:
-                conn.execute(
-                    sa.text("UPDATE experiments SET phase = :p, updated_at = :t WHERE id = :e"),
-                    {"p": phase.phase.value, "t": phase.at, "e": target.experiment_id},
+                experiments.set_phase(conn, target.experiment_id, phase.phase.value, now=phase.at)
+            if freeze is not None:
+                snapshot = freeze.settings.snapshot
+                experiments.freeze_settings(
+                    conn,
+                    target.key,
+                    snapshot,
+                    now=freeze.settings.frozen_at,
+                    revenue_cap=_cap(snapshot, snapshot.get("derived", {})),
+                    allowed_lateness_seconds=_lateness_seconds(snapshot),
                 )
-        if freeze is not None:
-            derived = freeze.settings.snapshot.get("derived", {})
-            repository.freeze_settings(
-                engine,
-                target.key,
-                freeze.settings.snapshot,
-                now=freeze.settings.frozen_at,
-                revenue_cap=_cap(freeze.settings.snapshot, derived),
-            )
     elif decisions:
         logger.warning(
             "%s: database unreachable; %d decision(s) held until it is back",
@@ -178,6 +179,11 @@ def _cap(snapshot: Mapping[str, Any], derived: Mapping[str, Any]) -> float | Non
         return float(cap["value"])
     value = derived.get("revenueCap")
     return None if value is None else float(value)
+
+
+def _lateness_seconds(snapshot: Mapping[str, Any]) -> int:
+    """The allowed lateness of the frozen analysis settings, in whole seconds (for ingest)."""
+    return int(frozen.analysis_from_snapshot(snapshot).allowed_lateness.total_seconds())
 
 
 def _emit(

@@ -43,7 +43,8 @@ from controller.operate.leader import LeaderElector
 from controller.operate.metrics import Metrics
 from controller.routers import base as routers
 from controller.routers import router_for
-from controller.storage import repository
+from controller.storage import decisions as decision_log
+from controller.storage import experiments, looks, rollups
 
 logger = logging.getLogger(__name__)
 
@@ -423,24 +424,26 @@ class Operator:
             assert self.engine is not None
             try:
                 until = max(w[2] for w in work.pending.windows)
-                repository.save_analysis_state(
-                    self.engine,
-                    work.pending.exp_id,
-                    {
-                        "analysis": evaluation.state.to_dict(),
-                        "steps": [r.to_dict() for r in work.pending.history],
-                        "evaluatedUntil": until.isoformat(),
-                    },
-                    look={
-                        "evaluated_until": until,
-                        "at": now,
-                        "step_index": stored.step_index,
-                        "challenger_weight": work.route.challenger_weight if work.route else 0,
-                        "verdict": evaluation.verdict.value,
-                        "payload": evaluate.evidence(evaluation, work.pending.windows)
-                        | {"samples": evaluate.status_fields(None, work.samples, now)["samples"]},
-                    },
-                )
+                samples = evaluate.status_fields(None, work.samples, now)["samples"]
+                with self.engine.begin() as conn:
+                    looks.save_analysis_state(
+                        conn,
+                        work.pending.exp_id,
+                        {
+                            "analysis": evaluation.state.to_dict(),
+                            "steps": [r.to_dict() for r in work.pending.history],
+                            "evaluatedUntil": until.isoformat(),
+                        },
+                        look={
+                            "evaluated_until": until,
+                            "at": now,
+                            "step_index": stored.step_index,
+                            "challenger_weight": work.route.challenger_weight if work.route else 0,
+                            "verdict": evaluation.verdict.value,
+                            "payload": evaluate.evidence(evaluation, work.pending.windows)
+                            | {"samples": samples},
+                        },
+                    )
             except _DB_ERRORS as exc:
                 logger.warning("%s: could not save the analysis state: %s", key, _describe(exc))
                 evaluation, work.reachable = None, False
@@ -563,7 +566,7 @@ class Operator:
                 exp_id, _ = self._experiment_id(key, meta.get("uid"), None)
                 if exp_id is not None:
                     with self.engine.begin() as conn:
-                        repository.append_decision(
+                        decision_log.append_decision(
                             conn,
                             exp_id,
                             at=now,
@@ -596,7 +599,7 @@ class Operator:
         try:
             with self.engine.begin() as conn:
                 for d in pending:
-                    repository.append_decision(
+                    decision_log.append_decision(
                         conn, exp_id, **{**d, "at": datetime.fromisoformat(d["at"])}
                     )
         except _DB_ERRORS as exc:
@@ -617,15 +620,16 @@ class Operator:
         if cache_key in self._ids:
             return self._ids[cache_key], True
         try:
-            exp_id = repository.register_experiment(
-                self.engine,
-                key,
-                uid=uid,
-                spec=spec,
-                allowed_lateness_seconds=None
-                if lateness is None
-                else int(lateness.total_seconds()),
-            )
+            with self.engine.begin() as conn:
+                exp_id = experiments.register_experiment(
+                    conn,
+                    key,
+                    uid=uid,
+                    spec=spec,
+                    allowed_lateness_seconds=None
+                    if lateness is None
+                    else int(lateness.total_seconds()),
+                )
         except _DB_ERRORS as exc:
             logger.warning("%s: database unreachable: %s", key, _describe(exc))
             return None, False
@@ -655,7 +659,7 @@ class Operator:
         lateness = frozen_analysis.allowed_lateness
         final_until = evaluate.watermark(now, lateness)
         with self.engine.connect() as conn:
-            last_minute, persisted = repository.freshness_and_state(conn, exp_id)
+            last_minute, persisted = looks.freshness_and_state(conn, exp_id)
             last_data_at = None if last_minute is None else last_minute + evaluate.MINUTE
             baseline = None
             if (
@@ -700,7 +704,7 @@ class Operator:
             steps = []
             current = obs.ArmCounts()
             for record, start, end, closed in windows:
-                totals = repository.window_totals(conn, exp_id, start, end)
+                totals = rollups.window_totals(conn, exp_id, start, end)
                 steps.append(
                     analysis.StepWindow(
                         weight_challenger=record.share,
@@ -745,7 +749,7 @@ class Operator:
             return None
         cap = None
         if a.revenue_cap is not None and a.revenue_cap.from_baseline is not None:
-            q = repository.revenue_quantile(
+            q = rollups.revenue_quantile(
                 conn, exp_id, "champion", start, end, a.revenue_cap.from_baseline.quantile
             )
             cap = q if q is not None and q > 0 else None
@@ -754,7 +758,7 @@ class Operator:
             g for g in a.guardrails if isinstance(g, sp.TailGuardrail) and g.threshold_from_baseline
         ]
         if tails:
-            hist = repository.window_totals(conn, exp_id, start, end)["champion"].latency_hist
+            hist = rollups.window_totals(conn, exp_id, start, end)["champion"].latency_hist
             if hist.sum() > 0:
                 for g in tails:
                     fb = g.threshold_from_baseline

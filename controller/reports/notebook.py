@@ -129,7 +129,7 @@ def load(name: str, database_url: str | None = None, *, engine: sa.Engine | None
 
     Raises
     ------
-    controller.storage.repository.UnknownExperimentError
+    controller.storage.experiments.UnknownExperimentError
         No experiment of that name is registered.
     ValueError
         No database is configured, or ``name`` is malformed.

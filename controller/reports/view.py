@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from analysis import sequential
 from controller.decide import actions
 from controller.experiment import defaults, frozen, spec, validation
-from controller.storage import models, repository
+from controller.storage import decisions as decision_log
+from controller.storage import experiments, looks, models, rollups
 
 MINUTE = timedelta(minutes=1)
 
@@ -421,11 +422,11 @@ def _failure(
 
 def build(conn: sa.Connection, key: str) -> ReportView:
     """The report of experiment ``namespace/name`` (``UnknownExperimentError`` if unknown)."""
-    exp = repository.get_experiment(conn, key)
-    raw_decisions = repository.decisions(conn, exp.id)
-    raw_looks = repository.looks(conn, exp.id)
-    extent = repository.data_extent(conn, exp.id)
-    rows = [] if extent is None else repository.minute_series(conn, exp.id, *extent_end(extent))
+    exp = experiments.get_experiment(conn, key)
+    raw_decisions = decision_log.decisions(conn, exp.id)
+    raw_looks = looks.looks(conn, exp.id)
+    extent = rollups.data_extent(conn, exp.id)
+    rows = [] if extent is None else rollups.minute_series(conn, exp.id, *extent_end(extent))
     fs = settings_of(exp)
     infos = () if fs is None else guardrail_infos(fs)
     settings = _settings(exp, fs, extent)

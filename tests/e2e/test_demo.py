@@ -19,8 +19,8 @@ ROLLBACKS = ["revenue-drop", "latency-regression", "error-spike", "srm"]
 
 
 @pytest.mark.parametrize("scenario", ["good", *ROLLBACKS])
-def test_each_scenario_reaches_its_decision(engine: sa.Engine, scenario: str) -> None:
-    outcome = demo.run_scenario(engine, scenario, seed=7)
+def test_each_scenario_reaches_its_decision(truncating_engine: sa.Engine, scenario: str) -> None:
+    outcome = demo.run_scenario(truncating_engine, scenario, seed=7)
     expected_outcome, expected_code = demo.SCENARIOS[scenario]["expect"]
     assert (outcome.outcome, outcome.reason_code) == (expected_outcome, expected_code), (
         outcome.reason
@@ -33,9 +33,9 @@ def test_each_scenario_reaches_its_decision(engine: sa.Engine, scenario: str) ->
     assert outcome.decided_after_seconds <= 6 * 3600
 
 
-def test_aa_is_promoted_over_many_seeds(engine: sa.Engine) -> None:
+def test_aa_is_promoted_over_many_seeds(truncating_engine: sa.Engine) -> None:
     # alpha is 0.0005 in the demo: a false rollback in these five seeds would be a 0.25 % event
-    outcomes = [demo.run_scenario(engine, "aa", seed=seed) for seed in range(100, 105)]
+    outcomes = [demo.run_scenario(truncating_engine, "aa", seed=seed) for seed in range(100, 105)]
     assert [(o.outcome, o.reason_code) for o in outcomes] == [("promoted", "promoted")] * 5
 
 

@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 
 def test_operator_process_runs_an_experiment_and_serves_probes_and_metrics(
-    engine: sa.Engine, database_url: str, tmp_path: Path
+    truncating_engine: sa.Engine, database_url: str, tmp_path: Path
 ) -> None:
     with emulator.serve() as served:
         api = served.api_client()

@@ -17,8 +17,12 @@ import sqlalchemy as sa
 from analysis import Scenario
 from canaryctl_demo.world import GROUP, PLURAL, VERSION, World, experiment_body
 from controller.decide import manual
+from controller.ingest import load
 from controller.operate.loop import FINALIZER, OperatorConfig
-from controller.storage import db, repository
+from controller.storage import db, experiments
+from controller.storage import decisions as decision_log
+from controller.storage import looks as look_log
+from tests.storage.helpers import row, rows_table
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 BASE = Scenario(requests_per_minute=10_000)
@@ -26,15 +30,15 @@ DONE = {"Promoted", "RolledBack", "Failed"}
 
 
 @pytest.fixture
-def world(engine: sa.Engine) -> Iterator[World]:
-    with World.start(engine, start=T0) as w:
+def world(truncating_engine: sa.Engine) -> Iterator[World]:
+    with World.start(truncating_engine, start=T0) as w:
         yield w
 
 
 def _decisions(engine: sa.Engine, key: str) -> list[tuple[str, str]]:
     with engine.connect() as conn:
-        exp = repository.get_experiment(conn, key)
-        return [(d.kind, d.reason_code) for d in repository.decisions(conn, exp.id)]
+        exp = experiments.get_experiment(conn, key)
+        return [(d.kind, d.reason_code) for d in decision_log.decisions(conn, exp.id)]
 
 
 def _events(world: World, name: str) -> list[tuple[str, str]]:
@@ -42,19 +46,19 @@ def _events(world: World, name: str) -> list[tuple[str, str]]:
     return [(e.reason, e.message) for e in items if e.involved_object.name == name]
 
 
-def test_a_good_canary_is_promoted(world: World, engine: sa.Engine) -> None:
+def test_a_good_canary_is_promoted(world: World, truncating_engine: sa.Engine) -> None:
     world.create(experiment_body("good"))
     status = world.run("good", BASE, until=DONE, max_minutes=240)
     assert status["phase"] == "Promoted", status
     assert world.route_weights() == {"ranker-v1": 0, "ranker-v2": 100}
-    kinds = [k for k, _ in _decisions(engine, "ml/good")]
+    kinds = [k for k, _ in _decisions(truncating_engine, "ml/good")]
     assert kinds == ["start", "advance", "promote"]
     assert {g["verdict"] for g in status["guardrails"]} == {"pass"}
     assert status["samples"]["challenger"] > 0 and status["observedGeneration"] == 1
     # one router write per weight change: 0→10 (with the claim), 10→50, 50→100
     assert len(world.served.emulator.writes("/httproutes/ranker")) == 3
-    with engine.connect() as conn:
-        looks = repository.looks(conn, repository.get_experiment(conn, "ml/good").id)
+    with truncating_engine.connect() as conn:
+        looks = look_log.looks(conn, experiments.get_experiment(conn, "ml/good").id)
     minutes = [look["evaluated_until"] for look in looks]
     assert minutes == sorted(set(minutes)) and len(minutes) > 30  # one look per finalised minute
     assert looks[-1]["verdict"] == "pass" and {g["name"] for g in looks[-1]["guardrails"]} == {
@@ -75,17 +79,17 @@ def test_a_good_canary_is_promoted(world: World, engine: sa.Engine) -> None:
     ids=["revenue-drop", "latency-regression", "error-spike", "srm"],
 )
 def test_a_harmful_canary_is_rolled_back(
-    world: World, engine: sa.Engine, effect: dict[str, float], reason: str
+    world: World, truncating_engine: sa.Engine, effect: dict[str, float], reason: str
 ) -> None:
     world.create(experiment_body("bad"))
     status = world.run("bad", BASE.with_effect(**effect), until=DONE, max_minutes=240)
     assert (status["phase"], status["reasonCode"]) == ("RolledBack", reason), status["message"]
     assert world.route_weights() == {"ranker-v1": 100, "ranker-v2": 0}
-    assert ("rollback", reason) in _decisions(engine, "ml/bad")
+    assert ("rollback", reason) in _decisions(truncating_engine, "ml/bad")
     assert any(r == "RolledBack" for r, _ in _events(world, "bad"))
-    with engine.connect() as conn:
-        exp = repository.get_experiment(conn, "ml/bad")
-        rollback = next(d for d in repository.decisions(conn, exp.id) if d.kind == "rollback")
+    with truncating_engine.connect() as conn:
+        exp = experiments.get_experiment(conn, "ml/bad")
+        rollback = next(d for d in decision_log.decisions(conn, exp.id) if d.kind == "rollback")
     assert rollback.evidence["analysis"]["guardrails"], "the decision carries its evidence"
 
 
@@ -105,7 +109,9 @@ def test_an_invalid_spec_ends_in_failed_naming_the_field(world: World) -> None:
     assert world.route_weights() == {"ranker-v1": 100, "ranker-v2": 0}
 
 
-def test_manual_rollback_request_is_acted_on_once(world: World, engine: sa.Engine) -> None:
+def test_manual_rollback_request_is_acted_on_once(
+    world: World, truncating_engine: sa.Engine
+) -> None:
     world.create(experiment_body("manual"))
     world.run("manual", BASE, until={"never"}, max_minutes=5)
     request = manual.ManualRequest(
@@ -122,13 +128,13 @@ def test_manual_rollback_request_is_acted_on_once(world: World, engine: sa.Engin
     status = world.run("manual", BASE, until=DONE, max_minutes=3)
     assert (status["phase"], status["reasonCode"]) == ("RolledBack", "manual_rollback")
     world.advance()
-    log = _decisions(engine, "ml/manual")
+    log = _decisions(truncating_engine, "ml/manual")
     assert log.count(("rollback", "manual_rollback")) == 1
     assert world.route_weights() == {"ranker-v1": 100, "ranker-v2": 0}
 
 
 def test_deleting_an_experiment_in_flight_returns_traffic_first(
-    world: World, engine: sa.Engine
+    world: World, truncating_engine: sa.Engine
 ) -> None:
     world.create(experiment_body("gone"))
     world.run("gone", BASE, until={"never"}, max_minutes=3)
@@ -141,11 +147,37 @@ def test_deleting_an_experiment_in_flight_returns_traffic_first(
     with pytest.raises(kubernetes.client.ApiException) as gone:
         world.get("gone")
     assert gone.value.status == 404
-    assert ("rollback", "deleted") in _decisions(engine, "ml/gone")
+    assert ("rollback", "deleted") in _decisions(truncating_engine, "ml/gone")
+
+
+def test_ingest_keeps_the_frozen_lateness_after_an_edit_and_a_restart(
+    world: World, truncating_engine: sa.Engine
+) -> None:
+    """An edit of spec.analysis.allowedLateness after the freeze is refused by reconcile, and a
+    restarted operator registering the edited spec does not change ingest's late flag either."""
+    world.create(experiment_body("edited", analysis={"allowedLateness": "0s"}))
+    world.run("edited", BASE, until={"never"}, max_minutes=3)
+    assert world.status("edited")["phase"] == "Progressing"
+    world.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "ml", PLURAL, "edited", {"spec": {"analysis": {"allowedLateness": "1h"}}}
+    )
+    world.restart_operator()  # registers the edited spec again (nothing kept in memory)
+    world.advance()
+    assert world.status("edited")["phase"] == "Progressing"
+    closed_minute = world.clock.now() - timedelta(minutes=3)  # late at 0 s, on time at 1 h
+    batch = rows_table([row(experiment="ml/edited", ts=closed_minute.isoformat())])
+    result = load.load_table(
+        truncating_engine, batch, batch_key="after-edit", source="test", clock=world.clock
+    )
+    assert (result.loaded, result.late) == (1, 1)
+    with truncating_engine.connect() as conn:
+        stored = experiments.get_experiment(conn, "ml/edited")
+    assert stored.allowed_lateness_seconds == 0
+    assert stored.spec["analysis"]["allowedLateness"] == "1h"  # the live spec is recorded
 
 
 def test_an_unreachable_database_holds_then_rolls_back_and_never_promotes(
-    world: World, engine: sa.Engine
+    world: World, truncating_engine: sa.Engine
 ) -> None:
     world.create(
         experiment_body("dbdown", analysis={"burnIn": {"minRequests": 100, "minNonZeroRevenue": 5}})
@@ -164,19 +196,22 @@ def test_an_unreachable_database_holds_then_rolls_back_and_never_promotes(
     status = world.run("dbdown", BASE, until=DONE, max_minutes=5)
     assert (status["phase"], status["reasonCode"]) == ("RolledBack", "database_unreachable")
     assert world.route_weights() == {"ranker-v1": 100, "ranker-v2": 0}
-    world.restart_operator(engine=engine)  # the database is back: the held decision is written once
+    # the database is back: the held decision is written once
+    world.restart_operator(engine=truncating_engine)
     world.custom.patch_namespaced_custom_object(
         GROUP, VERSION, "ml", PLURAL, "dbdown", {"metadata": {"annotations": {"touch": "1"}}}
     )
     world.advance()
     world.advance()
     broken.dispose()
-    assert _decisions(engine, "ml/dbdown").count(("rollback", "database_unreachable")) == 1
+    assert (
+        _decisions(truncating_engine, "ml/dbdown").count(("rollback", "database_unreachable")) == 1
+    )
 
 
 @pytest.mark.parametrize("point", ["after_decide", "after_route", "after_log", "after_status"])
 def test_a_crash_at_each_fault_point_never_repeats_a_step(
-    world: World, engine: sa.Engine, point: str
+    world: World, truncating_engine: sa.Engine, point: str
 ) -> None:
     class Crash(Exception):
         pass
@@ -222,7 +257,7 @@ def test_a_crash_at_each_fault_point_never_repeats_a_step(
         final.get("guardrails"),
         crashes,
     )
-    log = _decisions(engine, "ml/crashy")
+    log = _decisions(truncating_engine, "ml/crashy")
     assert [k for k, _ in log] == ["start", "advance", "promote"]
     writes = world.served.emulator.writes("/httproutes/ranker")
     challenger = [
@@ -236,13 +271,13 @@ def test_a_crash_at_each_fault_point_never_repeats_a_step(
     assert challenger == [10, 50, 100], [w.body for w in writes]
 
 
-def test_two_replicas_elect_one_leader_that_acts(engine: sa.Engine) -> None:
+def test_two_replicas_elect_one_leader_that_acts(truncating_engine: sa.Engine) -> None:
     import threading
     import time
 
     from controller.operate.leader import LeaderElector
 
-    with World.start(engine, start=T0) as world:
+    with World.start(truncating_engine, start=T0) as world:
         world.create(experiment_body("ha"))
         kubernetes.client.CoreV1Api(world.api).create_namespace(
             {"metadata": {"name": "canaryctl-system"}}
@@ -284,11 +319,11 @@ def test_two_replicas_elect_one_leader_that_acts(engine: sa.Engine) -> None:
         assert threading.active_count() < 50
 
 
-def test_operator_run_acts_only_as_leader(engine: sa.Engine) -> None:
+def test_operator_run_acts_only_as_leader(truncating_engine: sa.Engine) -> None:
     import threading
     import time
 
-    with World.start(engine, start=T0) as world:
+    with World.start(truncating_engine, start=T0) as world:
         world.create(experiment_body("runner"))
         kubernetes.client.CoreV1Api(world.api).create_namespace(
             {"metadata": {"name": "canaryctl-system"}}
@@ -319,27 +354,29 @@ def test_operator_run_acts_only_as_leader(engine: sa.Engine) -> None:
 
 @pytest.mark.parametrize("kind", ["istio", "kserve", "replicas"])
 def test_every_router_carries_a_canary_to_promotion_and_a_bad_one_back(
-    engine: sa.Engine, kind: str
+    truncating_engine: sa.Engine, kind: str
 ) -> None:
     from canaryctl_demo.world import ROUTERS
 
-    with World.start(engine, start=T0, router_kind=kind) as world:
+    with World.start(truncating_engine, start=T0, router_kind=kind) as world:
         world.create(experiment_body("good", router=ROUTERS[kind]))
         status = world.run("good", BASE, until=DONE, max_minutes=240)
         assert status["phase"] == "Promoted", (status.get("reasonCode"), status.get("message"))
         assert world.router("good").observe().challenger_weight == 100
-    with World.start(engine, start=T0, router_kind=kind, namespace="ml2") as world:
+    with World.start(truncating_engine, start=T0, router_kind=kind, namespace="ml2") as world:
         world.create(experiment_body("bad", namespace="ml2", router=ROUTERS[kind]))
         status = world.run("bad", BASE.with_effect(error_factor=4.0), until=DONE, max_minutes=240)
         assert (status["phase"], status["reasonCode"]) == ("RolledBack", "guardrail_failed:errors")
         assert world.router("bad").observe().challenger_weight == 0
 
 
-def test_a_new_experiment_is_picked_up_by_the_watch_not_the_resync(engine: sa.Engine) -> None:
+def test_a_new_experiment_is_picked_up_by_the_watch_not_the_resync(
+    truncating_engine: sa.Engine,
+) -> None:
     import threading
     import time
 
-    with World.start(engine, start=T0) as world:
+    with World.start(truncating_engine, start=T0) as world:
         op = world.restart_operator()
         op.config = OperatorConfig(identity="w", resync_seconds=60, workers=1)
         stop = threading.Event()

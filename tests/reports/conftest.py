@@ -1,9 +1,10 @@
 """Fixtures: real experiments, simulated once per run by the real operator, in a database of their own.
 
-The shared ``engine`` fixture empties every table after each test, so the reports' data
-lives in a second database on the same server: one experiment rolled back for a 30 %
-revenue drop, one promoted, both run through ``canaryctl_demo.world.World`` (the Kubernetes
-API emulator, the real ingest path and the real operator, in simulated time).
+The shared ``conn`` and ``truncating_engine`` fixtures leave the run's database empty after
+each test, so the reports' data lives in a second database on the same server: one
+experiment rolled back for a 30 % revenue drop, one promoted, both run through
+``canaryctl_demo.world.World`` (the Kubernetes API emulator, the real ingest path and the
+real operator, in simulated time).
 """
 
 from __future__ import annotations

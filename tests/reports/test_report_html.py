@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from controller.cli.main import app
 from controller.reports import view
-from controller.storage import repository
+from controller.storage import experiments, rollups
+from controller.storage import looks as look_log
 from tests.reports.conftest import PROMOTED, ROLLED_BACK, SRM
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,11 +54,11 @@ def browser() -> Iterator[Any]:
 def _minutes_with_data(engine: sa.Engine, key: str) -> tuple[int, int]:
     """Minutes with data in all, and inside the tests' step windows up to the last look."""
     with engine.connect() as conn:
-        exp = repository.get_experiment(conn, key)
-        extent = repository.data_extent(conn, exp.id)
+        exp = experiments.get_experiment(conn, key)
+        extent = rollups.data_extent(conn, exp.id)
         assert extent is not None
-        rows = repository.minute_series(conn, exp.id, *view.extent_end(extent))
-        looks = repository.looks(conn, exp.id)
+        rows = rollups.minute_series(conn, exp.id, *view.extent_end(extent))
+        looks = look_log.looks(conn, exp.id)
     steps = [
         (datetime.fromisoformat(s["start"]), s["end"] and datetime.fromisoformat(s["end"]))
         for s in exp.analysis_state["steps"]

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from controller.reports import notebook, render
-from controller.storage import repository
+from controller.storage import experiments
 from tests.reports.conftest import ROLLED_BACK
 
 
@@ -37,7 +37,7 @@ def test_repr_html_is_the_report_body(report_engine: sa.Engine) -> None:
 def test_unknown_name_and_missing_database(
     report_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(repository.UnknownExperimentError, match="ml/nope"):
+    with pytest.raises(experiments.UnknownExperimentError, match="ml/nope"):
         notebook.load("ml/nope", report_url)
     monkeypatch.delenv("CANARYCTL_DATABASE_URL", raising=False)
     with pytest.raises(ValueError, match="database_url"):

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from controller.reports import render, view
-from controller.storage import repository
+from controller.storage import decisions as decision_log
+from controller.storage import experiments
 from tests.reports.conftest import INVALID, PROMOTED, ROLLED_BACK, SRM
 
 
@@ -30,8 +31,8 @@ def test_the_failure_is_the_rollback_decisions_evidence(
     rolled_back: view.ReportView, report_engine: sa.Engine
 ) -> None:
     with report_engine.connect() as conn:
-        exp = repository.get_experiment(conn, ROLLED_BACK)
-        rollback = next(d for d in repository.decisions(conn, exp.id) if d.kind == "rollback")
+        exp = experiments.get_experiment(conn, ROLLED_BACK)
+        rollback = next(d for d in decision_log.decisions(conn, exp.id) if d.kind == "rollback")
     logged = next(g for g in rollback.evidence["analysis"]["guardrails"] if g["name"] == "revenue")
     f = rolled_back.failure
     assert f is not None and rolled_back.phase == "RolledBack"
@@ -119,14 +120,13 @@ def test_an_srm_rollback_names_no_guardrail(report_engine: sa.Engine) -> None:
 
 def test_an_experiment_without_looks_still_renders(report_engine: sa.Engine) -> None:
     """An invalid spec (phase Failed) and a bare registration: no looks, no frozen settings."""
-    repository.register_experiment(report_engine, "other/registered-only", spec={})
-    for key in (INVALID, "other/registered-only"):
-        with report_engine.connect() as conn:
+    with report_engine.connect() as conn:  # never committed: the shared data stays as simulated
+        experiments.register_experiment(conn, "other/registered-only", spec={})
+        for key in (INVALID, "other/registered-only"):
             report = view.build(conn, key)
-        assert report.looks == () and report.failure is None
-        for fmt in render.Format:
-            assert render.render(report, fmt)
-    with report_engine.connect() as conn:
+            assert report.looks == () and report.failure is None
+            for fmt in render.Format:
+                assert render.render(report, fmt)
         failed = view.build(conn, INVALID)
     assert failed.phase == "Failed"
     assert "spec.steps[1].weight" in render.to_html(failed)

@@ -1,4 +1,8 @@
-"""The three ingest paths end to end: the CLI on files, the HTTP endpoint, the batching writer."""
+"""The three ingest paths end to end: the CLI on files, the HTTP endpoint, the batching writer.
+
+They load through ``load.load_table`` from other threads or a CLI run, which commit their own
+transactions: these tests use ``truncating_engine``, not the rolled-back ``conn``.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +23,16 @@ from typer.testing import CliRunner
 from controller.cli.main import app
 from controller.clock import SimulatedClock
 from controller.ingest import server, writer
-from controller.storage import db, repository
+from controller.storage import db, experiments
 from tests.storage.helpers import T0, outcomes, row
 
 NOW = T0 + timedelta(hours=3, minutes=1)
 
 
 @pytest.fixture
-def registered(engine: sa.Engine) -> int:
-    return repository.register_experiment(engine, "default/ranker")
+def registered(truncating_engine: sa.Engine) -> int:
+    with truncating_engine.begin() as conn:
+        return experiments.register_experiment(conn, "default/ranker")
 
 
 def _observations(engine: sa.Engine) -> int:
@@ -41,7 +46,7 @@ def _cli(database_url: str, *args: str) -> object:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_cli_ingests_each_format_once(
-    engine: sa.Engine, registered: int, database_url: str, tmp_path: Path, fmt: str
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path, fmt: str
 ) -> None:
     table = outcomes(1_000, seed=7, start=T0.replace(year=2026, month=11, day=20))
     path = tmp_path / f"outcomes.{fmt}"
@@ -56,11 +61,11 @@ def test_cli_ingests_each_format_once(
     assert "received 1000, loaded 1000, rejected 0" in result.output
     again = _cli(database_url, "ingest", str(path))
     assert again.exit_code == 0 and "already ingested" in again.output
-    assert _observations(engine) == 1_000
+    assert _observations(truncating_engine) == 1_000
 
 
 def test_cli_unregistered_experiment_is_one_line_and_non_zero(
-    engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(
@@ -75,7 +80,7 @@ def test_cli_unregistered_experiment_is_one_line_and_non_zero(
 
 
 def test_cli_partly_bad_file_loads_good_rows_and_says_how_many_were_refused(
-    engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "mixed.jsonl"
     good = row(ts="2026-11-20T10:00:00+00:00")
@@ -86,7 +91,7 @@ def test_cli_partly_bad_file_loads_good_rows_and_says_how_many_were_refused(
     payload = json.loads(result.stdout.strip().splitlines()[0])
     assert (payload["received"], payload["loaded"], payload["rejected"]) == (4, 2, 2)
     assert "2 of 4 rows rejected (first: row 2: latency_ms is negative)" in result.stderr
-    assert _observations(engine) == 2
+    assert _observations(truncating_engine) == 2
 
 
 def test_cli_missing_file_and_unknown_format(database_url: str, tmp_path: Path) -> None:
@@ -99,8 +104,10 @@ def test_cli_missing_file_and_unknown_format(database_url: str, tmp_path: Path) 
 
 
 @pytest.fixture
-def endpoint(engine: sa.Engine, registered: int) -> object:
-    api = server.create_app(engine, token="s3cret", max_bytes=64_000, clock=SimulatedClock(NOW))
+def endpoint(truncating_engine: sa.Engine, registered: int) -> object:
+    api = server.create_app(
+        truncating_engine, token="s3cret", max_bytes=64_000, clock=SimulatedClock(NOW)
+    )
     config = uvicorn.Config(api, host="127.0.0.1", port=0, log_level="error", lifespan="off")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -121,7 +128,9 @@ def _jsonl(n: int) -> bytes:
     ).encode()
 
 
-def test_http_batch_loads_once_and_answers_counts(engine: sa.Engine, endpoint: str) -> None:
+def test_http_batch_loads_once_and_answers_counts(
+    truncating_engine: sa.Engine, endpoint: str
+) -> None:
     headers = {
         "Authorization": "Bearer s3cret",
         "Idempotency-Key": "svc-1",
@@ -141,10 +150,10 @@ def test_http_batch_loads_once_and_answers_counts(engine: sa.Engine, endpoint: s
         "rejects": [],
     }
     assert second.json()["duplicate"] is True
-    assert _observations(engine) == 20
+    assert _observations(truncating_engine) == 20
 
 
-def test_http_csv_with_a_bad_row(engine: sa.Engine, endpoint: str) -> None:
+def test_http_csv_with_a_bad_row(truncating_engine: sa.Engine, endpoint: str) -> None:
     body = (
         "experiment,arm,ts,revenue,latency_ms,error\n"
         "ranker,champion,2026-11-26T10:00:00Z,0.2,31,false\n"
@@ -209,7 +218,7 @@ def test_http_csv_with_a_bad_row(engine: sa.Engine, endpoint: str) -> None:
     ],
 )
 def test_http_refusals_name_the_problem_and_store_nothing(
-    engine: sa.Engine,
+    truncating_engine: sa.Engine,
     endpoint: str,
     headers: dict[str, str],
     body: bytes,
@@ -220,13 +229,13 @@ def test_http_refusals_name_the_problem_and_store_nothing(
         answer = client.post("/v1/batches", content=body, headers=headers)
     assert answer.status_code == status
     assert message in answer.json()["error"]
-    assert _observations(engine) == 0
+    assert _observations(truncating_engine) == 0
 
 
 def test_writer_flushes_by_size_and_time_from_many_threads(
-    engine: sa.Engine, registered: int
+    truncating_engine: sa.Engine, registered: int
 ) -> None:
-    sink = writer.DatabaseSink(engine, clock=SimulatedClock(NOW))
+    sink = writer.DatabaseSink(truncating_engine, clock=SimulatedClock(NOW))
     w = writer.BatchWriter(sink, max_rows=250, max_delay=0.2)
 
     def produce(offset: int) -> None:
@@ -246,7 +255,7 @@ def test_writer_flushes_by_size_and_time_from_many_threads(
     assert all(r.loaded <= 250 for r in w.results) and len({r.batch_key for r in w.results}) == len(
         w.results
     )
-    assert _observations(engine) == 1_200
+    assert _observations(truncating_engine) == 1_200
 
 
 class _FlakySink:
@@ -265,11 +274,11 @@ class _FlakySink:
 
 
 def test_writer_retries_with_the_same_batch_id_and_never_double_counts(
-    engine: sa.Engine, registered: int
+    truncating_engine: sa.Engine, registered: int
 ) -> None:
-    sink = _FlakySink(writer.DatabaseSink(engine, clock=SimulatedClock(NOW)), fail=2)
+    sink = _FlakySink(writer.DatabaseSink(truncating_engine, clock=SimulatedClock(NOW)), fail=2)
     with writer.BatchWriter(sink, max_rows=100, max_delay=5, sleep=lambda s: None) as w:
         w.write_many(row(ts=(T0 + timedelta(seconds=i)).isoformat()) for i in range(100))
     assert len(sink.keys) == 3 and len(set(sink.keys)) == 1
     assert w.results[-1].duplicate and w.failed == []
-    assert _observations(engine) == 100
+    assert _observations(truncating_engine) == 100

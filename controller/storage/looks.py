@@ -1,0 +1,90 @@
+"""The sequential analysis' persisted state and its looks (one row per finalised minute).
+
+Each tick the operator reads the state its previous tick left (with the data's freshness,
+in one round trip), runs the analysis and saves the new state together with the look the
+reports draw. A restarted operator continues the same sequential test from this state.
+Every function runs in the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from controller.storage import models
+
+_SAVE_STATE = sa.text("UPDATE experiments SET analysis_state = CAST(:state AS jsonb) WHERE id = :e")
+_SAVE_STATE_AND_LOOK = sa.text(
+    """
+    WITH saved_state AS (
+        UPDATE experiments SET analysis_state = CAST(:state AS jsonb) WHERE id = :e
+    )
+    INSERT INTO looks (experiment_id, evaluated_until, at, step_index, challenger_weight, verdict, payload)
+    VALUES (:e, :evaluated_until, :at, :step_index, :challenger_weight, :verdict, CAST(:payload AS jsonb))
+    ON CONFLICT (experiment_id, evaluated_until) DO UPDATE
+       SET at = excluded.at, step_index = excluded.step_index,
+           challenger_weight = excluded.challenger_weight, verdict = excluded.verdict,
+           payload = excluded.payload
+    """
+)
+
+
+def save_analysis_state(
+    conn: sa.Connection,
+    exp_id: int,
+    state: Mapping[str, Any],
+    look: Mapping[str, Any] | None = None,
+) -> None:
+    """Persist the sequential tests' state (a restarted operator continues the same test)
+    and, in the same statement, this look for the reports (one row per finalised minute)."""
+    params: dict[str, Any] = {"e": exp_id, "state": json.dumps(state)}
+    if look is None:
+        conn.execute(_SAVE_STATE, params)
+    else:
+        conn.execute(
+            _SAVE_STATE_AND_LOOK,
+            {**params, **look, "payload": json.dumps(look["payload"], default=str)},
+        )
+
+
+def freshness_and_state(conn: sa.Connection, exp_id: int) -> tuple[datetime | None, dict[str, Any]]:
+    """The last minute with data and the persisted sequential state ({} before the first look)."""
+    row = conn.execute(
+        sa.text(
+            "SELECT (SELECT max(period) FROM rollups_minute WHERE experiment_id = :e AND arm IN (0, 1)), "
+            "analysis_state FROM experiments WHERE id = :e"
+        ),
+        {"e": exp_id},
+    ).one()
+    return row[0], dict(row[1] or {})
+
+
+def looks(conn: sa.Connection, exp_id: int) -> list[dict[str, Any]]:
+    """Every recorded look of an experiment, oldest first."""
+    rows = conn.execute(
+        sa.select(
+            models.Look.evaluated_until,
+            models.Look.at,
+            models.Look.step_index,
+            models.Look.challenger_weight,
+            models.Look.verdict,
+            models.Look.payload,
+        )
+        .where(models.Look.experiment_id == exp_id)
+        .order_by(models.Look.evaluated_until)
+    )
+    return [
+        {
+            "evaluated_until": r.evaluated_until,
+            "at": r.at,
+            "step_index": r.step_index,
+            "challenger_weight": r.challenger_weight,
+            "verdict": r.verdict,
+            **r.payload,
+        }
+        for r in rows
+    ]

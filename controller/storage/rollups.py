@@ -1,0 +1,199 @@
+"""Reads of the rollups (window totals, minute series, data extent) and the cap rebuild.
+
+Ingest keeps exact per-minute and per-hour sufficient statistics of every arm in the
+rollup tables; the operator's analysis and the reports read them here, one statement per
+query, never the raw observations. ``apply_cap`` (run when the settings freeze a revenue
+cap) and ``revenue_quantile`` (the baseline's cap) are the only functions that read raw
+rows. Every function runs in the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+
+from analysis import buckets
+from controller.storage import models
+
+#: Latencies below this many milliseconds are floored before taking logs.
+LOG_LATENCY_FLOOR_MS = 0.01
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Sufficient statistics of one arm over a window, read from rollups."""
+
+    n: int = 0
+    revenue_sum: Decimal = Decimal(0)
+    revenue_sum_sq: Decimal = Decimal(0)
+    revenue_capped_sum: Decimal = Decimal(0)
+    revenue_capped_sum_sq: Decimal = Decimal(0)
+    revenue_nonzero: int = 0
+    log_latency_sum: Decimal = Decimal(0)
+    log_latency_sum_sq: Decimal = Decimal(0)
+    errors: int = 0
+    late_n: int = 0
+    latency_hist: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(buckets.N_LATENCY_BUCKETS, dtype=np.int64)
+    )
+
+
+#: The summed columns of every rollup row (minute and hour), in table order.
+ROLLUP_FIELDS = (
+    "n",
+    "revenue_sum",
+    "revenue_sum_sq",
+    "revenue_capped_sum",
+    "revenue_capped_sum_sq",
+    "revenue_nonzero",
+    "log_latency_sum",
+    "log_latency_sum_sq",
+    "errors",
+    "late_n",
+)
+_COLS = ", ".join(ROLLUP_FIELDS)
+_SUM_COLS = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FIELDS)
+
+_WINDOW_SQL = sa.text(
+    f"""
+    WITH stats AS (
+        SELECT arm, {_COLS} FROM rollups_hour
+         WHERE experiment_id = :e AND arm IN (0, 1) AND period >= :h0 AND period < :h1
+        UNION ALL
+        SELECT arm, {_COLS} FROM rollups_minute
+         WHERE experiment_id = :e AND arm IN (0, 1)
+           AND ((period >= :start AND period < :h0) OR (period >= :h1 AND period < :end))
+    ), lat AS (
+        SELECT arm, bucket, count FROM latency_hour
+         WHERE experiment_id = :e AND arm IN (0, 1) AND period >= :h0 AND period < :h1
+        UNION ALL
+        SELECT arm, bucket, count FROM latency_minute
+         WHERE experiment_id = :e AND arm IN (0, 1)
+           AND ((period >= :start AND period < :h0) OR (period >= :h1 AND period < :end))
+    ), hist AS (
+        SELECT arm, array_agg(bucket ORDER BY bucket) AS b, array_agg(c ORDER BY bucket) AS c
+          FROM (SELECT arm, bucket, sum(count) AS c FROM lat GROUP BY arm, bucket) per_bucket
+         GROUP BY arm
+    )
+    SELECT s.*, hist.b, hist.c
+      FROM (SELECT arm, {_SUM_COLS} FROM stats GROUP BY arm) s
+      LEFT JOIN hist USING (arm)
+    """
+)
+
+
+def _check_minute(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name}: needs a timezone-aware datetime")
+    if value.second or value.microsecond:
+        raise ValueError(f"{name}: window bounds are whole minutes (got {value.isoformat()})")
+    return value.astimezone(UTC)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    floor = t.replace(minute=0)
+    return floor if floor == t else floor + timedelta(hours=1)
+
+
+def window_totals(
+    conn: sa.Connection, exp_id: int, start: datetime, end: datetime
+) -> dict[str, ArmTotals]:
+    """Per-arm totals and latency histograms over minutes ``[start, end)``, in one query.
+
+    Whole hours inside the window are read from hourly rollups and the ragged ends from
+    minute rollups, so a day-long window reads about fifty rows per arm, not 1,440.
+    """
+    start, end = _check_minute("start", start), _check_minute("end", end)
+    if end < start:
+        raise ValueError("end: the window ends before it starts")
+    h0, h1 = _ceil_hour(start), end.replace(minute=0)
+    if h1 <= h0:
+        h0 = h1 = start
+    rows = conn.execute(_WINDOW_SQL, {"e": exp_id, "start": start, "end": end, "h0": h0, "h1": h1})
+    out = {name: ArmTotals() for name in models.ARM_CODES}
+    for row in rows.mappings():
+        hist = np.zeros(buckets.N_LATENCY_BUCKETS, dtype=np.int64)
+        if row["b"] is not None:
+            hist[np.asarray(row["b"], dtype=np.int64)] = np.asarray(row["c"], dtype=np.int64)
+        values = {c: row[c] for c in ROLLUP_FIELDS}
+        for c in ("n", "revenue_nonzero", "errors", "late_n"):
+            values[c] = int(values[c])
+        out[models.ARM_NAMES[row["arm"]]] = ArmTotals(**values, latency_hist=hist)
+    return out
+
+
+_SERIES_SQL = sa.text(
+    f"""
+    SELECT period, arm, {_COLS} FROM rollups_minute
+     WHERE experiment_id = :e AND period >= :start AND period < :end
+     ORDER BY period, arm
+    """
+)
+
+
+def minute_series(
+    conn: sa.Connection, exp_id: int, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Per-minute, per-arm rollups over ``[start, end)`` for reports, in one query."""
+    start, end = _check_minute("start", start), _check_minute("end", end)
+    rows = conn.execute(_SERIES_SQL, {"e": exp_id, "start": start, "end": end}).mappings()
+    return [{**row, "arm": models.ARM_NAMES[row["arm"]]} for row in rows]
+
+
+def data_extent(conn: sa.Connection, exp_id: int) -> tuple[datetime, datetime] | None:
+    """First and last minute with data for the experiment, or None."""
+    row = conn.execute(
+        sa.text("SELECT min(period), max(period) FROM rollups_minute WHERE experiment_id = :e"),
+        {"e": exp_id},
+    ).one()
+    return None if row[0] is None else (row[0], row[1])
+
+
+def apply_cap(conn: sa.Connection, exp_id: int, cap: float) -> None:
+    """Cap the revenue sums of rollups built uncapped, reading only the rows above the cap.
+
+    capped sum = sum − Σ (r − cap) and capped sum of squares = sum of squares − Σ (r² − cap²)
+    over the rows with r > cap, in exact numeric arithmetic; every other column stays.
+    """
+    params = {"e": exp_id, "cap": cap}
+    for table, unit in (("rollups_minute", "minute"), ("rollups_hour", "hour")):
+        conn.execute(
+            sa.text(
+                f"""
+                UPDATE {table} r
+                   SET revenue_capped_sum = r.revenue_sum - x.excess,
+                       revenue_capped_sum_sq = r.revenue_sum_sq - x.excess_sq
+                  FROM (SELECT arm, date_trunc('{unit}', ts, 'UTC') AS period,
+                               sum(revenue::numeric - CAST(:cap AS float8)::numeric) AS excess,
+                               sum(revenue::numeric * revenue::numeric
+                                   - CAST(:cap AS float8)::numeric * CAST(:cap AS float8)::numeric) AS excess_sq
+                          FROM observations
+                         WHERE experiment_id = :e AND revenue > :cap
+                         GROUP BY 1, 2) x
+                 WHERE r.experiment_id = :e AND r.arm = x.arm AND r.period = x.period
+                """
+            ),
+            params,
+        )
+
+
+def revenue_quantile(
+    conn: sa.Connection, exp_id: int, arm: str, start: datetime, end: datetime, q: float
+) -> float | None:
+    """The ``q`` quantile of per-request revenue of one arm over ``[start, end)`` (raw rows)."""
+    if not 0 < q < 1:
+        raise ValueError(f"q: must lie in (0, 1), got {q}")
+    found = conn.execute(
+        sa.text(
+            "SELECT percentile_disc(:q) WITHIN GROUP (ORDER BY revenue) FROM observations "
+            "WHERE experiment_id = :e AND arm = :a AND ts >= :s AND ts < :t"
+        ),
+        {"q": q, "e": exp_id, "a": models.ARM_CODES[arm], "s": start, "t": end},
+    ).scalar()
+    return None if found is None else float(found)
