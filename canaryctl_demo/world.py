@@ -24,13 +24,13 @@ from analysis import Scenario
 from canaryctl_demo import traffic
 from canaryctl_demo.kube import emulator, seed
 from controller.clock import SimulatedClock
-from controller.experiment import crd
+from controller.experiment import crd, spec
 from controller.ingest import load
 from controller.operate.loop import Operator, OperatorConfig, TickResult
 from controller.routers import base as routers
 from controller.routers import router_for
 
-GROUP, VERSION, PLURAL = "canaryctl.dev", "v1alpha1", "experiments"
+GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
 HTTPROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")
 MINUTE = timedelta(minutes=1)
 
@@ -69,7 +69,7 @@ def experiment_body(
     }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Experiment",
+        "kind": spec.KIND,
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "champion": {"name": champion},
@@ -200,8 +200,8 @@ class World:
         ``canaryTrafficPercent`` asks; Deployments become ready at their replica count."""
         assert self.cluster is not None
         if self.router_kind == "kserve":
-            spec = self.cluster.get(seed.KSERVE, route)["spec"]["predictor"]
-            percent = spec.get("canaryTrafficPercent", 100)
+            predictor = self.cluster.get(seed.KSERVE, route)["spec"]["predictor"]
+            percent = predictor.get("canaryTrafficPercent", 100)
             self.cluster.set_kserve_status(
                 route,
                 created=f"{route}-predictor-00002",
