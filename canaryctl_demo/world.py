@@ -34,6 +34,28 @@ GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
 HTTPROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")
 MINUTE = timedelta(minutes=1)
 
+#: Steps the parser refuses (the weight goes down at ``spec.steps[1].weight``).
+DECREASING_STEPS: list[dict[str, Any]] = [
+    {"weight": 50, "minDuration": "10m", "minSamples": 10},
+    {"weight": 20, "minDuration": "10m", "minSamples": 10},
+]
+
+
+def guardrails(
+    *, revenue_margin: float = 0.05, latency_kappa: float = 1.3, errors_kappa: float = 1.5
+) -> list[dict[str, Any]]:
+    """Revenue per request (higher is better), the share slower than 70 ms, and errors."""
+    return [
+        {
+            "name": "revenue",
+            "kind": "mean",
+            "direction": "higherIsBetter",
+            "margin": {"relative": revenue_margin},
+        },
+        {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": latency_kappa},
+        {"name": "errors", "kind": "rate", "kappa": errors_kappa},
+    ]
+
 
 def experiment_body(
     name: str,
@@ -56,16 +78,7 @@ def experiment_body(
         "revenueCap": {"value": 20.0},
         "burnIn": {"minRequests": 1000, "minNonZeroRevenue": 80},
         "allowedLateness": "0s",
-        "guardrails": [
-            {
-                "name": "revenue",
-                "kind": "mean",
-                "direction": "higherIsBetter",
-                "margin": {"relative": 0.05},
-            },
-            {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": 1.3},
-            {"name": "errors", "kind": "rate", "kappa": 1.5},
-        ],
+        "guardrails": guardrails(),
     }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
