@@ -1,10 +1,10 @@
 """Planning: samples and time to detect an effect, and power by a deadline.
 
 Sits before an experiment starts: ``canaryctl plan`` prints :func:`plan`. The fixed-horizon
-figures are closed-form (normal approximation); the sequential ones follow the Gaussian
-limit of the test canaryctl runs (half-normal mixture mSPRT, τ² tuned at ``n_star``),
-simulated on a grid of looks with a fixed seed so that the plan is reproducible. This
-module must not read data or the clock.
+figures are closed-form (normal approximation, from statsmodels' power module); the
+sequential ones follow the Gaussian limit of the test canaryctl runs (half-normal mixture
+mSPRT, τ² tuned at ``n_star``), simulated on a grid of looks with a fixed seed so that the
+plan is reproducible. This module must not read data or the clock.
 
 Sources: Johari et al. (2022) §6 for the cost of always-valid inference; STATISTICS.md §6
 (median stop 0.29·N at 2× the fixed-horizon MDE, 0.16·N at 3×), which the tests check.
@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from analysis import sequential
 
@@ -86,7 +85,11 @@ class Plan:
 def fixed_horizon_n(
     effect: float, sd: float, weight_challenger: float, *, alpha: float = 0.05, power: float = 0.8
 ) -> float:
-    """Challenger requests for a one-sided fixed-horizon z-test at ``alpha`` with ``power``."""
+    """Challenger requests for a one-sided fixed-horizon z-test at ``alpha`` with ``power``.
+
+    The closed form ``(z_{1-α} + z_power)² sd² (1 + w/(1-w)) / effect²`` through statsmodels'
+    ``normal_sample_size_one_tail`` (checked against the formula in the tests).
+    """
     sequential.check_alpha(alpha)
     sequential.check_alpha(power, "power")
     if effect == 0:
@@ -95,9 +98,13 @@ def fixed_horizon_n(
         raise ValueError(f"sd must be > 0, got {sd}")
     if not 0 < weight_challenger < 1:
         raise ValueError(f"weight_challenger must lie in (0, 1), got {weight_challenger}")
-    z = sps.norm.ppf(1 - alpha) + sps.norm.ppf(power)
+    from statsmodels.stats.power import normal_sample_size_one_tail  # slow import: only here
+
     ratio = weight_challenger / (1 - weight_challenger)  # n_A = n_B / ratio
-    return float(z * z * sd * sd * (1 + ratio) / (effect * effect))
+    # Var(mean_B - mean_A) = sd² (1/n_B + 1/n_A) = sd² (1 + ratio) / n_B
+    return float(
+        normal_sample_size_one_tail(abs(effect), power, alpha, std_null=sd * math.sqrt(1 + ratio))
+    )
 
 
 def sequential_stopping(

@@ -3,7 +3,8 @@
 Sits outside the decision path: it produces either per-request rows (arm, timestamp
 offset, revenue, latency, error), which the demo feeds through the real ingestion path,
 or their per-minute sufficient statistics per arm (the fast path for Monte Carlo), both
-from the same draws. Traffic has a diurnal volume and baseline, a ramp of the challenger
+from the same draws; or one minute of rows at a split the caller gives (the demo follows
+the live router this way). One traffic model serves all three. Traffic has a diurnal volume and baseline, a ramp of the challenger
 weight, zero-inflated lognormal revenue, lognormal latency with a slow tail, rare errors
 and optional injected effects (revenue, latency, errors, sample-ratio shortfall). This
 module must not call the tests or the decision; all randomness comes from the seed.
@@ -102,15 +103,23 @@ class Scenario:
         )
         return out
 
-    def _curve(self, amplitude: float) -> FloatArray:
-        t = np.arange(self.minutes)
+    def curve_at(self, amplitude: float, minute: npt.ArrayLike) -> FloatArray:
+        """The diurnal factor ``1 + amplitude·sin(2π(minute + phase)/1440)`` at each minute."""
+        t = np.asarray(minute)
         out: FloatArray = 1.0 + amplitude * np.sin(2 * np.pi * (t + self.phase_minutes) / 1440)
         return out
+
+    def _curve(self, amplitude: float) -> FloatArray:
+        return self.curve_at(amplitude, np.arange(self.minutes))
 
 
 @dataclass(frozen=True, eq=False)
 class RequestRows:
-    """Per-request rows, sorted by time; ``arm`` is 0 (champion) or 1 (challenger)."""
+    """Per-request rows, sorted by time; ``arm`` is 0 (champion) or 1 (challenger).
+
+    ``ts_offset_s`` is in seconds from the start of the simulation (of the minute, for
+    :func:`minute_requests`).
+    """
 
     arm: npt.NDArray[np.int8]
     ts_offset_s: FloatArray
@@ -176,6 +185,41 @@ class MinuteStats:
         return out
 
 
+def _draw(
+    sc: Scenario, minute: IntArray, reported: FloatArray, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int8], FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """Arm, revenue (uncapped), log latency and error flag of requests made in ``minute``.
+
+    ``reported`` is the challenger weight the router reports for each request; the
+    scenario's SRM shortfall lowers the share that actually reaches the challenger.
+    """
+    share = reported * (1.0 - sc.srm_shortfall)
+    arm = (rng.random(minute.size) < share).astype(np.int8)
+    is_b = arm == 1
+    clicks = rng.random(minute.size) < sc.click_rate
+    revenue = np.zeros(minute.size)
+    k = int(clicks.sum())
+    scale = sc.curve_at(sc.revenue_amplitude, minute[clicks])
+    scale = scale * np.where(is_b[clicks], 1.0 + sc.revenue_effect, 1.0)
+    revenue[clicks] = scale * np.exp(
+        sc.revenue_log_mean + sc.revenue_log_sigma * rng.standard_normal(k)
+    )
+    log_lat = (
+        math.log(sc.latency_median_ms)
+        + np.log(sc.curve_at(sc.latency_amplitude, minute))
+        + sc.latency_sigma * rng.standard_normal(minute.size)
+        + np.where(rng.random(minute.size) < sc.tail_share, math.log(sc.tail_factor), 0.0)
+        + np.where(is_b, math.log(sc.latency_factor), 0.0)
+    )
+    p_err = (
+        sc.error_rate
+        * sc.curve_at(sc.error_amplitude, minute)
+        * np.where(is_b, sc.error_factor, 1.0)
+    )
+    error = rng.random(minute.size) < np.minimum(p_err, 1.0)
+    return arm, revenue, log_lat, error
+
+
 def _requests(
     sc: Scenario, rng: np.random.Generator
 ) -> tuple[IntArray, npt.NDArray[np.int8], FloatArray, FloatArray, npt.NDArray[np.bool_]]:
@@ -183,29 +227,33 @@ def _requests(
     vol = sc.requests_per_minute * sc._curve(sc.volume_amplitude)
     n_min = rng.poisson(vol)
     minute = np.repeat(np.arange(sc.minutes), n_min)
-    share = sc.weights() * (1.0 - sc.srm_shortfall)
-    arm = (rng.random(minute.size) < share[minute]).astype(np.int8)
-    is_b = arm == 1
-    clicks = rng.random(minute.size) < sc.click_rate
-    revenue = np.zeros(minute.size)
-    k = int(clicks.sum())
-    scale = sc._curve(sc.revenue_amplitude)[minute[clicks]]
-    scale = scale * np.where(is_b[clicks], 1.0 + sc.revenue_effect, 1.0)
-    revenue[clicks] = scale * np.exp(
-        sc.revenue_log_mean + sc.revenue_log_sigma * rng.standard_normal(k)
-    )
-    log_lat = (
-        math.log(sc.latency_median_ms)
-        + np.log(sc._curve(sc.latency_amplitude))[minute]
-        + sc.latency_sigma * rng.standard_normal(minute.size)
-        + np.where(rng.random(minute.size) < sc.tail_share, math.log(sc.tail_factor), 0.0)
-        + np.where(is_b, math.log(sc.latency_factor), 0.0)
-    )
-    p_err = (
-        sc.error_rate * sc._curve(sc.error_amplitude)[minute] * np.where(is_b, sc.error_factor, 1.0)
-    )
-    error = rng.random(minute.size) < np.minimum(p_err, 1.0)
+    arm, revenue, log_lat, error = _draw(sc, minute, sc.weights()[minute], rng)
     return minute, arm, revenue, log_lat, error
+
+
+def minute_requests(
+    scenario: Scenario, minute: int, share: float, rng: np.random.Generator
+) -> RequestRows:
+    """The requests of one minute when the router reports ``share`` for the challenger.
+
+    For a simulation that follows a live split (the demo) rather than ``scenario.ramp``:
+    the same traffic model as :func:`simulate_requests`, minute ``minute`` of the diurnal
+    curve (any minute ≥ 0, also past ``scenario.minutes``). ``ts_offset_s`` counts seconds
+    from the start of that minute.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must lie in [0, 1], got {share}")
+    if minute < 0:
+        raise ValueError(f"minute must be >= 0, got {minute}")
+    n = int(
+        rng.poisson(
+            scenario.requests_per_minute * scenario.curve_at(scenario.volume_amplitude, minute)
+        )
+    )
+    minutes = np.full(n, minute, dtype=np.int64)
+    arm, revenue, log_lat, error = _draw(scenario, minutes, np.full(n, share), rng)
+    ts = np.sort(rng.random(n) * 60.0)
+    return RequestRows(arm, ts, revenue, np.exp(log_lat), error)
 
 
 def simulate_requests(scenario: Scenario, seed: int) -> RequestRows:

@@ -32,9 +32,9 @@ from bench._results import table, write_section
 from bench.ingest import drop_database, scratch_database
 from canaryctl_demo import traffic
 from canaryctl_demo.kube import emulator, seed
-from canaryctl_demo.world import GROUP, HTTPROUTE, PLURAL, VERSION, experiment_body
+from canaryctl_demo.world import HTTPROUTE, experiment_body
 from controller.clock import SimulatedClock
-from controller.experiment import crd
+from controller.experiment import crd, spec
 from controller.ingest import load
 from controller.operate.loop import Operator, OperatorConfig
 from controller.storage import db
@@ -108,7 +108,9 @@ def run(n: int, minutes: int, workers: int, server: str) -> dict[str, float]:
                     {"weight": 50, "minDuration": "6h", "minSamples": 10**9},
                 ],
             )
-            custom.create_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, body)
+            custom.create_namespaced_custom_object(
+                spec.API_GROUP, spec.API_VERSION, "ml", spec.PLURAL, body
+            )
         clock = SimulatedClock(T0)
         operator = Operator(api, engine, clock=clock, config=OperatorConfig(workers=workers))
         done: list[float] = []
@@ -154,9 +156,9 @@ def run(n: int, minutes: int, workers: int, server: str) -> dict[str, float]:
                 pg_cpu.append((_postgres_cpu() - before_pg) / len(results))
             clock.advance(timedelta(minutes=1))
         phases = {
-            custom.get_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, f"exp-{i}")["status"][
-                "phase"
-            ]
+            custom.get_namespaced_custom_object(
+                spec.API_GROUP, spec.API_VERSION, "ml", spec.PLURAL, f"exp-{i}"
+            )["status"]["phase"]
             for i in range(n)
         }
         assert phases == {"Progressing"}, phases

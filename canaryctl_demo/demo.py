@@ -64,7 +64,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "srm": {
         "effect": {"srm_shortfall": 0.1},
         "expect": ("rolled_back", "srm"),
-        "about": "10 % of the challenger's requests never logged (sample-ratio mismatch)",
+        "about": "the challenger gets 10 % fewer requests than its weight says (sample-ratio mismatch)",
     },
 }
 ORDER = ["good", "aa", "revenue-drop", "latency-regression", "error-spike", "srm"]

@@ -24,15 +24,37 @@ from analysis import Scenario
 from canaryctl_demo import traffic
 from canaryctl_demo.kube import emulator, seed
 from controller.clock import SimulatedClock
-from controller.experiment import crd
+from controller.experiment import crd, spec
 from controller.ingest import load
 from controller.operate.loop import Operator, OperatorConfig, TickResult
 from controller.routers import base as routers
 from controller.routers import router_for
 
-GROUP, VERSION, PLURAL = "canaryctl.dev", "v1alpha1", "experiments"
+GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
 HTTPROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")
 MINUTE = timedelta(minutes=1)
+
+#: Steps the parser refuses (the weight goes down at ``spec.steps[1].weight``).
+DECREASING_STEPS: list[dict[str, Any]] = [
+    {"weight": 50, "minDuration": "10m", "minSamples": 10},
+    {"weight": 20, "minDuration": "10m", "minSamples": 10},
+]
+
+
+def guardrails(
+    *, revenue_margin: float = 0.05, latency_kappa: float = 1.3, errors_kappa: float = 1.5
+) -> list[dict[str, Any]]:
+    """Revenue per request (higher is better), the share slower than 70 ms, and errors."""
+    return [
+        {
+            "name": "revenue",
+            "kind": "mean",
+            "direction": "higherIsBetter",
+            "margin": {"relative": revenue_margin},
+        },
+        {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": latency_kappa},
+        {"name": "errors", "kind": "rate", "kappa": errors_kappa},
+    ]
 
 
 def experiment_body(
@@ -56,20 +78,11 @@ def experiment_body(
         "revenueCap": {"value": 20.0},
         "burnIn": {"minRequests": 1000, "minNonZeroRevenue": 80},
         "allowedLateness": "0s",
-        "guardrails": [
-            {
-                "name": "revenue",
-                "kind": "mean",
-                "direction": "higherIsBetter",
-                "margin": {"relative": 0.05},
-            },
-            {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": 1.3},
-            {"name": "errors", "kind": "rate", "kappa": 1.5},
-        ],
+        "guardrails": guardrails(),
     }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Experiment",
+        "kind": spec.KIND,
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "champion": {"name": champion},
@@ -200,8 +213,8 @@ class World:
         ``canaryTrafficPercent`` asks; Deployments become ready at their replica count."""
         assert self.cluster is not None
         if self.router_kind == "kserve":
-            spec = self.cluster.get(seed.KSERVE, route)["spec"]["predictor"]
-            percent = spec.get("canaryTrafficPercent", 100)
+            predictor = self.cluster.get(seed.KSERVE, route)["spec"]["predictor"]
+            percent = predictor.get("canaryTrafficPercent", 100)
             self.cluster.set_kserve_status(
                 route,
                 created=f"{route}-predictor-00002",

@@ -5,7 +5,8 @@ lacks PUT, resourceVersion conflicts, the status subresource and list ``kind``, 
 answers every request for a registered resource from :class:`canaryctl_demo.kube.store.Store` and
 leaves the rest (discovery, unknown paths, kmock reactions) to kmock. It records a request log,
 serves watches (``?watch=true``, replaying events after a ``resourceVersion``) and Namespace
-objects (which kmock's URL parser cannot read). Kopf and ``kubernetes.leaderelection`` run on it.
+objects (which kmock's URL parser cannot read). ``kubernetes.leaderelection`` runs on it, and one
+test (``tests/kube/test_kube_kopf.py``) runs a Kopf operator on it; canaryctl's operator is not Kopf.
 
 Used by the router and operator tests and by ``canaryctl demo``; :func:`serve` runs it on
 127.0.0.1 in a background thread and :func:`api_client` builds the official client for it.

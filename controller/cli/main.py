@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import typer
 
 from controller.cli import control as control_cli
 from controller.cli import db as db_cli
-from controller.cli import demo as demo_cli
 from controller.cli import experiments as experiments_cli
 from controller.cli import ingest as ingest_cli
 from controller.cli import operator as operator_cli
@@ -28,7 +29,9 @@ app.add_typer(plan_cli.app)  # plan
 app.add_typer(db_cli.app, name="db")
 app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(operator_cli.app, name="operator")
-app.add_typer(demo_cli.app)  # demo
+# Plugins (``canaryctl demo`` from canaryctl_demo): temporary until the CLI loads them lazily.
+for _plugin in entry_points(group="canaryctl.commands"):
+    app.add_typer(_plugin.load())
 
 
 @app.command()

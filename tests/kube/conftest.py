@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from tests import emulated
 
-import kubernetes.client
-import pytest
-
-from canaryctl_demo.kube import emulator
-
-
-@pytest.fixture()
-def served() -> Iterator[emulator.Served]:
-    with emulator.serve() as served:
-        yield served
-
-
-@pytest.fixture()
-def api(served: emulator.Served) -> Iterator[kubernetes.client.ApiClient]:
-    client = served.api_client()
-    yield client
-    client.close()
+served = emulated.served  # fixtures
+api = emulated.api

@@ -18,32 +18,16 @@ from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from canaryctl_demo.kube import emulator, seed
+from controller.experiment import crd, spec
 
-CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "experiments.canaryctl.dev"},
-    "spec": {
-        "group": "canaryctl.dev",
-        "scope": "Namespaced",
-        "names": {"plural": "experiments", "singular": "experiment", "kind": "Experiment"},
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object"}},
-                "subresources": {"status": {}},
-            }
-        ],
-    },
-}
+CRD = crd.build_crd()
+GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
 
 
 def experiment(name: str = "exp-a", **extra: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "canaryctl.dev/v1alpha1",
-        "kind": "Experiment",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": spec.KIND,
         "metadata": {"name": name, **extra},
         "spec": {"steps": [5, 25, 50]},
     }
@@ -125,7 +109,7 @@ def test_leader_election_lease_lock(served: emulator.Served) -> None:
 
 
 def test_status_subresource_isolation(custom: kubernetes.client.CustomObjectsApi) -> None:
-    args = ("canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a")
+    args = (GROUP, VERSION, "ml", PLURAL, "exp-a")
     created = custom.create_namespaced_custom_object(
         *args[:4], experiment() | {"status": {"phase": "Bogus"}}
     )
@@ -153,32 +137,28 @@ def test_list_has_kind_version_and_selects_labels(
 ) -> None:
     for name, team in (("exp-a", "search"), ("exp-b", "feed")):
         custom.create_namespaced_custom_object(
-            "canaryctl.dev",
-            "v1alpha1",
+            GROUP,
+            VERSION,
             "ml",
-            "experiments",
+            PLURAL,
             experiment(name, labels={"team": team}),
         )
-    listed = custom.list_namespaced_custom_object("canaryctl.dev", "v1alpha1", "ml", "experiments")
-    assert (listed["apiVersion"], listed["kind"]) == ("canaryctl.dev/v1alpha1", "ExperimentList")
+    listed = custom.list_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL)
+    assert (listed["apiVersion"], listed["kind"]) == (f"{GROUP}/{VERSION}", f"{spec.KIND}List")
     newest = listed["items"][-1]["metadata"]["resourceVersion"]
     assert listed["metadata"]["resourceVersion"] == newest
-    assert [i["kind"] for i in listed["items"]] == ["Experiment", "Experiment"]
-    feed = custom.list_cluster_custom_object(
-        "canaryctl.dev", "v1alpha1", "experiments", label_selector="team=feed"
-    )
+    assert [i["kind"] for i in listed["items"]] == [spec.KIND, spec.KIND]
+    feed = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector="team=feed")
     assert [i["metadata"]["name"] for i in feed["items"]] == ["exp-b"]
     others = custom.list_namespaced_custom_object(
-        "canaryctl.dev", "v1alpha1", "other", "experiments", label_selector="team!=feed"
+        GROUP, VERSION, "other", PLURAL, label_selector="team!=feed"
     )
     assert others["items"] == []
 
 
 def test_finalizers_delay_deletion(custom: kubernetes.client.CustomObjectsApi) -> None:
-    args = ("canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a")
-    custom.create_namespaced_custom_object(
-        *args[:4], experiment(finalizers=["canaryctl.dev/rollback"])
-    )
+    args = (GROUP, VERSION, "ml", PLURAL, "exp-a")
+    custom.create_namespaced_custom_object(*args[:4], experiment(finalizers=[f"{GROUP}/rollback"]))
     custom.delete_namespaced_custom_object(*args)
     marked = custom.get_namespaced_custom_object(*args)
     assert marked["metadata"]["deletionTimestamp"]
@@ -193,7 +173,7 @@ def test_finalizers_delay_deletion(custom: kubernetes.client.CustomObjectsApi) -
 def test_patch_flavours(
     custom: kubernetes.client.CustomObjectsApi, served: emulator.Served
 ) -> None:
-    args = ("canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a")
+    args = (GROUP, VERSION, "ml", PLURAL, "exp-a")
     custom.create_namespaced_custom_object(*args[:4], experiment(annotations={"a": "1"}))
     merged = custom.patch_namespaced_custom_object(
         *args, {"metadata": {"annotations": {"a": None, "b": "2"}}}
@@ -218,33 +198,27 @@ def test_patch_flavours(
 def test_crd_created_through_the_api_is_served(api: kubernetes.client.ApiClient) -> None:
     kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
     custom = kubernetes.client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(
-        "canaryctl.dev", "v1alpha1", "ml", "experiments", experiment()
-    )
+    custom.create_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, experiment())
     groups = kubernetes.client.ApisApi(api).get_api_versions()
-    assert "canaryctl.dev" in [g.name for g in groups.groups]
+    assert GROUP in [g.name for g in groups.groups]
 
 
 def test_watch_streams_changes(custom: kubernetes.client.CustomObjectsApi) -> None:
     for name in ("exp-a", "exp-b"):
-        custom.create_namespaced_custom_object(
-            "canaryctl.dev", "v1alpha1", "ml", "experiments", experiment(name)
-        )
+        custom.create_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, experiment(name))
     watch = kubernetes.watch.Watch()
     events = []
     for event in watch.stream(
         custom.list_namespaced_custom_object,
-        "canaryctl.dev",
-        "v1alpha1",
+        GROUP,
+        VERSION,
         "ml",
-        "experiments",
+        PLURAL,
         timeout_seconds=5,
     ):
         events.append((event["type"], event["object"]["metadata"]["name"]))
         if len(events) == 2:
-            custom.delete_namespaced_custom_object(
-                "canaryctl.dev", "v1alpha1", "ml", "experiments", "exp-a"
-            )
+            custom.delete_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, "exp-a")
         if len(events) == 3:
             watch.stop()
     assert events == [("ADDED", "exp-a"), ("ADDED", "exp-b"), ("DELETED", "exp-a")]
@@ -253,7 +227,7 @@ def test_watch_streams_changes(custom: kubernetes.client.CustomObjectsApi) -> No
 def test_watch_from_a_resource_version_replays_later_events(
     custom: kubernetes.client.CustomObjectsApi,
 ) -> None:
-    args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
+    args = (GROUP, VERSION, "ml", PLURAL)
     custom.create_namespaced_custom_object(*args, experiment("exp-a"))
     since = custom.list_namespaced_custom_object(*args)["metadata"]["resourceVersion"]
     custom.create_namespaced_custom_object(*args, experiment("exp-b"))
@@ -308,7 +282,7 @@ def test_typed_patches_are_strategic_merges(api: kubernetes.client.ApiClient) ->
 def test_strategic_merge_on_a_custom_resource_is_415(
     custom: kubernetes.client.CustomObjectsApi,
 ) -> None:
-    args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
+    args = (GROUP, VERSION, "ml", PLURAL)
     custom.create_namespaced_custom_object(*args, experiment())
     with pytest.raises(ApiException) as exc:
         custom.patch_namespaced_custom_object(

@@ -15,26 +15,10 @@ import pytest
 from kubernetes.client import ApiException
 
 from canaryctl_demo.kube import emulator, seed
+from controller.experiment import crd, spec
 
-CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "experiments.canaryctl.dev"},
-    "spec": {
-        "group": "canaryctl.dev",
-        "scope": "Namespaced",
-        "names": {"plural": "experiments", "singular": "experiment", "kind": "Experiment"},
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object"}},
-                "subresources": {"status": {}},
-            }
-        ],
-    },
-}
+CRD = crd.build_crd()
+GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
 
 
 def wait_for(condition: Callable[[], bool], deadline: float = 20) -> None:
@@ -48,7 +32,7 @@ def wait_for(condition: Callable[[], bool], deadline: float = 20) -> None:
 
 def gone(custom: kubernetes.client.CustomObjectsApi, name: str) -> bool:
     try:
-        custom.get_namespaced_custom_object("canaryctl.dev", "v1alpha1", "ml", "experiments", name)
+        custom.get_namespaced_custom_object(GROUP, VERSION, "ml", PLURAL, name)
     except ApiException as exc:
         return exc.status == 404
     return False
@@ -66,12 +50,12 @@ def test_kopf_operator_handles_create_and_delete(
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=served.url, insecure=True)
 
-    @kopf.on.create("canaryctl.dev", "v1alpha1", "experiments", id="created", registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="created", registry=registry)
     def created(name: str, **_: Any) -> dict[str, str]:
         seen.append(f"created {name}")
         return {"phase": "Running"}
 
-    @kopf.on.delete("canaryctl.dev", "v1alpha1", "experiments", registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
     def deleted(name: str, **_: Any) -> None:
         seen.append(f"deleted {name}")
 
@@ -84,12 +68,12 @@ def test_kopf_operator_handles_create_and_delete(
     operator.start()
     try:
         custom = kubernetes.client.CustomObjectsApi(api)
-        args = ("canaryctl.dev", "v1alpha1", "ml", "experiments")
+        args = (GROUP, VERSION, "ml", PLURAL)
         custom.create_namespaced_custom_object(
             *args,
             {
-                "apiVersion": "canaryctl.dev/v1alpha1",
-                "kind": "Experiment",
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": spec.KIND,
                 "metadata": {"name": "exp-a"},
                 "spec": {},
             },

@@ -21,6 +21,7 @@ import yaml
 from celpy import celtypes
 
 from controller.experiment import crd, validation
+from tests.specs import MINIMAL
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 
@@ -92,21 +93,6 @@ def test_defaulting_keeps_the_meaning(path: Path) -> None:
     assert defaulted != raw
     assert validation.validate_spec(defaulted) == validation.validate_spec(raw)
 
-
-MINIMAL: dict[str, Any] = {
-    "champion": {"name": "a"},
-    "challenger": {"name": "b"},
-    "router": {"gatewayAPI": {"httpRoute": "r"}},
-    "steps": [{"weight": 5, "minDuration": "10m"}, {"weight": 50, "minDuration": "10m"}],
-    "analysis": {
-        "revenueCap": {"value": 10},
-        "guardrails": [
-            {"name": "revenue", "kind": "mean", "margin": {"relative": 0.02}},
-            {"name": "latency", "kind": "tail", "thresholdMs": 200, "kappa": 1.2},
-            {"name": "errors", "kind": "rate", "kappa": 1.5},
-        ],
-    },
-}
 
 Mutation = Callable[[dict[str, Any]], None]
 

