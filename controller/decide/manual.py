@@ -18,6 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from controller.experiment import spec
+
 REQUEST_ANNOTATION = "canaryctl.dev/request"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _FIELDS = {"id", "action", "actor", "reason", "full", "requestedAt"}
@@ -91,7 +93,7 @@ def parse_request(annotations: Mapping[str, str] | None) -> ManualRequest | Malf
     requested_at = None
     if "requestedAt" in raw:
         try:
-            requested_at = datetime.fromisoformat(str(raw["requestedAt"]).replace("Z", "+00:00"))
+            requested_at = spec.parse_k8s_time(str(raw["requestedAt"]))
         except ValueError:
             return MalformedRequest(rid, "requestedAt: must be an RFC 3339 time")
     return ManualRequest(rid, action, actor, reason, full, requested_at)
@@ -108,7 +110,7 @@ def format_request(request: ManualRequest) -> dict[str, str]:
     if request.full:
         raw["full"] = True
     if request.requested_at is not None:
-        raw["requestedAt"] = request.requested_at.isoformat().replace("+00:00", "Z")
+        raw["requestedAt"] = spec.k8s_time(request.requested_at)
     return {REQUEST_ANNOTATION: json.dumps(raw, sort_keys=True)}
 
 

@@ -1,4 +1,4 @@
-"""The Experiment spec as typed, frozen values, and Go-style durations.
+"""The Experiment spec as typed, frozen values, Go-style durations and Kubernetes times.
 
 Sits between the raw custom resource (validated by ``controller.experiment.validation``) and
 everything that decides or acts: the reconcile function, the routers, the analysis
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -64,6 +64,18 @@ def format_duration(value: timedelta) -> str:
     if seconds or not parts:
         parts.append(f"{seconds:g}s")
     return "".join(parts)
+
+
+def k8s_time(when: datetime) -> str:
+    """``when`` as Kubernetes writes times: RFC 3339 in UTC with a trailing ``Z``."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def parse_k8s_time(text: str) -> datetime:
+    """A Kubernetes time (``...Z`` or an explicit offset) as a datetime; inverse of ``k8s_time``."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class RouterKind(StrEnum):
