@@ -102,7 +102,7 @@ def _condition(c: obs.Condition) -> ConditionDict:
 
 
 def apply_plan(plan: p.Plan, raw: StatusDict | None) -> StatusDict:
-    """The status after every action of ``plan`` has been applied (a new dict)."""
+    """The status after every action of ``plan`` has been applied, with its status fields."""
     out: StatusDict = dict(raw or {})  # type: ignore[assignment]
     conditions = list(out.get("conditions", []))
     handled = list(out.get("handledRequests", []))
@@ -145,4 +145,5 @@ def apply_plan(plan: p.Plan, raw: StatusDict | None) -> StatusDict:
         out["conditions"] = conditions
     if handled:
         out["handledRequests"] = handled
+    out.update(plan.status_fields)  # type: ignore[typeddict-item]
     return out
