@@ -110,9 +110,11 @@ def _step(tick: Tick, s: spec.ExperimentSpec) -> p.Plan | None:
     ahead = s.steps[i + 1].weight if i + 1 < len(s.steps) else 100
     resumed = o.router.challenger_weight == ahead != step.weight
 
-    def not_now() -> None:
+    def not_now() -> p.Plan | None:
+        """Not this tick: a resumed transition's route goes back to the step's weight."""
         if resumed:
             tick.add(p.SetWeight(step.weight))
+        return None
 
     if not resumed and (not _keep_weight(tick, step.weight) or tick.holds):
         return None

@@ -194,16 +194,15 @@ def patch_finalizers(
     finalizers: list[str],
 ) -> dict[str, Any]:
     """Set the Experiment's finalizers (guarded by the resourceVersion); the object after."""
-    return dict(
-        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
-        )
+    found: Any = kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        name,
+        {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
     )
+    return dict(found)
 
 
 def add_finalizer(api: kubernetes.client.ApiClient, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -246,6 +245,6 @@ def _emit(
         "count": 1,
     }
     try:
-        core.create_namespaced_event(target.namespace, body)
+        core.create_namespaced_event(target.namespace, body)  # type: ignore[arg-type]
     except kubernetes.client.ApiException as exc:  # events are best effort
         logger.warning("%s: could not emit event %s: %s", target.key, event.reason, exc.reason)

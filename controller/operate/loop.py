@@ -1,13 +1,12 @@
-"""The operator loop: observe every Experiment, analyse, reconcile, execute; leader only.
+"""The operator loop: list, schedule and tick Experiments, leader only; metrics.
 
 Each pass lists the Experiments of the watched namespaces and ticks the ones that are due
 (every ``spec.analysis.interval``, or at once when their spec, annotations or deletion
-state changed; ``watch`` wakes the loop on such a change). A tick reads the custom
-resource, the router and Postgres (``observe``); gathers the analysis input of every due
-experiment and runs it as one batch (``evaluate``); calls the pure ``reconcile`` (or
-``deletion.decide`` for an Experiment being deleted); and hands the plan to
-``executor.apply``. Time comes from the injected clock only, so the demo can run days of
-canary in seconds and the tests can stop the operator at any fault point.
+state changed; ``watch`` wakes the loop on such a change). The due experiments are
+observed in parallel (``assemble.Assembler.gather``), their analyses run as one batch
+(``analysis.evaluate_batch``), and each is finished: reconciled and executed
+(``Assembler.finish``). Time comes from the injected clock only, so the demo can run
+days of canary in seconds and the tests can stop the operator at any fault point.
 
 The loop is a small explicit one rather than Kopf's: Kopf's timers run on wall-clock time,
 and canaryctl needs an injectable clock for the simulated-time demo and deterministic
@@ -16,7 +15,6 @@ crash tests. Several replicas may run; a Lease elects the one that acts.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -34,24 +32,21 @@ import sqlalchemy as sa
 import analysis
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.decide import actions as p
-from controller.decide import deletion, reconcile
 from controller.decide import observed as obs
-from controller.experiment import frozen, validation
 from controller.experiment import spec as sp
-from controller.operate import evaluate, executor, observe, watch
+from controller.operate import assemble, executor, watch
 from controller.operate.leader import LeaderElector
 from controller.operate.metrics import Metrics
 from controller.routers import base as routers
 from controller.routers import router_for
-from controller.storage import repository
 
 logger = logging.getLogger(__name__)
 
 FINALIZER = executor.FINALIZER
 GROUP, VERSION, PLURAL = sp.API_GROUP, sp.API_VERSION, sp.PLURAL
-_DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
 _FINISHED = tuple(phase.value for phase in obs.Phase if phase.terminal)
-RouterFactory = Callable[[routers.RouterConfig, kubernetes.client.ApiClient], routers.TrafficRouter]
+RouterFactory = assemble.RouterFactory
+TickResult = assemble.TickResult
 
 
 @dataclass
@@ -65,36 +60,6 @@ class OperatorConfig:
     resync_seconds: float = 5.0
     workers: int = 8
     error_backoff: timedelta = timedelta(seconds=10)
-
-
-@dataclass(frozen=True)
-class TickResult:
-    """What one tick of one experiment did (for tests, the demo and metrics)."""
-
-    key: str
-    plan: p.Plan | None
-    outcome: executor.Outcome | None
-    evaluation: analysis.Evaluation | None = None
-    error: str | None = None
-
-
-@dataclass
-class _Work:
-    """One experiment's tick between its phases (observe → batch evaluate → finish)."""
-
-    body: dict[str, Any]
-    now: datetime
-    res: observe.Resource
-    spec_or_error: sp.ExperimentSpec | validation.SpecError
-    router: routers.TrafficRouter | None
-    exp_id: int | None = None
-    reachable: bool = False
-    flushed: bool = False
-    route: routers.RouteState | None = None
-    last_data_at: datetime | None = None
-    found: evaluate.Input = field(default_factory=lambda: evaluate.Input(obs.ArmCounts()))
-    evaluation: analysis.Evaluation | None = None
-    result: TickResult | None = None
 
 
 @dataclass
@@ -125,9 +90,10 @@ class Operator:
         self.fault = fault
         self.metrics = metrics or Metrics()
         self._custom = kubernetes.client.CustomObjectsApi(api)
+        self._assembler = assemble.Assembler(
+            api, engine, router_factory=router_factory, fault=fault
+        )
         self._seen: dict[str, _Seen] = {}
-        self._ids: dict[str, int] = {}
-        self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
         self._lock = threading.Lock()
         self.passes = 0
         self.leading = False
@@ -137,13 +103,12 @@ class Operator:
 
     def list_experiments(self) -> list[dict[str, Any]]:
         if not self.config.namespaces:
-            found = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            found: Any = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
             return list(found.get("items", []))
         items: list[dict[str, Any]] = []
         for ns in self.config.namespaces:
-            items += self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL).get(
-                "items", []
-            )
+            listed: Any = self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+            items += listed.get("items", [])
         return items
 
     def run_once(self, *, force: bool = False) -> list[TickResult]:
@@ -251,10 +216,10 @@ class Operator:
         """Run one phase of a tick; an API, router or database error ends the tick."""
         try:
             return step()
-        except (kubernetes.client.ApiException, routers.RouterError, *_DB_ERRORS) as exc:
+        except (kubernetes.client.ApiException, routers.RouterError, *assemble.DB_ERRORS) as exc:
             meta = body["metadata"]
             key = f"{meta['namespace']}/{meta['name']}"
-            message = _describe(exc)
+            message = assemble.describe(exc)
             logger.warning("%s: tick failed: %s", key, message)
             self._schedule(body, now + self.config.error_backoff)
             return TickResult(key, None, None, error=message)
@@ -264,21 +229,21 @@ class Operator:
         now = self.clock.now()
         started = {id(b): time.perf_counter() for b in bodies}
 
-        def observe_one(body: dict[str, Any]) -> _Work | TickResult:
+        def observe_one(body: dict[str, Any]) -> assemble.Work | TickResult:
             return self._guard(body, now, lambda: self._observe(body, now))  # type: ignore[no-any-return]
 
         works = self._map(observe_one, bodies)
         ready = [
             w
             for w in works
-            if isinstance(w, _Work) and w.found.pending is not None and w.result is None
+            if isinstance(w, assemble.Work) and w.found.pending is not None and w.result is None
         ]
         if ready:
             evaluations = analysis.evaluate_batch([w.found.pending.item for w in ready])  # type: ignore[union-attr]
             for w, ev in zip(ready, evaluations, strict=True):
                 w.evaluation = ev
 
-        def finish(w: _Work | TickResult) -> TickResult:
+        def finish(w: assemble.Work | TickResult) -> TickResult:
             if isinstance(w, TickResult):
                 return w
             return self._guard(w.body, now, lambda: self._finish(w))  # type: ignore[no-any-return]
@@ -291,6 +256,30 @@ class Operator:
                 self.on_tick(result)
         return results
 
+    def _observe(self, body: dict[str, Any], now: datetime) -> assemble.Work:
+        work = self._assembler.gather(body, now)
+        if work.res.deleting:
+            with self._lock:
+                self._seen.pop(work.res.uid or work.res.name, None)
+        return work
+
+    def _finish(self, work: assemble.Work) -> TickResult:
+        result = self._assembler.finish(work)
+        if work.due is not None:
+            self._schedule(work.body, work.due)
+        plan, evaluation = result.plan, result.evaluation
+        if plan is not None:
+            for decision in plan.of_type(p.RecordDecision):
+                self.metrics.decisions.labels(decision.kind.value).inc()
+        failed = evaluation is not None and any(
+            g.verdict is analysis.Verdict.FAIL for g in evaluation.guardrails
+        )
+        if failed and plan is not None and plan.first(p.FinalizeRoute) is not None:
+            self.metrics.rollback_seconds.observe(
+                max(0.0, (self.clock.now() - work.now).total_seconds())
+            )
+        return result
+
     def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         if len(items) > 1 and self.config.workers > 1:
             with ThreadPoolExecutor(
@@ -298,211 +287,3 @@ class Operator:
             ) as pool:
                 return list(pool.map(fn, items))
         return [fn(item) for item in items]
-
-    def _observe(self, body: dict[str, Any], now: datetime) -> _Work:
-        """Everything before the analysis: the resource, the router, the store."""
-        res = observe.resource(body)
-        spec_or_error = self._parse(body)
-        router = self._router(res, spec_or_error)
-        work = _Work(body, now, res, spec_or_error, router)
-        if res.deleting:
-            work.result = self._delete(work)
-            return work
-        if FINALIZER not in res.finalizers and not res.stored.phase.terminal:
-            work.body = body = executor.add_finalizer(self.api, body)
-            work.res = res = observe.resource(body)
-        lateness = (
-            spec_or_error.analysis.allowed_lateness
-            if isinstance(spec_or_error, sp.ExperimentSpec)
-            else None
-        )
-        exp_id, reachable = self._experiment_id(res, body.get("spec", {}), lateness)
-        held = res.raw_status.get("pendingDecisions")
-        if reachable and exp_id is not None and held:
-            assert self.engine is not None
-            try:
-                executor.flush_held(self.engine, exp_id, held)
-                work.flushed = True
-            except _DB_ERRORS as exc:
-                logger.warning("%s: database still unreachable: %s", res.key, _describe(exc))
-                reachable = False
-        work.exp_id, work.reachable = exp_id, reachable
-        work.route = observe.route(router)
-        if reachable and exp_id is not None and isinstance(spec_or_error, sp.ExperimentSpec):
-            assert self.engine is not None
-            try:
-                with self.engine.connect() as conn:
-                    work.last_data_at, persisted = observe.store(conn, exp_id)
-                    work.found = evaluate.read_input(
-                        conn,
-                        exp_id,
-                        spec_or_error,
-                        res.stored,
-                        work.route,
-                        persisted,
-                        now,
-                        res.last_analysis_at,
-                    )
-            except _DB_ERRORS as exc:
-                logger.warning(
-                    "%s: database unreachable during analysis: %s", res.key, _describe(exc)
-                )
-                work.reachable = False
-        return work
-
-    def _parse(self, body: Mapping[str, Any]) -> sp.ExperimentSpec | validation.SpecError:
-        """``validation.parse_experiment``, remembered while the spec is unchanged."""
-        fingerprint = json.dumps(body.get("spec"), sort_keys=True)
-        uid = body["metadata"].get("uid", body["metadata"]["name"])
-        cached = self._specs.get(uid)
-        if cached is not None and cached[0] == fingerprint:
-            return cached[1]
-        try:
-            parsed: sp.ExperimentSpec | validation.SpecError = validation.parse_experiment(body)
-        except validation.SpecError as exc:
-            parsed = exc
-        with self._lock:
-            self._specs[uid] = (fingerprint, parsed)
-        return parsed
-
-    def _finish(self, work: _Work) -> TickResult:
-        """Everything after the analysis: persist its state, reconcile, execute."""
-        if work.result is not None:
-            return work.result
-        now, res, found = work.now, work.res, work.found
-        spec_or_error, evaluation = work.spec_or_error, work.evaluation
-        if evaluation is not None and found.pending is not None:
-            assert self.engine is not None
-            try:
-                evaluate.save(
-                    self.engine,
-                    found.pending,
-                    evaluation,
-                    now=now,
-                    step_index=res.stored.step_index,
-                    challenger_weight=work.route.challenger_weight if work.route else 0,
-                    samples=found.samples,
-                )
-            except _DB_ERRORS as exc:
-                logger.warning("%s: could not save the analysis state: %s", res.key, _describe(exc))
-                evaluation, work.reachable = None, False
-        verdicts = None
-        if evaluation is not None and found.pending is not None:
-            assert isinstance(spec_or_error, sp.ExperimentSpec)
-            verdicts = evaluate.summarise(
-                evaluation,
-                srm_enabled=evaluate.in_force(spec_or_error, res.stored).srm_enabled,
-                windows=found.pending.windows,
-            )
-        observed = observe.observed(
-            res,
-            work.route,
-            now=now,
-            samples=found.samples,
-            database_reachable=work.reachable,
-            last_data_at=work.last_data_at,
-            baseline=found.baseline,
-            held_flushed=work.flushed,
-        )
-        plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
-        outcome = self._apply(work, plan)
-        for decision in plan.of_type(p.RecordDecision):
-            self.metrics.decisions.labels(decision.kind.value).inc()
-        if plan.first(p.FinalizeRoute) and verdicts is not None and verdicts.failed:
-            self.metrics.rollback_seconds.observe(
-                max(0.0, (self.clock.now() - now).total_seconds())
-            )
-        requeue = plan.first(p.RequeueAfter)
-        interval = (
-            spec_or_error.analysis.interval
-            if isinstance(spec_or_error, sp.ExperimentSpec)
-            else timedelta(minutes=1)
-        )
-        self._schedule(work.body, now + (requeue.delay if requeue else interval))
-        return TickResult(res.key, plan, outcome, evaluation)
-
-    def _apply(self, work: _Work, plan: p.Plan) -> executor.Outcome:
-        res = work.res
-        target = executor.Target(
-            res.namespace,
-            res.name,
-            res.uid or "",
-            res.resource_version,
-            res.generation,
-            res.raw_status,
-            work.exp_id if work.reachable else None,
-            res.finalizers,
-        )
-        return executor.apply(
-            plan,
-            target,
-            router=work.router,
-            engine=self.engine if work.reachable else None,
-            api=self.api,
-            fault=self.fault,
-            now=work.now,
-        )
-
-    # ------------------------------------------------------------------ pieces of a tick
-
-    def _router(
-        self, res: observe.Resource, spec_or_error: sp.ExperimentSpec | validation.SpecError
-    ) -> routers.TrafficRouter | None:
-        raw: Mapping[str, Any] | None = None
-        if isinstance(spec_or_error, sp.ExperimentSpec):
-            raw = frozen.routing_to_raw(spec_or_error)
-        elif res.stored.frozen is not None:
-            raw = res.stored.frozen.snapshot.get("routing")
-        if raw is None:
-            return None
-        return self.router_factory(routers.config_from_spec(res.namespace, res.name, raw), self.api)
-
-    def _delete(self, work: _Work) -> TickResult:
-        """An Experiment being deleted: decide (``deletion.decide``) and apply."""
-        res = work.res
-        work.route = route = observe.route(work.router)
-        if route is not None and route.owner == res.key and route.challenger_weight > 0:
-            work.exp_id, work.reachable = self._experiment_id(res, None)
-        seen = observe.deleting(res, route, finalizer=FINALIZER, database_reachable=work.reachable)
-        plan = deletion.decide(seen, work.now)
-        outcome = self._apply(work, plan)
-        with self._lock:
-            self._seen.pop(res.uid or res.name, None)
-            self._specs.pop(res.uid or res.name, None)
-        return TickResult(res.key, plan, outcome)
-
-    def _experiment_id(
-        self,
-        res: observe.Resource,
-        spec: Mapping[str, Any] | None,
-        lateness: timedelta | None = None,
-    ) -> tuple[int | None, bool]:
-        """The experiment's row id (registered once per process), and whether the database answered."""
-        if self.engine is None:
-            return None, False
-        cache_key = f"{res.key}:{res.uid}"
-        if cache_key in self._ids:
-            return self._ids[cache_key], True
-        try:
-            exp_id = repository.register_experiment(
-                self.engine,
-                res.key,
-                uid=res.uid,
-                spec=spec,
-                allowed_lateness_seconds=None
-                if lateness is None
-                else int(lateness.total_seconds()),
-            )
-        except _DB_ERRORS as exc:
-            logger.warning("%s: database unreachable: %s", res.key, _describe(exc))
-            return None, False
-        self._ids[cache_key] = exp_id
-        return exp_id, True
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, kubernetes.client.ApiException):
-        return f"Kubernetes API {exc.status} {exc.reason}"
-    if isinstance(exc, sa.exc.DBAPIError):
-        return f"database: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
-    return str(exc)

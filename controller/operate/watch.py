@@ -55,12 +55,12 @@ def run(
         for i, (fn, args) in enumerate(streams):
             if stop.is_set():
                 return
-            watch = kubernetes.watch.Watch()
+            watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
             try:
                 kwargs: dict[str, Any] = {"timeout_seconds": 2}
                 if versions.get(i):
                     kwargs["resource_version"] = versions[i]
-                for _event in watch.stream(fn, *args, **kwargs):
+                for _event in watch.stream(fn, *args, **kwargs):  # type: ignore[no-untyped-call]
                     wake.set()
                     if stop.is_set():
                         return
