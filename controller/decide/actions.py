@@ -53,6 +53,11 @@ class SetWeight:
 
 
 @dataclass(frozen=True)
+class ClaimRoute:
+    """Mark the route as this Experiment's without moving traffic (the Baseline starts at 0 %)."""
+
+
+@dataclass(frozen=True)
 class PromoteRoute:
     """Send all traffic to the challenger (KServe: clear canaryTrafficPercent)."""
 
@@ -154,6 +159,7 @@ class RequeueAfter:
 
 Action = (
     SetWeight
+    | ClaimRoute
     | PromoteRoute
     | FinalizeRoute
     | SetPhase

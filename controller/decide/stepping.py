@@ -168,8 +168,9 @@ def _pending(tick: Tick, s: spec.ExperimentSpec) -> None:
         return
     if "database_unreachable" in tick.holds:
         return
-    if tick.observed.router.challenger_weight != 0:
-        tick.add(p.SetWeight(0))
+    # The route becomes this Experiment's now, so that a rollback during the baseline has
+    # something to finalise (setting the weight claims it as well).
+    tick.add(p.SetWeight(0) if tick.observed.router.challenger_weight != 0 else p.ClaimRoute())
     message = "measuring the champion with the challenger at 0 %"
     tick.add(
         p.SetPhase(obs.Phase.BASELINE, "baseline", message, tick.now, started_at=tick.now),

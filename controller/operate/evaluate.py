@@ -7,7 +7,9 @@ window (the windows themselves are decided in ``decide.windows``) into a
 sequential state and the look after the batch ran; and turns an ``analysis.Evaluation``
 into the ``observed.Verdicts`` reconcile reads, with the status fields and the evidence
 that travel in the plan. Reads and writes Postgres through ``storage.repository``; no
-Kubernetes, no decisions, no clock.
+Kubernetes, no clock. It decides nothing, with one exception that is on its way out: with
+the SRM check disabled, ``summarise`` drops a FAIL that only the SRM caused (that policy
+moves into the analysis settings).
 """
 
 from __future__ import annotations

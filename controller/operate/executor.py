@@ -94,13 +94,15 @@ def apply(
     hit = fault or (lambda point: None)
     hit("after_decide")
     for action in plan.actions:
-        if isinstance(action, p.SetWeight | p.PromoteRoute | p.FinalizeRoute):
+        if isinstance(action, p.SetWeight | p.ClaimRoute | p.PromoteRoute | p.FinalizeRoute):
             if router is None:
                 raise routers.RouterError(
                     f"{target.key}: no router to apply {type(action).__name__}"
                 )
             if isinstance(action, p.SetWeight):
                 router.apply(action.weight)
+            elif isinstance(action, p.ClaimRoute):
+                router.claim()
             elif isinstance(action, p.PromoteRoute):
                 router.promote()
             else:

@@ -142,6 +142,10 @@ def test_deleting_an_experiment_in_flight_returns_traffic_first(
         world.get("gone")
     assert gone.value.status == 404
     assert ("rollback", "deleted") in _decisions(engine, "ml/gone")
+    with engine.connect() as conn:
+        exp = repository.get_experiment(conn, "ml/gone")
+        actors = [d.actor for d in repository.decisions(conn, exp.id) if d.reason_code == "deleted"]
+    assert actors == ["canaryctl"], "canaryctl decided the rollback, once"
 
 
 def test_an_unreachable_database_holds_then_rolls_back_and_never_promotes(
