@@ -58,7 +58,7 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return spec.parse_k8s_time(str(text))
     except ValueError:
         return None
 

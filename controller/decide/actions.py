@@ -1,8 +1,10 @@
 """The actions ``reconcile`` decides and the executor applies, in order.
 
-A ``Plan`` is a frozen tuple of actions. The executor applies them one by one and stops
-at the first failure (so a route that could not be finalised is never reported as rolled
-back). Every time in an action was chosen by reconcile from its ``now``; the executor
+A ``Plan`` is a frozen tuple of actions plus the status fields that travel with it (the
+samples and the analysis's figures, written on every tick). It carries every effect of a
+tick: the executor applies the actions one by one and stops at the first failure (so a
+route that could not be finalised is never reported as rolled back), and adds nothing of
+its own. Every time in an action was chosen by reconcile from its ``now``; the executor
 never reads a clock to fill a status field. Values only; no I/O.
 """
 
@@ -15,6 +17,9 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from controller.decide import observed
+
+#: The actor of the decisions canaryctl takes by itself (people's requests name the person).
+ACTOR = "canaryctl"
 
 
 class DecisionKind(StrEnum):
@@ -45,6 +50,11 @@ class SetWeight:
     """Route ``weight`` % to the challenger; the executor mirrors it in status.challengerWeight."""
 
     weight: int
+
+
+@dataclass(frozen=True)
+class ClaimRoute:
+    """Mark the route as this Experiment's without moving traffic (the Baseline starts at 0 %)."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +106,14 @@ class SetVerdict:
 
 @dataclass(frozen=True)
 class FreezeSettings:
-    """Record the analysis settings in force in status.frozenSettings."""
+    """Record the analysis settings in force in status.frozenSettings and the database.
+
+    ``revenue_cap`` is the cap ingest applies from now on: the explicit one of the analysis
+    settings, or the one derived from the baseline.
+    """
 
     settings: observed.FrozenSettings
+    revenue_cap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,11 @@ class MarkRequestHandled:
 
 
 @dataclass(frozen=True)
+class RemoveFinalizer:
+    """Let a deleted Experiment go: remove canaryctl's finalizer (last of a deletion)."""
+
+
+@dataclass(frozen=True)
 class RequeueAfter:
     """Reconcile again after ``delay`` (absent in terminal phases)."""
 
@@ -139,6 +159,7 @@ class RequeueAfter:
 
 Action = (
     SetWeight
+    | ClaimRoute
     | PromoteRoute
     | FinalizeRoute
     | SetPhase
@@ -149,6 +170,7 @@ Action = (
     | RecordDecision
     | EmitEvent
     | MarkRequestHandled
+    | RemoveFinalizer
     | RequeueAfter
 )
 
@@ -157,9 +179,19 @@ A = TypeVar("A")
 
 @dataclass(frozen=True)
 class Plan:
-    """The ordered actions of one tick."""
+    """The ordered actions of one tick, and how its status and decisions are written.
+
+    ``status_fields`` are merged into the status as they are (``samples``, and after an
+    analysis ``lastAnalysisAt``, ``guardrails`` and ``srm``; ``pendingDecisions: []`` once
+    held decisions reached the log). ``hold_decisions``: the database is away, so the
+    decisions wait in ``status.pendingDecisions``. ``write_status`` is False for a
+    deletion (the resource is going away).
+    """
 
     actions: tuple[Action, ...] = ()
+    status_fields: Mapping[str, Any] = field(default_factory=dict)
+    hold_decisions: bool = False
+    write_status: bool = True
 
     def of_type(self, kind: type[A]) -> tuple[A, ...]:
         """The actions of one type, in order."""

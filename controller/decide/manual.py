@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from controller.experiment.spec import Phase, k8s_time, parse_k8s_time
+from controller.experiment import spec
 
 REQUEST_ANNOTATION = "canaryctl.dev/request"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -93,7 +93,7 @@ def parse_request(annotations: Mapping[str, str] | None) -> ManualRequest | Malf
     requested_at = None
     if "requestedAt" in raw:
         try:
-            requested_at = parse_k8s_time(str(raw["requestedAt"]))
+            requested_at = spec.parse_k8s_time(str(raw["requestedAt"]))
         except ValueError:
             return MalformedRequest(rid, "requestedAt: must be an RFC 3339 time")
     return ManualRequest(rid, action, actor, reason, full, requested_at)
@@ -110,15 +110,15 @@ def format_request(request: ManualRequest) -> dict[str, str]:
     if request.full:
         raw["full"] = True
     if request.requested_at is not None:
-        raw["requestedAt"] = k8s_time(request.requested_at)
+        raw["requestedAt"] = spec.k8s_time(request.requested_at)
     return {REQUEST_ANNOTATION: json.dumps(raw, sort_keys=True)}
 
 
-_FINISHED = tuple(p.value for p in Phase if p.terminal)
-_PROMOTABLE_WITH_FULL = (Phase.PROGRESSING.value, Phase.PAUSED.value)
+_FINISHED = tuple(p.value for p in spec.Phase if p.terminal)
+_PROMOTABLE_WITH_FULL = (spec.Phase.PROGRESSING.value, spec.Phase.PAUSED.value)
 _ONLY_FROM = {
-    RequestAction.PAUSE: Phase.PROGRESSING.value,
-    RequestAction.RESUME: Phase.PAUSED.value,
+    RequestAction.PAUSE: spec.Phase.PROGRESSING.value,
+    RequestAction.RESUME: spec.Phase.PAUSED.value,
 }
 
 
@@ -139,7 +139,7 @@ def refusal(
     if action is RequestAction.ROLLBACK:
         return None
     if action is RequestAction.PROMOTE:
-        if not (phase == Phase.AWAITING_PROMOTION or (full and phase in _PROMOTABLE_WITH_FULL)):
+        if not (phase == spec.Phase.AWAITING_PROMOTION or (full and phase in _PROMOTABLE_WITH_FULL)):
             return (
                 "promote is allowed in AwaitingPromotion; promote with full skips the "
                 f"remaining steps from Progressing or Paused (phase is {phase})"

@@ -118,6 +118,19 @@ class Observed:
     last_data_at: datetime | None = None
     baseline: BaselineResult | None = None
     request: manual.ManualRequest | manual.MalformedRequest | None = None
+    held_flushed: bool = False  # decisions held in status.pendingDecisions reached the log
+
+
+@dataclass(frozen=True)
+class Deleting:
+    """What the operator saw of an Experiment being deleted (``deletion.decide`` reads it)."""
+
+    key: str  # namespace/name
+    router_found: bool
+    route_owner: str | None  # the Experiment the route says it belongs to
+    challenger_weight: int
+    finalizer_present: bool
+    database_reachable: bool
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,10 @@ class Verdicts:
     srm_mismatch: bool = False
     burn_in_met: bool = False
     srm_reason: str = ""  # the analysis engine's sentence when the SRM check fired
+    # What people read, made by the operator from the analysis: status.guardrails and
+    # status.srm, and the statistics the decision log keeps as a decision's evidence.
+    status_fields: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[GuardrailVerdict, ...]:

@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 
 from controller.decide import actions as p
 from controller.decide import observed as obs
+from controller.experiment import spec
 
 MAX_HANDLED_REQUESTS = 100
 
@@ -54,16 +55,11 @@ class StatusDict(TypedDict, total=False):
     observedGeneration: int
 
 
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+_time, _text = spec.parse_k8s_time, spec.k8s_time
 
 
 def _maybe_time(text: str | None) -> datetime | None:
     return None if text is None else _time(text)
-
-
-def _text(when: datetime) -> str:
-    return when.isoformat().replace("+00:00", "Z")
 
 
 def read_status(raw: StatusDict | None) -> obs.StoredStatus:
@@ -106,7 +102,7 @@ def _condition(c: obs.Condition) -> ConditionDict:
 
 
 def apply_plan(plan: p.Plan, raw: StatusDict | None) -> StatusDict:
-    """The status after every action of ``plan`` has been applied (a new dict)."""
+    """The status after every action of ``plan`` has been applied, with its status fields."""
     out: StatusDict = dict(raw or {})  # type: ignore[assignment]
     conditions = list(out.get("conditions", []))
     handled = list(out.get("handledRequests", []))
@@ -149,4 +145,5 @@ def apply_plan(plan: p.Plan, raw: StatusDict | None) -> StatusDict:
         out["conditions"] = conditions
     if handled:
         out["handledRequests"] = handled
+    out.update(plan.status_fields)  # type: ignore[typeddict-item]
     return out

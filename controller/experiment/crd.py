@@ -604,11 +604,6 @@ STATUS_SCHEMA: Schema = _obj(
             "decision log (once, by idempotency key) when it is back.",
             "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         },
-        "kopf": {
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": True,
-            "description": "The operator framework's own bookkeeping; not part of the API.",
-        },
         "conditions": {
             "type": "array",
             "items": _CONDITION,

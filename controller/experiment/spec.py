@@ -1,4 +1,4 @@
-"""The Experiment spec as typed, frozen values, and Go-style durations.
+"""The Experiment spec as typed, frozen values, Go-style durations and Kubernetes times.
 
 Sits between the raw custom resource (validated by ``controller.experiment.validation``) and
 everything that decides or acts: the reconcile function, the routers, the analysis
@@ -67,14 +67,14 @@ def format_duration(value: timedelta) -> str:
 
 
 def k8s_time(when: datetime) -> str:
-    """A Kubernetes timestamp (RFC 3339, UTC, ``Z``) of an aware datetime."""
-    if when.tzinfo is None:
-        raise ValueError(f"when: {when!r} has no time zone")
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """``when`` as Kubernetes writes times: RFC 3339 in UTC with a trailing ``Z``."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def parse_k8s_time(text: str) -> datetime:
-    """An aware datetime from a Kubernetes (``Z``) or ISO 8601 timestamp."""
+    """A Kubernetes time (``...Z`` or an explicit offset) as a datetime; inverse of ``k8s_time``."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 

@@ -1,41 +1,34 @@
-"""The bridge between the controller and ``analysis``: settings, step windows, verdicts.
+"""The analysis input of a tick, and its result as reconcile and people read it.
 
-Maps an Experiment's frozen analysis settings to ``analysis`` guardrail specs, storage's
-rollup totals to ``analysis.ArmStats``, and an ``analysis.Evaluation`` to the
-``observed.Verdicts`` reconcile reads and the status fields people read. It also keeps
-the per-step window history that stratification needs. Pure: no I/O, no clock.
+Between observation and decision: maps an Experiment's frozen analysis settings to
+``analysis`` settings and guardrail specs; reads the rollups of each traffic step's
+window (the windows themselves are decided in ``decide.windows``) into a
+``analysis.BatchItem``; derives the baseline's cap and thresholds; persists the
+sequential state and the look after the batch ran; and turns an ``analysis.Evaluation``
+into the ``observed.Verdicts`` reconcile reads, with the status fields and the evidence
+that travel in the plan. Reads and writes Postgres through ``storage.rollups`` and ``storage.looks``; no
+Kubernetes, no clock. It decides nothing, with one exception that is on its way out: with
+the SRM check disabled, ``summarise`` drops a FAIL that only the SRM caused (that policy
+moves into the analysis settings).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 import analysis
 from controller.decide import observed as obs
-from controller.experiment import spec
-from controller.storage import rollups
-
-MINUTE = timedelta(minutes=1)
-
-
-def floor_minute(t: datetime) -> datetime:
-    return t.replace(second=0, microsecond=0)
-
-
-def ceil_minute(t: datetime) -> datetime:
-    floor = floor_minute(t)
-    return floor if floor == t else floor + MINUTE
-
-
-def watermark(now: datetime, lateness: timedelta) -> datetime:
-    """The end of the last finalised minute: minutes ending at or before ``now − lateness``."""
-    return floor_minute(now - lateness)
+from controller.decide import windows as win
+from controller.experiment import frozen, spec
+from controller.routers import base as routers
+from controller.storage import looks, rollups
 
 
 def settings_for(a: spec.Analysis) -> analysis.AnalysisSettings:
@@ -93,105 +86,13 @@ def arm_stats(t: rollups.ArmTotals) -> analysis.ArmStats:
     )
 
 
-# ----------------------------------------------------------------------------- step history
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One traffic step's window: [start, end) in whole minutes, and its reported share."""
-
-    index: int
-    weight: int
-    share: float
-    start: datetime
-    end: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "weight": self.weight,
-            "share": self.share,
-            "start": self.start.isoformat(),
-            "end": None if self.end is None else self.end.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StepRecord:
-        return cls(
-            int(d["index"]),
-            int(d["weight"]),
-            float(d["share"]),
-            datetime.fromisoformat(d["start"]),
-            None if d.get("end") is None else datetime.fromisoformat(d["end"]),
-        )
-
-
-def update_history(
-    history: Sequence[StepRecord],
-    *,
-    step_index: int,
-    step_started_at: datetime,
-    weight: int,
-    share: float,
-    now: datetime,
-    cut: datetime | None = None,
-) -> list[StepRecord]:
-    """The history after this tick: the current step's window opened, the previous one closed.
-
-    A step's window starts at the first whole minute after its weight was set and ends at
-    the minute the next step's weight was set, so no minute of mixed weights enters a test.
-    Steps at 0 % or 100 % are not windows of a test.
-
-    ``cut`` says the route is not at the weight the status says (an operator died between
-    writing the route and the status, or someone edited the route): the open window ends
-    there, and minutes after it enter no test. When the route is back at the step's
-    weight, the step continues in a new window (a new stratum) from the next minute.
-    """
-    steps = list(history)
-    if cut is not None:
-        if steps and steps[-1].end is None:
-            steps[-1] = replace(steps[-1], end=max(steps[-1].start, floor_minute(cut)))
-        return steps
-    if not 0 < weight < 100:
-        return steps
-    fair = share if 0 < share < 1 else weight / 100
-    if steps and steps[-1].index == step_index:
-        last = steps[-1]
-        if last.end is None:
-            steps[-1] = replace(last, share=fair)
-        else:  # the step was cut and its weight is restored: a new stratum from now on
-            steps.append(StepRecord(step_index, weight, fair, ceil_minute(now)))
-        return steps
-    if steps and steps[-1].end is None:
-        steps[-1] = replace(steps[-1], end=floor_minute(step_started_at))
-    steps.append(StepRecord(step_index, weight, fair, ceil_minute(step_started_at)))
-    return steps
-
-
-def windows(
-    history: Sequence[StepRecord], final_until: datetime
-) -> list[tuple[StepRecord, datetime, datetime, bool]]:
-    """Each step's window clipped to finalised minutes, and whether it is closed for good.
-
-    A step whose end lies beyond the watermark is still open (late data may still arrive),
-    and the steps after it wait: only the last window passed to the analysis may be open.
-    """
-    out = []
-    for record in history:
-        end = final_until if record.end is None else min(record.end, final_until)
-        end = max(end, record.start)
-        closed = record.end is not None and record.end <= final_until
-        out.append((record, record.start, end, closed))
-        if not closed:
-            break
-    return out
-
-
 # ----------------------------------------------------------------------------- verdicts
 
 
-def summarise(ev: analysis.Evaluation, *, srm_enabled: bool) -> obs.Verdicts:
-    """The controller-side summary reconcile reads."""
+def summarise(
+    ev: analysis.Evaluation, *, srm_enabled: bool, windows: Sequence[win.Window]
+) -> obs.Verdicts:
+    """The controller-side summary reconcile reads, with the figures people read."""
     srm_mismatch = bool(srm_enabled and ev.srm.mismatch)
     overall = obs.Verdict(ev.verdict.value)
     if not srm_enabled and ev.srm.mismatch and overall is obs.Verdict.FAIL:
@@ -208,6 +109,8 @@ def summarise(ev: analysis.Evaluation, *, srm_enabled: bool) -> obs.Verdicts:
         srm_mismatch=srm_mismatch,
         burn_in_met=ev.burn_in_met,
         srm_reason=ev.reason if srm_mismatch and ev.reason_code is analysis.ReasonCode.SRM else "",
+        status_fields=status_fields(ev),
+        evidence=evidence(ev, windows),
     )
 
 
@@ -215,50 +118,39 @@ def _num(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)
 
 
-def status_fields(
-    ev: analysis.Evaluation | None, samples: obs.ArmCounts, at: datetime
-) -> dict[str, Any]:
-    """``status.samples``, ``status.guardrails`` and ``status.srm`` for people and the CLI."""
-    out: dict[str, Any] = {
-        "samples": {"champion": samples.champion, "challenger": samples.challenger}
+def status_fields(ev: analysis.Evaluation) -> dict[str, Any]:
+    """``status.guardrails`` and ``status.srm`` for people and the CLI."""
+    return {
+        "guardrails": [
+            {
+                "name": g.name,
+                "kind": g.kind.value,
+                "verdict": g.verdict.value,
+                "reasonCode": g.reason_code.value,
+                "reason": g.reason,
+                "estimate": _num(g.estimate),
+                "lower": _num(g.lower),
+                "upper": _num(g.upper),
+                "pValue": _num(g.p_value),
+                "pValueNonInferiority": _num(g.p_value_noninferiority),
+            }
+            for g in ev.guardrails
+        ],
+        "srm": {
+            "mismatch": bool(ev.srm.mismatch),
+            "pValue": _num(ev.srm.p_value),
+            "observedShare": _num(ev.srm.observed_share),
+            "expectedShare": _num(ev.srm.expected_share),
+        },
     }
-    if ev is None:
-        return out
-    out["lastAnalysisAt"] = at.isoformat().replace("+00:00", "Z")
-    out["guardrails"] = [
-        {
-            "name": g.name,
-            "kind": g.kind.value,
-            "verdict": g.verdict.value,
-            "reasonCode": g.reason_code.value,
-            "reason": g.reason,
-            "estimate": _num(g.estimate),
-            "lower": _num(g.lower),
-            "upper": _num(g.upper),
-            "pValue": _num(g.p_value),
-            "pValueNonInferiority": _num(g.p_value_noninferiority),
-        }
-        for g in ev.guardrails
-    ]
-    out["srm"] = {
-        "mismatch": bool(ev.srm.mismatch),
-        "pValue": _num(ev.srm.p_value),
-        "observedShare": _num(ev.srm.observed_share),
-        "expectedShare": _num(ev.srm.expected_share),
-    }
-    return out
 
 
-def evidence(
-    ev: analysis.Evaluation, steps: Sequence[tuple[StepRecord, datetime, datetime, bool]]
-) -> dict[str, Any]:
+def evidence(ev: analysis.Evaluation, steps: Sequence[win.Window]) -> dict[str, Any]:
     """The statistics a decision was based on, for the decision log."""
-    fields = status_fields(ev, obs.ArmCounts(), datetime.min)
     return {
         "verdict": ev.verdict.value,
         "reasonCode": ev.reason_code.value,
-        "guardrails": fields["guardrails"],
-        "srm": fields["srm"],
+        **status_fields(ev),
         "steps": [
             {
                 "index": r.index,
@@ -288,3 +180,169 @@ def derived_threshold(hist: np.ndarray, quantile: float, margin: float) -> float
     target = (1 + margin) * quantile_from_hist(hist, quantile)
     edges = analysis.LATENCY_EDGES_MS
     return float(edges[min(int(np.searchsorted(edges, target, side="left")), len(edges) - 1)])
+
+
+# ----------------------------------------------------------------------------- the input
+
+
+@dataclass
+class Pending:
+    """An analysis gathered for the batch: its input and what to persist afterwards."""
+
+    item: analysis.BatchItem
+    exp_id: int
+    history: list[win.StepRecord]
+    windows: list[win.Window]
+
+
+@dataclass
+class Input:
+    """What the store says for this tick: counts of the current step, baseline, analysis input."""
+
+    samples: obs.ArmCounts
+    baseline: obs.BaselineResult | None = None
+    pending: Pending | None = None
+
+
+_ANALYSED = (obs.Phase.PROGRESSING, obs.Phase.PAUSED, obs.Phase.AWAITING_PROMOTION)
+
+
+def in_force(s: spec.ExperimentSpec, stored: obs.StoredStatus) -> spec.Analysis:
+    """The analysis settings in force: the frozen ones once Progressing began."""
+    return frozen.analysis_from_snapshot(stored.frozen.snapshot) if stored.frozen else s.analysis
+
+
+def read_input(
+    conn: sa.Connection,
+    exp_id: int,
+    s: spec.ExperimentSpec,
+    stored: obs.StoredStatus,
+    route: routers.RouteState | None,
+    persisted: Mapping[str, Any],
+    now: datetime,
+    last_consistent: datetime | None = None,
+) -> Input:
+    """Baseline values and the analysis input of this tick (``persisted``: the saved state)."""
+    frozen_analysis = in_force(s, stored)
+    final_until = win.watermark(now, frozen_analysis.allowed_lateness)
+    baseline = None
+    if (
+        stored.phase is obs.Phase.BASELINE
+        and s.analysis.baseline is not None
+        and stored.phase_started_at
+    ):
+        baseline = _baseline(conn, exp_id, s.analysis, stored.phase_started_at, final_until)
+    if stored.phase not in _ANALYSED or stored.frozen is None or stored.step_started_at is None:
+        return Input(obs.ArmCounts(), baseline)
+    history = [win.StepRecord.from_dict(d) for d in persisted.get("steps", [])]
+    weight = s.steps[stored.step_index].weight if stored.step_index < len(s.steps) else 0
+    evaluated = persisted.get("evaluatedUntil")
+    cut = win.cut_at(
+        route_weight=None if route is None else route.challenger_weight,
+        step_weight=weight,
+        evaluated_until=datetime.fromisoformat(evaluated) if evaluated else None,
+        last_consistent=last_consistent,
+        step_started_at=stored.step_started_at,
+    )
+    history = win.update_history(
+        history,
+        step_index=stored.step_index,
+        step_started_at=stored.step_started_at,
+        weight=weight,
+        share=route.challenger_share if route is not None else weight / 100,
+        now=now,
+        cut=cut,
+    )
+    windows = win.windows(history, final_until)
+    if not windows:
+        return Input(obs.ArmCounts(), baseline)
+    steps = []
+    current = obs.ArmCounts()
+    for record, start, end, closed in windows:
+        totals = rollups.window_totals(conn, exp_id, start, end)
+        steps.append(
+            analysis.StepWindow(
+                weight_challenger=record.share,
+                champion=arm_stats(totals["champion"]),
+                challenger=arm_stats(totals["challenger"]),
+                design_weight_challenger=record.weight / 100,
+                closed=closed,
+            )
+        )
+        if record.index == stored.step_index:
+            current = obs.ArmCounts(totals["champion"].n, totals["challenger"].n)
+    previous = persisted.get("analysis")
+    derived = stored.frozen.snapshot.get("derived", {})
+    item = analysis.BatchItem(
+        settings_for(frozen_analysis),
+        guardrails_for(frozen_analysis, derived),
+        steps,
+        analysis.AnalysisState.from_dict(previous) if previous else analysis.AnalysisState(),
+    )
+    return Input(current, baseline, Pending(item, exp_id, history, windows))
+
+
+def _baseline(
+    conn: sa.Connection,
+    exp_id: int,
+    a: spec.Analysis,
+    started: datetime,
+    final_until: datetime,
+) -> obs.BaselineResult | None:
+    """The champion's derived cap and thresholds once the baseline period is final."""
+    assert a.baseline is not None
+    start = win.ceil_minute(started)
+    end = start + a.baseline.duration
+    if final_until < end:
+        return None
+    cap = None
+    if a.revenue_cap is not None and a.revenue_cap.from_baseline is not None:
+        q = rollups.revenue_quantile(
+            conn, exp_id, "champion", start, end, a.revenue_cap.from_baseline.quantile
+        )
+        cap = q if q is not None and q > 0 else None
+    thresholds: dict[str, float] = {}
+    tails = [
+        g for g in a.guardrails if isinstance(g, spec.TailGuardrail) and g.threshold_from_baseline
+    ]
+    if tails:
+        hist = rollups.window_totals(conn, exp_id, start, end)["champion"].latency_hist
+        if hist.sum() > 0:
+            for g in tails:
+                fb = g.threshold_from_baseline
+                assert fb is not None
+                thresholds[g.name] = derived_threshold(hist, fb.quantile, fb.margin)
+    return obs.BaselineResult(revenue_cap=cap, thresholds_ms=thresholds)
+
+
+def save(
+    engine: sa.Engine,
+    pending: Pending,
+    evaluation: analysis.Evaluation,
+    *,
+    now: datetime,
+    step_index: int,
+    challenger_weight: int,
+    samples: obs.ArmCounts,
+) -> None:
+    """Persist the sequential state, the step history and this look (one transaction)."""
+    until = max(w[2] for w in pending.windows)
+    with engine.begin() as conn:
+        looks.save_analysis_state(
+            conn,
+            pending.exp_id,
+            {
+                "analysis": evaluation.state.to_dict(),
+                "steps": [r.to_dict() for r in pending.history],
+                "evaluatedUntil": until.isoformat(),
+            },
+            look={
+                "evaluated_until": until,
+                "at": now,
+                "step_index": step_index,
+                "challenger_weight": challenger_weight,
+                "verdict": evaluation.verdict.value,
+                "payload": evidence(evaluation, pending.windows)
+                | {"samples": {"champion": samples.champion, "challenger": samples.challenger}},
+            },
+        )

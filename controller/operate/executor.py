@@ -1,12 +1,16 @@
 """The one executor: applies a reconcile ``Plan`` to the router, the store and the cluster.
 
 Reconcile decides; this module acts, in an order chosen for crash safety: the route first
-(a rollback is real before anything says so), then the database in one transaction: the
-decision log (idempotency keys make a replayed transition write its row once), the phase
-and the settings freeze; then events, then the status as one patch
-guarded by the resourceVersion the tick read. A crash at any point leaves the status
-behind the world, never ahead of it, so the next tick re-decides the same transition and
-every write it repeats is a no-op. It makes no decisions and reads no clock.
+(a rollback is real before anything says so), then the decision log (idempotency keys make
+a replayed transition write its row once), then events, then the status as one patch
+guarded by the resourceVersion the tick read, and last a deletion's finalizer. A crash at
+any point leaves the status behind the world, never ahead of it, so the next tick
+re-decides the same transition and every write it repeats is a no-op.
+
+It makes no decisions and reads no clock: what to write, where decisions go while the
+database is away (``Plan.hold_decisions``), the cap to freeze and the status fields all
+come with the plan. It also owns the tick's two other writes: the finalizer patch and the
+flush of held decisions.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import kubernetes.client
@@ -22,15 +26,16 @@ import sqlalchemy as sa
 
 from controller.decide import actions as p
 from controller.decide import status as st
-from controller.experiment import frozen
+from controller.experiment import frozen, spec
 from controller.routers import base as routers
 from controller.storage import decisions as decision_log
 from controller.storage import experiments
 
 logger = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "canaryctl.dev", "v1alpha1", "experiments"
-FAULT_POINTS = ("after_decide", "after_route", "after_log", "after_status")
+GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
+FINALIZER = "canaryctl.dev/finalizer"
+#: Called with "after_decide", "after_route", "after_log" or "after_status" (crash tests).
 FaultHook = Callable[[str], None]
 
 
@@ -45,6 +50,7 @@ class Target:
     generation: int
     status: Mapping[str, Any]
     experiment_id: int | None  # None when the database was unreachable
+    finalizers: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -61,11 +67,17 @@ class Outcome:
     held_decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _decision_evidence(action: p.RecordDecision, extra: Mapping[str, Any]) -> dict[str, Any]:
-    evidence = dict(action.evidence)
-    if extra:
-        evidence.setdefault("analysis", dict(extra))
-    return evidence
+def _held(d: p.RecordDecision) -> dict[str, Any]:
+    """A decision as kept in status.pendingDecisions (the arguments of ``append_decision``)."""
+    return {
+        "at": d.at.isoformat(),
+        "kind": d.kind.value,
+        "actor": d.actor,
+        "reason_code": d.reason_code,
+        "reason": d.reason,
+        "evidence": dict(d.evidence),
+        "idempotency_key": d.key,
+    }
 
 
 def apply(
@@ -75,8 +87,6 @@ def apply(
     router: routers.TrafficRouter | None,
     engine: sa.Engine | None,
     api: kubernetes.client.ApiClient,
-    extra_status: Mapping[str, Any] | None = None,
-    evidence: Mapping[str, Any] | None = None,
     fault: FaultHook | None = None,
     now: datetime,
 ) -> Outcome:
@@ -85,13 +95,15 @@ def apply(
     hit = fault or (lambda point: None)
     hit("after_decide")
     for action in plan.actions:
-        if isinstance(action, p.SetWeight | p.PromoteRoute | p.FinalizeRoute):
+        if isinstance(action, p.SetWeight | p.ClaimRoute | p.PromoteRoute | p.FinalizeRoute):
             if router is None:
                 raise routers.RouterError(
                     f"{target.key}: no router to apply {type(action).__name__}"
                 )
             if isinstance(action, p.SetWeight):
                 router.apply(action.weight)
+            elif isinstance(action, p.ClaimRoute):
+                router.claim()
             elif isinstance(action, p.PromoteRoute):
                 router.promote()
             else:
@@ -102,8 +114,18 @@ def apply(
     decisions = plan.of_type(p.RecordDecision)
     freeze = plan.first(p.FreezeSettings)
     phase = plan.first(p.SetPhase)
-    if engine is not None and target.experiment_id is not None:
-        with engine.begin() as conn:  # one unit of work: the log, the phase, the freeze
+    if plan.hold_decisions:
+        if decisions:
+            logger.warning(
+                "%s: database unreachable; %d decision(s) held until it is back",
+                target.key,
+                len(decisions),
+            )
+        outcome.held_decisions.extend(_held(d) for d in decisions)
+    elif decisions or phase is not None or freeze is not None:
+        if engine is None or target.experiment_id is None:
+            raise ValueError(f"{target.key}: the plan writes to a database the tick did not reach")
+        with engine.begin() as conn:
             for d in decisions:
                 row = decision_log.append_decision(
                     conn,
@@ -113,7 +135,7 @@ def apply(
                     actor=d.actor,
                     reason_code=d.reason_code,
                     reason=d.reason,
-                    evidence=_decision_evidence(d, evidence or {}),
+                    evidence=dict(d.evidence),
                     idempotency_key=d.key,
                 )
                 outcome.decisions_written += row is not None
@@ -126,70 +148,89 @@ def apply(
                     target.key,
                     snapshot,
                     now=freeze.settings.frozen_at,
-                    revenue_cap=_cap(snapshot, snapshot.get("derived", {})),
-                    allowed_lateness_seconds=_lateness_seconds(snapshot),
+                    revenue_cap=freeze.revenue_cap,
+                    allowed_lateness_seconds=int(
+                        frozen.analysis_from_snapshot(snapshot).allowed_lateness.total_seconds()
+                    ),
                 )
-    elif decisions:
-        logger.warning(
-            "%s: database unreachable; %d decision(s) held until it is back",
-            target.key,
-            len(decisions),
-        )
-        outcome.held_decisions.extend(
-            {
-                "at": d.at.isoformat(),
-                "kind": d.kind.value,
-                "actor": d.actor,
-                "reason_code": d.reason_code,
-                "reason": d.reason,
-                "evidence": _decision_evidence(d, evidence or {}),
-                "idempotency_key": d.key,
-            }
-            for d in decisions
-        )
     if decisions:
         hit("after_log")
     core = kubernetes.client.CoreV1Api(api)
     for event in plan.of_type(p.EmitEvent):
         _emit(core, target, event, now)
+    if plan.write_status:
+        _write_status(api, plan, target, outcome)
+        if outcome.status_written:
+            hit("after_status")
+    if plan.first(p.RemoveFinalizer) is not None:
+        remaining = [f for f in target.finalizers if f != FINALIZER]
+        patch_finalizers(api, target.namespace, target.name, target.resource_version, remaining)
+    return outcome
+
+
+def _write_status(
+    api: kubernetes.client.ApiClient, plan: p.Plan, target: Target, outcome: Outcome
+) -> None:
+    """The status after the plan, as one patch guarded by the resourceVersion (if it changed)."""
     new_status: dict[str, Any] = dict(st.apply_plan(plan, dict(target.status)))  # type: ignore[arg-type]
-    new_status.update(extra_status or {})
     pending = list(new_status.get("pendingDecisions", [])) + outcome.held_decisions
     if pending or "pendingDecisions" in target.status:
         new_status["pendingDecisions"] = pending
     new_status["observedGeneration"] = target.generation
-    if new_status != dict(target.status):
-        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            target.namespace,
-            PLURAL,
-            target.name,
-            {"metadata": {"resourceVersion": target.resource_version}, "status": new_status},
-        )
-        outcome.status_written = True
-        hit("after_status")
-    return outcome
+    if new_status == dict(target.status):
+        return
+    kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        target.namespace,
+        PLURAL,
+        target.name,
+        {"metadata": {"resourceVersion": target.resource_version}, "status": new_status},
+    )
+    outcome.status_written = True
 
 
-def _cap(snapshot: Mapping[str, Any], derived: Mapping[str, Any]) -> float | None:
-    """The revenue cap in force: explicit in the analysis settings, or derived from the baseline."""
-    cap = snapshot.get("analysis", {}).get("revenueCap") or {}
-    if cap.get("value") is not None:
-        return float(cap["value"])
-    value = derived.get("revenueCap")
-    return None if value is None else float(value)
+def patch_finalizers(
+    api: kubernetes.client.ApiClient,
+    namespace: str,
+    name: str,
+    resource_version: str,
+    finalizers: list[str],
+) -> dict[str, Any]:
+    """Set the Experiment's finalizers (guarded by the resourceVersion); the object after."""
+    found: Any = kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        name,
+        {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+    )
+    return dict(found)
 
 
-def _lateness_seconds(snapshot: Mapping[str, Any]) -> int:
-    """The allowed lateness of the frozen analysis settings, in whole seconds (for ingest)."""
-    return int(frozen.analysis_from_snapshot(snapshot).allowed_lateness.total_seconds())
+def add_finalizer(api: kubernetes.client.ApiClient, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Protect an Experiment's route from deletion before anything routes; the object after."""
+    meta = body["metadata"]
+    finalizers = [*(meta.get("finalizers") or []), FINALIZER]
+    return patch_finalizers(
+        api, meta["namespace"], meta["name"], meta["resourceVersion"], finalizers
+    )
+
+
+def flush_held(engine: sa.Engine, experiment_id: int, pending: list[dict[str, Any]]) -> None:
+    """Write the decisions held while the database was away (their keys make it once)."""
+    with engine.begin() as conn:
+        for d in pending:
+            decision_log.append_decision(
+                conn, experiment_id, **{**d, "at": datetime.fromisoformat(d["at"])}
+            )
 
 
 def _emit(
     core: kubernetes.client.CoreV1Api, target: Target, event: p.EmitEvent, at: datetime
 ) -> None:
-    when = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    when = spec.k8s_time(at)
     body = {
         "metadata": {"generateName": f"{target.name}.", "namespace": target.namespace},
         "involvedObject": {
@@ -208,6 +249,6 @@ def _emit(
         "count": 1,
     }
     try:
-        core.create_namespaced_event(target.namespace, body)
+        core.create_namespaced_event(target.namespace, body)  # type: ignore[arg-type]
     except kubernetes.client.ApiException as exc:  # events are best effort
         logger.warning("%s: could not emit event %s: %s", target.key, event.reason, exc.reason)

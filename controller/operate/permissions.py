@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.experiment import spec
+
+_GROUP, _PLURAL = spec.API_GROUP, spec.PLURAL
+
 
 class Scope(StrEnum):
     """Where a permission is granted."""
@@ -35,17 +39,15 @@ _WRITE = frozenset({"patch", "update"})
 
 OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
-        "canaryctl.dev",
-        "experiments",
+        _GROUP,
+        _PLURAL,
         _READ | _WRITE,
-        "watch Experiments; patch metadata (finalizer, handler progress annotations)",
+        "watch Experiments; patch metadata (the finalizer)",
     ),
+    Permission(_GROUP, f"{_PLURAL}/status", frozenset({"get", "patch", "update"}), "write status"),
     Permission(
-        "canaryctl.dev", "experiments/status", frozenset({"get", "patch", "update"}), "write status"
-    ),
-    Permission(
-        "canaryctl.dev",
-        "experiments/finalizers",
+        _GROUP,
+        f"{_PLURAL}/finalizers",
         frozenset({"update"}),
         "set the finalizer that restores the route on delete",
     ),

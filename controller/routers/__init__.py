@@ -6,6 +6,7 @@ router modules (and with them the client) only when called.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from controller.routers import base
@@ -20,13 +21,13 @@ def router_for(
     """The Kubernetes router named by ``config.kind``, talking through ``api_client``."""
     from controller.routers import gateway_api, istio, kserve, replicas
 
-    cls = {
+    routers: dict[base.RouterKind, Callable[..., base.TrafficRouter]] = {
         base.RouterKind.GATEWAY_API: gateway_api.GatewayAPIRouter,
         base.RouterKind.ISTIO: istio.IstioRouter,
         base.RouterKind.KSERVE: kserve.KServeRouter,
         base.RouterKind.REPLICAS: replicas.ReplicasRouter,
-    }[config.kind]
-    return cls(config, api_client)
+    }
+    return routers[config.kind](config, api_client)
 
 
 __all__ = ["router_for"]

@@ -12,7 +12,9 @@ Istio, KServe, replicas, and the in-memory fake — follows the same contract:
   set by ``claim()``/``apply()`` and removed by ``promote()``/``finalize()``; another owner makes
   ``claim``/``apply``/``promote`` raise :class:`RouteOwnedError`. ``finalize`` acts only while this
   Experiment owns the object, so it never undoes a promotion (which released it) nor touches
-  another Experiment's route; call ``claim()`` first so that a rollback always has something to do;
+  another Experiment's route. The operator claims the route when the Baseline starts (at 0 %,
+  ``reconcile`` plans ``ClaimRoute``), and the first ``apply()`` claims it otherwise, so a
+  rollback always has something to do;
 * traffic never goes to a challenger that is not ready: a weight above 0 raises
   :class:`ChallengerNotReadyError` (the replicas router is the exception, see its module).
 

@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.decide import actions as p
-from controller.decide import manual, reconcile, status
+from controller.decide import deletion, manual, reconcile, status
 from controller.decide import observed as obs
+from controller.decide import windows as win
 from controller.experiment import crd, spec, validation
 from controller.experiment import frozen as frozen_settings
 
@@ -1084,3 +1085,164 @@ def test_a_step_advance_updates_the_status_message_without_a_new_phase() -> None
     )
     assert after["message"] == "step 2/3: challenger at 25 %"
     assert "phaseStartedAt" not in after  # the phase did not change
+
+
+# -- the plan carries every effect: status fields, evidence, held decisions ------------------
+
+
+def test_the_plan_carries_the_status_fields_and_the_evidence() -> None:
+    v = dataclasses.replace(
+        verdicts(fail="latency"),
+        status_fields={"guardrails": [{"name": "latency"}], "srm": {"mismatch": False}},
+        evidence={"verdict": "fail", "steps": []},
+    )
+    plan = reconcile.reconcile(BASE, observed(samples=100), v, NOW)
+    assert plan.status_fields == {
+        "samples": {"champion": 1900, "challenger": 100},
+        "lastAnalysisAt": "2026-01-01T13:00:00Z",
+        "guardrails": [{"name": "latency"}],
+        "srm": {"mismatch": False},
+    }
+    decision = plan.first(p.RecordDecision)
+    assert decision is not None and decision.evidence["analysis"] == {
+        "verdict": "fail",
+        "steps": [],
+    }
+    after = status.apply_plan(plan, {})
+    assert after["lastAnalysisAt"] == "2026-01-01T13:00:00Z"  # type: ignore[typeddict-item]
+
+
+def test_without_an_analysis_only_the_samples_are_written() -> None:
+    plan = reconcile.reconcile(BASE, observed(samples=10), None, NOW)
+    assert plan.status_fields == {"samples": {"champion": 190, "challenger": 10}}
+
+
+def test_decisions_are_held_while_the_database_is_away_and_cleared_once_flushed() -> None:
+    down = reconcile.reconcile(BASE, observed(db=False, conditions=DB_DOWN_LONG), None, NOW)
+    assert down.hold_decisions and down.phase is Ph.ROLLED_BACK
+    back = reconcile.reconcile(BASE, replace(observed(), held_flushed=True), verdicts(), NOW)
+    assert not back.hold_decisions
+    assert back.status_fields["pendingDecisions"] == []
+
+
+def test_the_frozen_settings_carry_the_cap_ingest_applies() -> None:
+    plan = reconcile.reconcile(BASE, observed(Ph.PENDING), None, NOW)
+    freeze = plan.first(p.FreezeSettings)
+    assert freeze is not None and freeze.revenue_cap == 50.0
+    o = observed(Ph.BASELINE, phase_age=timedelta(hours=1), baseline=obs.BaselineResult(12.5))
+    derived = reconcile.reconcile(DERIVED, o, None, NOW).first(p.FreezeSettings)
+    assert derived is not None and derived.revenue_cap == 12.5
+
+
+def test_the_baseline_claims_the_route_at_zero() -> None:
+    plan = reconcile.reconcile(DERIVED, observed(Ph.PENDING), None, NOW)
+    assert plan.phase is Ph.BASELINE
+    assert p.ClaimRoute() in plan.actions and not plan.of_type(p.SetWeight)
+
+
+# -- deletion ------------------------------------------------------------------------------
+
+
+def deleting(**changes: Any) -> obs.Deleting:
+    seen = obs.Deleting(
+        key="ml/exp-a",
+        router_found=True,
+        route_owner="ml/exp-a",
+        challenger_weight=25,
+        finalizer_present=True,
+        database_reachable=True,
+    )
+    return replace(seen, **changes)
+
+
+ROLLBACK_ON_DELETE = p.RecordDecision(
+    p.DecisionKind.ROLLBACK, "deleted", deletion.REASON, "canaryctl", NOW, key="deleted"
+)
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        (deleting(), (p.FinalizeRoute(), ROLLBACK_ON_DELETE, p.RemoveFinalizer())),
+        (deleting(challenger_weight=0), (p.FinalizeRoute(), p.RemoveFinalizer())),
+        (deleting(route_owner="ml/other"), (p.FinalizeRoute(), p.RemoveFinalizer())),
+        (deleting(route_owner=None), (p.FinalizeRoute(), p.RemoveFinalizer())),
+        (deleting(database_reachable=False), (p.FinalizeRoute(), p.RemoveFinalizer())),
+        (
+            deleting(router_found=False, route_owner=None, challenger_weight=0),
+            (p.RemoveFinalizer(),),
+        ),
+        (deleting(finalizer_present=False), (p.FinalizeRoute(), ROLLBACK_ON_DELETE)),
+    ],
+    ids=[
+        "in flight",
+        "at 0 %",
+        "another's route",
+        "released",
+        "no database",
+        "no router",
+        "no finalizer",
+    ],
+)
+def test_deletion(seen: obs.Deleting, expected: tuple[p.Action, ...]) -> None:
+    plan = deletion.decide(seen, NOW)
+    assert plan.actions == expected
+    assert not plan.write_status, "the resource is going away: its status is not written"
+
+
+# -- step windows --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route_weight", "evaluated", "consistent", "expected"),
+    [
+        (5, T0 + timedelta(minutes=9), None, None),  # the route agrees with the step
+        (None, None, None, None),  # no router to ask
+        (25, T0 + timedelta(minutes=9), T0 + timedelta(minutes=7), T0 + timedelta(minutes=9)),
+        (25, None, T0 + timedelta(minutes=7), T0 + timedelta(minutes=7)),
+        (0, None, None, T0),
+    ],
+)
+def test_the_window_is_cut_where_the_route_left_the_step(
+    route_weight: int | None,
+    evaluated: datetime | None,
+    consistent: datetime | None,
+    expected: datetime | None,
+) -> None:
+    cut = win.cut_at(
+        route_weight=route_weight,
+        step_weight=5,
+        evaluated_until=evaluated,
+        last_consistent=consistent,
+        step_started_at=T0,
+    )
+    assert cut == expected
+
+
+def test_a_cut_window_closes_and_a_restored_step_opens_a_new_stratum() -> None:
+    start = T0 + timedelta(seconds=30)
+    history = win.update_history(
+        [], step_index=0, step_started_at=start, weight=5, share=0.05, now=start
+    )
+    assert history == [win.StepRecord(0, 5, 0.05, T0 + timedelta(minutes=1))]
+    cut = T0 + timedelta(minutes=10, seconds=20)
+    history = win.update_history(
+        history, step_index=0, step_started_at=start, weight=5, share=0.05, now=cut, cut=cut
+    )
+    assert history[-1].end == T0 + timedelta(minutes=10)
+    later = T0 + timedelta(minutes=12, seconds=5)
+    history = win.update_history(
+        history, step_index=0, step_started_at=start, weight=5, share=0.05, now=later
+    )
+    assert [(r.start, r.end) for r in history] == [
+        (T0 + timedelta(minutes=1), T0 + timedelta(minutes=10)),
+        (T0 + timedelta(minutes=13), None),
+    ]
+    clipped = win.windows(history, final_until=T0 + timedelta(minutes=15))
+    assert [(s, e, closed) for _, s, e, closed in clipped] == [
+        (T0 + timedelta(minutes=1), T0 + timedelta(minutes=10), True),
+        (T0 + timedelta(minutes=13), T0 + timedelta(minutes=15), False),
+    ]
+    assert [r.to_dict() for r in history] == [
+        win.StepRecord.from_dict(r.to_dict()).to_dict() for r in history
+    ]

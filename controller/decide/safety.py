@@ -1,0 +1,152 @@
+"""Reconcile's precedence 4–6: roll back at once, roll back after a grace period, or hold.
+
+4. a guardrail FAIL or a sample-ratio mismatch (phases where the challenger has traffic);
+5. the maximum duration reached without PASS (reason ``inconclusive``);
+6. the database unreachable, data missing, analysis unavailable or the challenger not
+   ready: hold the current weight, and roll back once the condition lasted its grace
+   period.
+
+``check`` returns the rollback plan, or None with the holding conditions added to the
+tick (``tick.holds`` names them for the stepping that follows). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from controller.decide import actions as p
+from controller.decide import observed as obs
+from controller.decide.tick import Tick
+from controller.experiment import spec
+
+ACTIVE = (obs.Phase.PROGRESSING, obs.Phase.PAUSED, obs.Phase.AWAITING_PROMOTION)
+_ROLLED_BACK = obs.Phase.ROLLED_BACK
+
+
+def _fmt(d: timedelta) -> str:
+    return spec.format_duration(d)
+
+
+def _hold_or_clear(
+    tick: Tick,
+    type_: obs.ConditionType,
+    *,
+    ok: bool,
+    grace: timedelta,
+    code: str,
+    failed: str,
+    holding: tuple[str, str],
+    fine: tuple[str, str],
+) -> p.Plan | None:
+    """One holding condition: when not ``ok``, hold (and roll back once it lasted ``grace``)."""
+    if ok:
+        tick.condition(type_, True, *fine)
+        return None
+    if tick.now - tick.false_since(type_) >= grace:
+        return tick.end(_ROLLED_BACK, code, failed.format(_fmt(grace)))
+    tick.condition(type_, False, holding[0], holding[1].format(_fmt(grace)))
+    tick.holds.append(code)
+    return None
+
+
+def _verdicts(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | None:
+    """Steps 4–5: a failed analysis, or the maximum duration reached without PASS."""
+    v = tick.verdicts
+    if v is not None and tick.status.phase in ACTIVE:
+        if v.failed:
+            g = v.failed[0]
+            return tick.end(
+                _ROLLED_BACK, f"guardrail_failed:{g.name}", f"guardrail {g.name} failed: {g.reason}"
+            )
+        if a.srm_enabled and v.srm_mismatch:
+            return tick.end(
+                _ROLLED_BACK,
+                "srm",
+                v.srm_reason
+                or "sample-ratio mismatch: the traffic split is not what the router set",
+            )
+        if v.overall is obs.Verdict.FAIL:
+            return tick.end(_ROLLED_BACK, "analysis_failed", "the analysis reported FAIL")
+    start = tick.status.started_at or tick.observed.created_at
+    if tick.now - start >= s.max_duration and not (v is not None and v.all_pass):
+        return tick.end(
+            _ROLLED_BACK,
+            "inconclusive",
+            f"maxDuration {_fmt(s.max_duration)} reached without PASS on every guardrail",
+        )
+    return None
+
+
+def _data_fresh(tick: Tick, a: spec.Analysis, grace: timedelta) -> p.Plan | None:
+    """Data newer than lateness + interval, or a hold; a rollback after ``grace`` more."""
+    now = tick.now
+    stale_after = a.allowed_lateness + a.interval
+    last = tick.observed.last_data_at or tick.status.started_at or now
+    age = now - last
+    if age > stale_after + grace:
+        return tick.end(_ROLLED_BACK, "no_data", f"no new data for {_fmt(age)}")
+    if age > stale_after:
+        tick.condition(
+            obs.ConditionType.DATA_FRESH,
+            False,
+            "NoData",
+            f"holding; no data newer than {_fmt(stale_after)}; rolling back after {_fmt(grace)} more",
+        )
+        tick.holds.append("no_data")
+    else:
+        tick.condition(obs.ConditionType.DATA_FRESH, True, "Fresh", "data is arriving")
+    return None
+
+
+def check(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | None:
+    """Steps 4–6 in order; the first rollback ends the tick."""
+    ended = _verdicts(tick, s, a)
+    if ended is not None:
+        return ended
+    phase, o = tick.status.phase, tick.observed
+    policy = s.failure_policy
+    ct = obs.ConditionType
+    ended = _hold_or_clear(
+        tick,
+        ct.DATABASE_REACHABLE,
+        ok=o.database_reachable,
+        grace=policy.database_unreachable_grace,
+        code="database_unreachable",
+        failed="the database has been unreachable for {}",
+        holding=(
+            "DatabaseUnreachable",
+            "holding; rolling back if the database is unreachable for {}",
+        ),
+        fine=("Reachable", "the database answers"),
+    )
+    if ended is None and o.database_reachable and (phase in ACTIVE or phase is obs.Phase.BASELINE):
+        ended = _data_fresh(tick, a, policy.missing_data_grace)
+    if ended is None and o.database_reachable and phase in ACTIVE:
+        ended = _hold_or_clear(
+            tick,
+            ct.ANALYSIS_AVAILABLE,
+            ok=tick.verdicts is not None,
+            grace=policy.missing_data_grace,
+            code="analysis_unavailable",
+            failed="no analysis result for {}",
+            holding=(
+                "AnalysisUnavailable",
+                "holding; rolling back if the analysis cannot run for {}",
+            ),
+            fine=("Available", "the analysis ran"),
+        )
+    if ended is None:
+        ended = _hold_or_clear(
+            tick,
+            ct.CHALLENGER_READY,
+            ok=o.router.challenger_ready,
+            grace=policy.challenger_not_ready_grace,
+            code="challenger_not_ready",
+            failed="the challenger has not been ready for {}",
+            holding=(
+                "ChallengerNotReady",
+                "holding; rolling back if the challenger is not ready for {}",
+            ),
+            fine=("Ready", "the challenger's pods are ready"),
+        )
+    return ended

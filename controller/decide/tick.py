@@ -1,0 +1,175 @@
+"""One tick's inputs and the actions decided so far; how ``reconcile`` builds its ``Plan``.
+
+``reconcile``, ``safety`` and ``stepping`` add the status-side actions (conditions, the
+verdict, rejected requests) here as they decide them, and end with one of two builders:
+``plan`` (the experiment goes on: the actions in the order decided, then the requeue) or
+``end`` (a terminal transition: the route first, so that traffic is back on the champion
+or fully on the challenger before anything says so, then the status decided so far, then
+the transition). Every plan carries the status fields and the analysis evidence of the
+tick. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.decide import actions as p
+from controller.decide import manual
+from controller.decide import observed as obs
+from controller.experiment import spec
+
+_T, _F = obs.ConditionStatus.TRUE, obs.ConditionStatus.FALSE
+
+
+def _status_fields(
+    observed: obs.Observed, verdicts: obs.Verdicts | None, now: datetime
+) -> dict[str, Any]:
+    """status.samples on every tick; the analysis's figures when it ran; held decisions cleared."""
+    samples = observed.samples
+    fields: dict[str, Any] = {
+        "samples": {"champion": samples.champion, "challenger": samples.challenger}
+    }
+    if verdicts is not None:
+        fields["lastAnalysisAt"] = spec.k8s_time(now)
+        fields.update(verdicts.status_fields)
+    if observed.held_flushed:
+        fields["pendingDecisions"] = []
+    return fields
+
+
+class Tick:
+    """The inputs of one tick and the status-side actions decided so far."""
+
+    def __init__(
+        self, observed: obs.Observed, verdicts: obs.Verdicts | None, now: datetime
+    ) -> None:
+        self.observed = observed
+        self.status = observed.status
+        self.verdicts = verdicts
+        self.now = now
+        self.actions: list[p.Action] = []
+        self.holds: list[str] = []  # reason codes of the conditions holding the weight
+        self._fields = _status_fields(observed, verdicts, now)
+
+    # -- building the plan -----------------------------------------------------------------
+    def add(self, *actions: p.Action) -> None:
+        self.actions.extend(actions)
+
+    def _plan(self, actions: tuple[p.Action, ...]) -> p.Plan:
+        return p.Plan(actions, self._fields, hold_decisions=not self.observed.database_reachable)
+
+    def plan(self, requeue: timedelta | None = None) -> p.Plan:
+        """The actions in the order decided, then ``RequeueAfter(requeue)`` when given."""
+        return self._plan((*self.actions, *([p.RequeueAfter(requeue)] if requeue else [])))
+
+    def end(
+        self,
+        phase: obs.Phase,
+        code: str,
+        message: str,
+        *,
+        actor: str = p.ACTOR,
+        request: manual.ManualRequest | None = None,
+    ) -> p.Plan:
+        """A terminal transition to RolledBack or Promoted (see the module docstring)."""
+        if phase is obs.Phase.ROLLED_BACK:
+            route: p.Action = p.FinalizeRoute()
+            kind = p.DecisionKind.ROLLBACK
+            event = p.EmitEvent(p.EventType.WARNING, "RolledBack", f"{code}: {message}")
+        else:
+            route = p.PromoteRoute()
+            kind = p.DecisionKind.PROMOTE
+            event = p.EmitEvent(p.EventType.NORMAL, "Promoted", message)
+        handled = [p.MarkRequestHandled(request.id)] if request is not None else []
+        return self._plan(
+            (
+                route,
+                *self.actions,
+                p.SetPhase(phase, code, message, self.now),
+                self.record(kind, code, message, actor, self.evidence(), key=kind.value),
+                event,
+                *handled,
+            )
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+    def record(
+        self,
+        kind: p.DecisionKind,
+        code: str,
+        message: str,
+        actor: str = p.ACTOR,
+        evidence: Mapping[str, Any] | None = None,
+        *,
+        key: str,
+    ) -> p.RecordDecision:
+        """A decision-log entry; the statistics of this tick's analysis join its evidence."""
+        full = dict(evidence or {})
+        if self.verdicts is not None and self.verdicts.evidence:
+            full.setdefault("analysis", dict(self.verdicts.evidence))
+        return p.RecordDecision(kind, code, message, actor, self.now, full, key=key)
+
+    def condition(self, type_: obs.ConditionType, ok: bool, reason: str, message: str) -> None:
+        """Upsert a condition when it changed; warn on a transition to False."""
+        status = _T if ok else _F
+        old = self.status.condition(type_)
+        if old and (old.status, old.reason, old.message) == (status, reason, message):
+            return
+        since = old.last_transition_time if old and old.status == status else self.now
+        self.add(p.SetCondition(obs.Condition(type_, status, reason, message, since)))
+        if not ok and (old is None or old.status != status):
+            self.add(p.EmitEvent(p.EventType.WARNING, reason, message))
+
+    def false_since(self, type_: obs.ConditionType) -> datetime:
+        """Since when a condition has been False (now if it is not False yet)."""
+        old = self.status.condition(type_)
+        return old.last_transition_time if old and old.status == _F else self.now
+
+    def pending_request(self) -> manual.ManualRequest | manual.MalformedRequest | None:
+        req = self.observed.request
+        return None if req is None or req.id in self.status.handled_requests else req
+
+    def evidence(self) -> dict[str, Any]:
+        """What reconcile saw, for a transition's decision-log entry."""
+        verdicts = self.verdicts
+        return {
+            "phase": self.status.phase.value,
+            "stepIndex": self.status.step_index,
+            "challengerWeight": self.observed.router.challenger_weight,
+            "samples": {
+                "champion": self.observed.samples.champion,
+                "challenger": self.observed.samples.challenger,
+            },
+            "verdicts": None
+            if verdicts is None
+            else {
+                "overall": verdicts.overall.value,
+                "srmMismatch": verdicts.srm_mismatch,
+                "burnInMet": verdicts.burn_in_met,
+                "guardrails": [
+                    {
+                        "name": g.name,
+                        "verdict": g.verdict.value,
+                        "reasonCode": g.reason_code,
+                        "reason": g.reason,
+                    }
+                    for g in verdicts.guardrails
+                ],
+            },
+        }
+
+    def reject(self, request_id: str, actor: str, action: str, why: str) -> None:
+        self.add(
+            self.record(
+                p.DecisionKind.REQUEST_REJECTED,
+                f"request_rejected:{action}",
+                why,
+                actor,
+                {"requestId": request_id, "phase": self.status.phase.value},
+                key=f"request:{request_id}",
+            ),
+            p.EmitEvent(p.EventType.WARNING, "RequestRejected", f"{action} ({request_id}): {why}"),
+            p.MarkRequestHandled(request_id),
+        )

@@ -1,0 +1,298 @@
+"""Assembling one experiment's tick: observe, (batch analysis,) decide, apply.
+
+``Assembler.gather`` reads the resource, the router and the store (``observe``), writes
+what must come first (the finalizer, the registration, held decisions) and gathers the
+analysis input (``evaluate``); the loop runs every gathered analysis as one batch;
+``Assembler.finish`` persists the analysis, calls the pure ``reconcile`` and hands the
+plan to ``executor.apply``. An Experiment being deleted goes to ``deletion.decide``
+instead. The scheduling, the batch and the metrics are the loop's (``loop``); this module
+reads no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import kubernetes.client
+import sqlalchemy as sa
+
+import analysis
+from controller.decide import actions as p
+from controller.decide import deletion, reconcile
+from controller.decide import observed as obs
+from controller.experiment import frozen, validation
+from controller.experiment import spec as sp
+from controller.operate import evaluate, executor, observe
+from controller.routers import base as routers
+from controller.storage import experiments
+
+logger = logging.getLogger(__name__)
+
+FINALIZER = executor.FINALIZER
+DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
+RouterFactory = Callable[[routers.RouterConfig, kubernetes.client.ApiClient], routers.TrafficRouter]
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick of one experiment did (for tests, the demo and metrics)."""
+
+    key: str
+    plan: p.Plan | None
+    outcome: executor.Outcome | None
+    evaluation: analysis.Evaluation | None = None
+    error: str | None = None
+
+
+@dataclass
+class Work:
+    """One experiment's tick between its phases (observe → batch evaluate → finish)."""
+
+    body: dict[str, Any]
+    now: datetime
+    res: observe.Resource
+    spec_or_error: sp.ExperimentSpec | validation.SpecError
+    router: routers.TrafficRouter | None
+    exp_id: int | None = None
+    reachable: bool = False
+    flushed: bool = False
+    route: routers.RouteState | None = None
+    last_data_at: datetime | None = None
+    found: evaluate.Input = field(default_factory=lambda: evaluate.Input(obs.ArmCounts()))
+    evaluation: analysis.Evaluation | None = None
+    result: TickResult | None = None
+    due: datetime | None = None
+
+
+class Assembler:
+    """Observes and finishes ticks; remembers parsed specs and experiment ids between them."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        engine: sa.Engine | None,
+        *,
+        router_factory: RouterFactory,
+        fault: executor.FaultHook | None = None,
+    ) -> None:
+        self.api = api
+        self.engine = engine
+        self.router_factory = router_factory
+        self.fault = fault
+        self._ids: dict[str, int] = {}
+        self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
+        self._lock = threading.Lock()
+
+    def gather(self, body: dict[str, Any], now: datetime) -> Work:
+        """Everything before the analysis: the resource, the router, the store.
+
+        Writes only what must precede a decision: the finalizer (before anything routes),
+        the experiment's registration and the flush of held decisions. An Experiment being
+        deleted is decided and applied here (``Work.result``).
+        """
+        res = observe.resource(body)
+        spec_or_error = self._parse(body)
+        router = self._router(res, spec_or_error)
+        work = Work(body, now, res, spec_or_error, router)
+        if res.deleting:
+            work.result = self._delete(work)
+            return work
+        if FINALIZER not in res.finalizers and not res.stored.phase.terminal:
+            work.body = body = executor.add_finalizer(self.api, body)
+            work.res = res = observe.resource(body)
+        lateness = (
+            spec_or_error.analysis.allowed_lateness
+            if isinstance(spec_or_error, sp.ExperimentSpec)
+            else None
+        )
+        exp_id, reachable = self._experiment_id(res, body.get("spec", {}), lateness)
+        held = res.raw_status.get("pendingDecisions")
+        if reachable and exp_id is not None and held:
+            assert self.engine is not None
+            try:
+                executor.flush_held(self.engine, exp_id, held)
+                work.flushed = True
+            except DB_ERRORS as exc:
+                logger.warning("%s: database still unreachable: %s", res.key, describe(exc))
+                reachable = False
+        work.exp_id, work.reachable = exp_id, reachable
+        work.route = observe.route(router)
+        if reachable and exp_id is not None and isinstance(spec_or_error, sp.ExperimentSpec):
+            assert self.engine is not None
+            try:
+                with self.engine.connect() as conn:
+                    work.last_data_at, persisted = observe.store(conn, exp_id)
+                    work.found = evaluate.read_input(
+                        conn,
+                        exp_id,
+                        spec_or_error,
+                        res.stored,
+                        work.route,
+                        persisted,
+                        now,
+                        res.last_analysis_at,
+                    )
+            except DB_ERRORS as exc:
+                logger.warning(
+                    "%s: database unreachable during analysis: %s", res.key, describe(exc)
+                )
+                work.reachable = False
+        return work
+
+    def _parse(self, body: Mapping[str, Any]) -> sp.ExperimentSpec | validation.SpecError:
+        """``validation.parse_experiment``, remembered while the spec is unchanged."""
+        fingerprint = json.dumps(body.get("spec"), sort_keys=True)
+        uid = body["metadata"].get("uid", body["metadata"]["name"])
+        cached = self._specs.get(uid)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        try:
+            parsed: sp.ExperimentSpec | validation.SpecError = validation.parse_experiment(body)
+        except validation.SpecError as exc:
+            parsed = exc
+        with self._lock:
+            self._specs[uid] = (fingerprint, parsed)
+        return parsed
+
+    def finish(self, work: Work) -> TickResult:
+        """Everything after the analysis: persist its state, reconcile, execute.
+
+        Sets ``work.due``: when the experiment should be ticked again.
+        """
+        if work.result is not None:
+            return work.result
+        now, res, found = work.now, work.res, work.found
+        spec_or_error, evaluation = work.spec_or_error, work.evaluation
+        if evaluation is not None and found.pending is not None:
+            assert self.engine is not None
+            try:
+                evaluate.save(
+                    self.engine,
+                    found.pending,
+                    evaluation,
+                    now=now,
+                    step_index=res.stored.step_index,
+                    challenger_weight=work.route.challenger_weight if work.route else 0,
+                    samples=found.samples,
+                )
+            except DB_ERRORS as exc:
+                logger.warning("%s: could not save the analysis state: %s", res.key, describe(exc))
+                evaluation, work.reachable = None, False
+        verdicts = None
+        if evaluation is not None and found.pending is not None:
+            assert isinstance(spec_or_error, sp.ExperimentSpec)
+            verdicts = evaluate.summarise(
+                evaluation,
+                srm_enabled=evaluate.in_force(spec_or_error, res.stored).srm_enabled,
+                windows=found.pending.windows,
+            )
+        observed = observe.observed(
+            res,
+            work.route,
+            now=now,
+            samples=found.samples,
+            database_reachable=work.reachable,
+            last_data_at=work.last_data_at,
+            baseline=found.baseline,
+            held_flushed=work.flushed,
+        )
+        plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
+        outcome = self._apply(work, plan)
+        requeue = plan.first(p.RequeueAfter)
+        interval = (
+            spec_or_error.analysis.interval
+            if isinstance(spec_or_error, sp.ExperimentSpec)
+            else timedelta(minutes=1)
+        )
+        work.due = now + (requeue.delay if requeue else interval)
+        return TickResult(res.key, plan, outcome, evaluation)
+
+    def _apply(self, work: Work, plan: p.Plan) -> executor.Outcome:
+        res = work.res
+        target = executor.Target(
+            res.namespace,
+            res.name,
+            res.uid or "",
+            res.resource_version,
+            res.generation,
+            res.raw_status,
+            work.exp_id if work.reachable else None,
+            res.finalizers,
+        )
+        return executor.apply(
+            plan,
+            target,
+            router=work.router,
+            engine=self.engine if work.reachable else None,
+            api=self.api,
+            fault=self.fault,
+            now=work.now,
+        )
+
+    def _router(
+        self, res: observe.Resource, spec_or_error: sp.ExperimentSpec | validation.SpecError
+    ) -> routers.TrafficRouter | None:
+        raw: Mapping[str, Any] | None = None
+        if isinstance(spec_or_error, sp.ExperimentSpec):
+            raw = frozen.routing_to_raw(spec_or_error)
+        elif res.stored.frozen is not None:
+            raw = res.stored.frozen.snapshot.get("routing")
+        if raw is None:
+            return None
+        return self.router_factory(routers.config_from_spec(res.namespace, res.name, raw), self.api)
+
+    def _delete(self, work: Work) -> TickResult:
+        """An Experiment being deleted: decide (``deletion.decide``) and apply."""
+        res = work.res
+        work.route = route = observe.route(work.router)
+        if route is not None and route.owner == res.key and route.challenger_weight > 0:
+            work.exp_id, work.reachable = self._experiment_id(res, None)
+        seen = observe.deleting(res, route, finalizer=FINALIZER, database_reachable=work.reachable)
+        plan = deletion.decide(seen, work.now)
+        outcome = self._apply(work, plan)
+        with self._lock:
+            self._specs.pop(res.uid or res.name, None)
+        return TickResult(res.key, plan, outcome)
+
+    def _experiment_id(
+        self,
+        res: observe.Resource,
+        spec: Mapping[str, Any] | None,
+        lateness: timedelta | None = None,
+    ) -> tuple[int | None, bool]:
+        """The experiment's row id (registered once per process), and whether the database answered."""
+        if self.engine is None:
+            return None, False
+        cache_key = f"{res.key}:{res.uid}"
+        if cache_key in self._ids:
+            return self._ids[cache_key], True
+        try:
+            with self.engine.begin() as conn:
+                exp_id = experiments.register_experiment(
+                    conn,
+                    res.key,
+                    uid=res.uid,
+                    spec=spec,
+                    allowed_lateness_seconds=None
+                    if lateness is None
+                    else int(lateness.total_seconds()),
+                )
+        except DB_ERRORS as exc:
+            logger.warning("%s: database unreachable: %s", res.key, describe(exc))
+            return None, False
+        self._ids[cache_key] = exp_id
+        return exp_id, True
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, kubernetes.client.ApiException):
+        return f"Kubernetes API {exc.status} {exc.reason}"
+    if isinstance(exc, sa.exc.DBAPIError):
+        return f"database: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+    return str(exc)
