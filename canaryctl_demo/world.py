@@ -24,7 +24,7 @@ from analysis import Scenario
 from canaryctl_demo import traffic
 from canaryctl_demo.kube import emulator, seed
 from controller.clock import SimulatedClock
-from controller.experiment import crd, spec
+from controller.experiment import crd, spec, validation
 from controller.ingest import load
 from controller.operate.loop import Operator, OperatorConfig, TickResult
 from controller.routers import base as routers
@@ -196,8 +196,9 @@ class World:
         return dict(self.get(name).get("status") or {})
 
     def router(self, name: str) -> routers.TrafficRouter:
-        body = self.get(name)
-        return router_for(routers.config_from_spec(self.namespace, name, body["spec"]), self.api)
+        s = validation.validate_spec(self.get(name)["spec"])
+        config = routers.config_for(self.namespace, name, s.champion, s.challenger, s.router)
+        return router_for(config, self.api)
 
     def route_weights(self, route: str = "ranker") -> dict[str, int]:
         obj = self.custom.get_namespaced_custom_object(

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from controller.decide import observed
+from controller.experiment import frozen
 
 #: The actor of the decisions canaryctl takes by itself (people's requests name the person).
 ACTOR = "canaryctl"
@@ -106,14 +107,10 @@ class SetVerdict:
 
 @dataclass(frozen=True)
 class FreezeSettings:
-    """Record the analysis settings in force in status.frozenSettings and the database.
+    """Record the frozen settings in status.frozenSettings and the database (whose cap and
+    allowed lateness ingest applies from then on)."""
 
-    ``revenue_cap`` is the cap ingest applies from now on: the explicit one of the analysis
-    settings, or the one derived from the baseline.
-    """
-
-    settings: observed.FrozenSettings
-    revenue_cap: float | None = None
+    settings: frozen.FrozenSettings
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,9 @@ def refusal(
     if action is RequestAction.ROLLBACK:
         return None
     if action is RequestAction.PROMOTE:
-        if not (phase == spec.Phase.AWAITING_PROMOTION or (full and phase in _PROMOTABLE_WITH_FULL)):
+        if not (
+            phase == spec.Phase.AWAITING_PROMOTION or (full and phase in _PROMOTABLE_WITH_FULL)
+        ):
             return (
                 "promote is allowed in AwaitingPromotion; promote with full skips the "
                 f"remaining steps from Progressing or Paused (phase is {phase})"

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.decide import manual
+from controller.experiment.frozen import FrozenSettings
 from controller.experiment.spec import Phase, Verdict
 
 
@@ -47,15 +48,6 @@ class Condition:
     reason: str
     message: str
     last_transition_time: datetime
-
-
-@dataclass(frozen=True)
-class FrozenSettings:
-    """The analysis settings recorded when Progressing began."""
-
-    digest: str
-    snapshot: Mapping[str, Any]
-    frozen_at: datetime
 
 
 @dataclass(frozen=True)

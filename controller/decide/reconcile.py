@@ -86,7 +86,7 @@ def _frozen_settings(tick: Tick, s: spec.ExperimentSpec) -> spec.Analysis:
     st = tick.status
     if st.frozen is None:
         return s.analysis
-    analysis = frozen.analysis_from_snapshot(st.frozen.snapshot)
+    analysis = st.frozen.analysis
     spec_digest = frozen.digest(s.analysis)
     if spec_digest == st.frozen.digest:
         tick.condition(

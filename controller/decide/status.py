@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 from controller.decide import actions as p
 from controller.decide import observed as obs
-from controller.experiment import spec
+from controller.experiment import frozen, spec
 
 MAX_HANDLED_REQUESTS = 100
 
@@ -65,7 +65,7 @@ def _maybe_time(text: str | None) -> datetime | None:
 def read_status(raw: StatusDict | None) -> obs.StoredStatus:
     """The stored status as reconcile reads it (an empty status is a new experiment)."""
     raw = raw or {}
-    frozen = raw.get("frozenSettings")
+    stored_frozen = raw.get("frozenSettings")
     return obs.StoredStatus(
         phase=obs.Phase(raw.get("phase", obs.Phase.PENDING.value)),
         phase_started_at=_maybe_time(raw.get("phaseStartedAt")),
@@ -73,8 +73,14 @@ def read_status(raw: StatusDict | None) -> obs.StoredStatus:
         step_index=raw.get("stepIndex", 0),
         step_started_at=_maybe_time(raw.get("stepStartedAt")),
         frozen=None
-        if frozen is None
-        else obs.FrozenSettings(frozen["digest"], frozen["snapshot"], _time(frozen["frozenAt"])),
+        if stored_frozen is None
+        else frozen.from_json(
+            {
+                **stored_frozen["snapshot"],
+                "digest": stored_frozen["digest"],
+                "frozenAt": stored_frozen["frozenAt"],
+            }
+        ),
         handled_requests=tuple(raw.get("handledRequests", ())),
         conditions=tuple(
             obs.Condition(
@@ -137,7 +143,7 @@ def apply_plan(plan: p.Plan, raw: StatusDict | None) -> StatusDict:
             out["frozenSettings"] = {
                 "digest": s.digest,
                 "frozenAt": _text(s.frozen_at),
-                "snapshot": dict(s.snapshot),
+                "snapshot": frozen.to_json(s),
             }
         elif isinstance(action, p.MarkRequestHandled) and action.request_id not in handled:
             handled = [*handled, action.request_id][-MAX_HANDLED_REQUESTS:]

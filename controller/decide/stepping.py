@@ -9,9 +9,7 @@ clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from controller.decide import actions as p
 from controller.decide import manual
@@ -66,22 +64,18 @@ def _keep_weight(tick: Tick, target: int) -> bool:
     return False
 
 
-def revenue_cap(snapshot: Mapping[str, Any]) -> float | None:
-    """The revenue cap in force: explicit in the analysis settings, or derived from the baseline."""
-    cap = snapshot.get("analysis", {}).get("revenueCap") or {}
-    if cap.get("value") is not None:
-        return float(cap["value"])
-    value = snapshot.get("derived", {}).get("revenueCap")
-    return None if value is None else float(value)
-
-
 def _start(tick: Tick, s: spec.ExperimentSpec) -> None:
     first = s.steps[0]
-    snap = frozen.snapshot(s.analysis, tick.observed.baseline, s)
-    frozen_now = obs.FrozenSettings(frozen.digest(s.analysis), snap, tick.now)
+    baseline = tick.observed.baseline
+    settings = frozen.freeze(
+        s,
+        tick.now,
+        derived_cap=None if baseline is None else baseline.revenue_cap,
+        derived_thresholds_ms=None if baseline is None else baseline.thresholds_ms,
+    )
     message = f"step 1/{len(s.steps)}: challenger at {first.weight} %"
     tick.add(
-        p.FreezeSettings(frozen_now, revenue_cap(snap)),
+        p.FreezeSettings(settings),
         p.SetWeight(first.weight),
         p.SetStep(0, f"1/{len(s.steps)}", tick.now),
         p.SetPhase(
@@ -92,7 +86,11 @@ def _start(tick: Tick, s: spec.ExperimentSpec) -> None:
             started_at=tick.now if tick.status.started_at is None else None,
         ),
         tick.record(
-            p.DecisionKind.START, "started", message, evidence={"settings": snap}, key="start"
+            p.DecisionKind.START,
+            "started",
+            message,
+            evidence={"settings": frozen.to_json(settings)},
+            key="start",
         ),
         p.EmitEvent(p.EventType.NORMAL, "Started", message),
     )
@@ -186,7 +184,12 @@ def _baseline(tick: Tick, s: spec.ExperimentSpec) -> None:
     since = tick.status.phase_started_at or tick.now
     if tick.holds or baseline is None or tick.now - since < baseline.duration:
         return
-    ready = frozen.baseline_complete(s.analysis, tick.observed.baseline)
+    b = tick.observed.baseline
+    ready = frozen.baseline_complete(
+        s.analysis,
+        None if b is None else b.revenue_cap,
+        None if b is None else b.thresholds_ms,
+    )
     tick.condition(
         obs.ConditionType.BASELINE_READY,
         ready,

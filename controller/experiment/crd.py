@@ -583,18 +583,38 @@ STATUS_SCHEMA: Schema = _obj(
                     "upper": {"type": "number", "nullable": True},
                     "pValue": {"type": "number", "nullable": True},
                     "pValueNonInferiority": {"type": "number", "nullable": True},
+                    "alpha": {
+                        "type": "number",
+                        "description": "The share of alpha this test is judged at (as frozen).",
+                    },
+                    "scale": {
+                        "type": "string",
+                        "enum": [s.value for s in spec.Scale],
+                        "description": "What estimate and bounds measure: relative (B/A − 1),"
+                        " absolute (B − A) or ratio (p_B/p_A).",
+                    },
+                    "marginLine": {
+                        "type": "number",
+                        "description": "Where harm begins on that scale (−margin, +margin or κ).",
+                    },
+                    "nullLine": {
+                        "type": "number",
+                        "description": "No effect on that scale (0, or 1 for a ratio).",
+                    },
                 },
                 required=["name", "verdict"],
-                description="mean: difference B − A (a fraction when the margin is relative); "
-                "tail and rate: the ratio p_B/p_A. Bounds are anytime-valid.",
+                description="The figures of the latest look, with the alpha, scale and margin"
+                " line they were judged at. Bounds are anytime-valid.",
             ),
         },
         "srm": _obj(
             {
+                "enabled": {"type": "boolean"},
                 "mismatch": {"type": "boolean"},
                 "pValue": {"type": "number", "nullable": True},
                 "observedShare": {"type": "number", "nullable": True},
                 "expectedShare": {"type": "number", "nullable": True},
+                "alpha": {"type": "number", "description": "Its share of alpha (0 when off)."},
             },
             description="The sample-ratio check against the split the router reports.",
         ),

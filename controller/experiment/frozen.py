@@ -16,25 +16,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from analysis import multiplicity
 from controller.experiment import spec, validation
-
-if TYPE_CHECKING:  # until the operator reads FrozenSettings only
-    from controller.decide import observed
+from controller.experiment.spec import Scale
 
 #: The version of the JSON shape written by ``to_json``; ``from_json`` reads it and older ones.
 VERSION = 1
-
-
-class Scale(StrEnum):
-    """What a guardrail's estimate and bounds measure."""
-
-    RELATIVE = "relative"  # B/A − 1, a fraction of the champion's mean
-    ABSOLUTE = "absolute"  # B − A, in the metric's unit
-    RATIO = "ratio"  # p_B / p_A of exceedances or errors
 
 
 @dataclass(frozen=True)
@@ -362,16 +351,15 @@ def derived_names(a: spec.Analysis) -> tuple[bool, tuple[str, ...]]:
     return cap, tails
 
 
-def baseline_complete(a: spec.Analysis, derived: observed.BaselineResult | None) -> bool:
-    """True when ``derived`` holds every value the settings derive from the baseline."""
+def baseline_complete(
+    a: spec.Analysis,
+    derived_cap: float | None,
+    derived_thresholds_ms: Mapping[str, float] | None,
+) -> bool:
+    """True when the baseline gave every value the settings derive from it."""
     cap, tails = derived_names(a)
-    if not cap and not tails:
-        return True
-    if derived is None:
-        return False
-    return (not cap or derived.revenue_cap is not None) and all(
-        t in derived.thresholds_ms for t in tails
-    )
+    thresholds = derived_thresholds_ms or {}
+    return (not cap or derived_cap is not None) and all(t in thresholds for t in tails)
 
 
 def routing_to_raw(s: spec.ExperimentSpec | Routing) -> dict[str, Any]:
@@ -399,33 +387,3 @@ def routing_to_raw(s: spec.ExperimentSpec | Routing) -> dict[str, Any]:
         for which, arm in (("champion", s.champion), ("challenger", s.challenger))
     }
     return {**arms, "router": router}
-
-
-def snapshot(
-    a: spec.Analysis,
-    derived: observed.BaselineResult | None,
-    routing: spec.ExperimentSpec | None = None,
-) -> dict[str, Any]:
-    """The settings to record: ``{"analysis", "derived", "routing"?}`` (derived: values in use).
-
-    ``routing`` (arms and router) lets the operator finalise the route even when a later
-    edit makes the spec invalid; it is recorded, not frozen.
-    """
-    out: dict[str, Any] = {"analysis": analysis_to_raw(a), "derived": {}}
-    if routing is not None:
-        out["routing"] = routing_to_raw(routing)
-    cap, tails = derived_names(a)
-    if derived is not None:
-        if cap and derived.revenue_cap is not None:
-            out["derived"]["revenueCap"] = derived.revenue_cap
-        thresholds = {
-            t: derived.thresholds_ms[t] for t in sorted(tails) if t in derived.thresholds_ms
-        }
-        if thresholds:
-            out["derived"]["thresholdsMs"] = thresholds
-    return out
-
-
-def analysis_from_snapshot(snap: Mapping[str, Any]) -> spec.Analysis:
-    """Read the frozen ``spec.Analysis`` back from a recorded snapshot."""
-    return validation.analysis_from_raw(snap["analysis"])

@@ -104,6 +104,14 @@ class Verdict(StrEnum):
     CONTINUE = "continue"
 
 
+class Scale(StrEnum):
+    """What a guardrail's estimate and bounds measure."""
+
+    RELATIVE = "relative"  # B/A − 1, a fraction of the champion's mean
+    ABSOLUTE = "absolute"  # B − A, in the metric's unit
+    RATIO = "ratio"  # p_B / p_A of exceedances or errors
+
+
 class RouterKind(StrEnum):
     """Which traffic router splits requests between the two arms."""
 

@@ -188,9 +188,7 @@ class Assembler:
         if evaluation is not None and found.pending is not None:
             assert isinstance(spec_or_error, sp.ExperimentSpec)
             verdicts = evaluate.summarise(
-                evaluation,
-                srm_enabled=evaluate.in_force(spec_or_error, res.stored).srm_enabled,
-                windows=found.pending.windows,
+                evaluation, settings=found.pending.settings, windows=found.pending.windows
             )
         observed = observe.observed(
             res,
@@ -238,14 +236,17 @@ class Assembler:
     def _router(
         self, res: observe.Resource, spec_or_error: sp.ExperimentSpec | validation.SpecError
     ) -> routers.TrafficRouter | None:
-        raw: Mapping[str, Any] | None = None
+        routing: frozen.Routing | None = None
         if isinstance(spec_or_error, sp.ExperimentSpec):
-            raw = frozen.routing_to_raw(spec_or_error)
+            routing = frozen.routing_of(spec_or_error)
         elif res.stored.frozen is not None:
-            raw = res.stored.frozen.snapshot.get("routing")
-        if raw is None:
+            routing = res.stored.frozen.routing
+        if routing is None:
             return None
-        return self.router_factory(routers.config_from_spec(res.namespace, res.name, raw), self.api)
+        config = routers.config_for(
+            res.namespace, res.name, routing.champion, routing.challenger, routing.router
+        )
+        return self.router_factory(config, self.api)
 
     def _delete(self, work: Work) -> TickResult:
         """An Experiment being deleted: decide (``deletion.decide``) and apply."""

@@ -7,9 +7,8 @@ window (the windows themselves are decided in ``decide.windows``) into a
 sequential state and the look after the batch ran; and turns an ``analysis.Evaluation``
 into the ``observed.Verdicts`` reconcile reads, with the status fields and the evidence
 that travel in the plan. Reads and writes Postgres through ``storage.rollups`` and ``storage.looks``; no
-Kubernetes, no clock. It decides nothing, with one exception that is on its way out: with
-the SRM check disabled, ``summarise`` drops a FAIL that only the SRM caused (that policy
-moves into the analysis settings).
+Kubernetes, no clock. It decides nothing: the SRM policy, too, lives in the analysis
+settings (a disabled check takes no alpha and voids nothing).
 """
 
 from __future__ import annotations
@@ -31,42 +30,56 @@ from controller.routers import base as routers
 from controller.storage import looks, rollups
 
 
-def settings_for(a: spec.Analysis) -> analysis.AnalysisSettings:
+def settings_for(settings: frozen.FrozenSettings) -> analysis.AnalysisSettings:
+    """The engine's settings from the frozen ones; refuses a split that differs from the record."""
+    a = settings.analysis
     kwargs: dict[str, Any] = {
         "alpha": a.alpha,
         "burn_in_requests": a.burn_in.min_requests,
         "burn_in_nonzero": a.burn_in.min_non_zero_revenue,
+        "srm_check": settings.srm.enabled,
     }
     if a.tuning.samples_per_arm:
         kwargs["n_star"] = float(a.tuning.samples_per_arm)
-    return analysis.AnalysisSettings(**kwargs)
+    out = analysis.AnalysisSettings(**kwargs)
+    each = out.alpha_each(len(settings.guardrails))
+    recorded = {g.alpha for g in settings.guardrails}
+    if not all(math.isclose(x, each, rel_tol=1e-12) for x in recorded):
+        raise ValueError(
+            f"frozen settings record alpha {sorted(recorded)} per test, the engine would use {each}"
+        )
+    return out
 
 
-def guardrails_for(a: spec.Analysis, derived: Mapping[str, Any]) -> list[analysis.GuardrailSpec]:
-    """The analysis engine's guardrail specs; derived thresholds come from the frozen snapshot."""
-    thresholds = derived.get("thresholdsMs", {})
+def guardrails_for(settings: frozen.FrozenSettings) -> list[analysis.GuardrailSpec]:
+    """The analysis engine's guardrail specs, as frozen (thresholds resolved)."""
     out = []
-    for g in a.guardrails:
-        if isinstance(g, spec.MeanGuardrail):
+    for g in settings.guardrails:
+        if g.kind is spec.GuardrailKind.MEAN:
+            assert g.direction is not None and g.margin is not None
             out.append(
                 analysis.GuardrailSpec(
                     g.name,
                     analysis.GuardrailKind.MEAN,
                     metric=analysis.MeanMetric.REVENUE,
                     direction=analysis.Direction[g.direction.name],
-                    margin=g.margin.value,
-                    relative=g.margin.kind is spec.MarginKind.RELATIVE,
+                    margin=g.margin,
+                    relative=g.scale is frozen.Scale.RELATIVE,
                 )
             )
-        elif isinstance(g, spec.TailGuardrail):
-            threshold = g.threshold_ms if g.threshold_ms is not None else thresholds[g.name]
+        elif g.kind is spec.GuardrailKind.TAIL:
             out.append(
                 analysis.GuardrailSpec(
-                    g.name, analysis.GuardrailKind.TAIL, kappa=g.kappa, threshold_ms=threshold
+                    g.name,
+                    analysis.GuardrailKind.TAIL,
+                    kappa=g.margin_line,
+                    threshold_ms=g.threshold_ms,
                 )
             )
         else:
-            out.append(analysis.GuardrailSpec(g.name, analysis.GuardrailKind.RATE, kappa=g.kappa))
+            out.append(
+                analysis.GuardrailSpec(g.name, analysis.GuardrailKind.RATE, kappa=g.margin_line)
+            )
     return out
 
 
@@ -90,27 +103,22 @@ def arm_stats(t: rollups.ArmTotals) -> analysis.ArmStats:
 
 
 def summarise(
-    ev: analysis.Evaluation, *, srm_enabled: bool, windows: Sequence[win.Window]
+    ev: analysis.Evaluation, *, settings: frozen.FrozenSettings, windows: Sequence[win.Window]
 ) -> obs.Verdicts:
     """The controller-side summary reconcile reads, with the figures people read."""
-    srm_mismatch = bool(srm_enabled and ev.srm.mismatch)
-    overall = obs.Verdict(ev.verdict.value)
-    if not srm_enabled and ev.srm.mismatch and overall is obs.Verdict.FAIL:
-        failing = [g for g in ev.guardrails if g.verdict is analysis.Verdict.FAIL]
-        overall = obs.Verdict.FAIL if failing else obs.Verdict.CONTINUE
     return obs.Verdicts(
-        overall=overall,
+        overall=obs.Verdict(ev.verdict.value),
         guardrails=tuple(
             obs.GuardrailVerdict(
                 g.name, obs.Verdict(g.verdict.value), g.reason_code.value, g.reason
             )
             for g in ev.guardrails
         ),
-        srm_mismatch=srm_mismatch,
+        srm_mismatch=bool(ev.srm.mismatch),
         burn_in_met=ev.burn_in_met,
-        srm_reason=ev.reason if srm_mismatch and ev.reason_code is analysis.ReasonCode.SRM else "",
-        status_fields=status_fields(ev),
-        evidence=evidence(ev, windows),
+        srm_reason=ev.reason if ev.reason_code is analysis.ReasonCode.SRM else "",
+        status_fields=status_fields(ev, settings),
+        evidence=evidence(ev, windows, settings),
     )
 
 
@@ -118,10 +126,13 @@ def _num(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)
 
 
-def status_fields(ev: analysis.Evaluation) -> dict[str, Any]:
-    """``status.guardrails`` and ``status.srm`` for people and the CLI."""
-    return {
-        "guardrails": [
+def status_fields(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> dict[str, Any]:
+    """``status.guardrails`` and ``status.srm``: each figure with the alpha it was judged at,
+    the scale it is on and the line where harm begins (as frozen), for people and the CLI."""
+    rows = []
+    for g in ev.guardrails:
+        test = settings.guardrail(g.name)
+        rows.append(
             {
                 "name": g.name,
                 "kind": g.kind.value,
@@ -133,24 +144,33 @@ def status_fields(ev: analysis.Evaluation) -> dict[str, Any]:
                 "upper": _num(g.upper),
                 "pValue": _num(g.p_value),
                 "pValueNonInferiority": _num(g.p_value_noninferiority),
+                "alpha": g.alpha,
+                "scale": test.scale.value,
+                "marginLine": test.margin_line,
+                "nullLine": test.null_line,
             }
-            for g in ev.guardrails
-        ],
+        )
+    return {
+        "guardrails": rows,
         "srm": {
+            "enabled": settings.srm.enabled,
             "mismatch": bool(ev.srm.mismatch),
             "pValue": _num(ev.srm.p_value),
             "observedShare": _num(ev.srm.observed_share),
             "expectedShare": _num(ev.srm.expected_share),
+            "alpha": ev.srm.alpha,
         },
     }
 
 
-def evidence(ev: analysis.Evaluation, steps: Sequence[win.Window]) -> dict[str, Any]:
+def evidence(
+    ev: analysis.Evaluation, steps: Sequence[win.Window], settings: frozen.FrozenSettings
+) -> dict[str, Any]:
     """The statistics a decision was based on, for the decision log."""
     return {
         "verdict": ev.verdict.value,
         "reasonCode": ev.reason_code.value,
-        **status_fields(ev),
+        **status_fields(ev, settings),
         "steps": [
             {
                 "index": r.index,
@@ -193,6 +213,7 @@ class Pending:
     exp_id: int
     history: list[win.StepRecord]
     windows: list[win.Window]
+    settings: frozen.FrozenSettings
 
 
 @dataclass
@@ -209,7 +230,7 @@ _ANALYSED = (obs.Phase.PROGRESSING, obs.Phase.PAUSED, obs.Phase.AWAITING_PROMOTI
 
 def in_force(s: spec.ExperimentSpec, stored: obs.StoredStatus) -> spec.Analysis:
     """The analysis settings in force: the frozen ones once Progressing began."""
-    return frozen.analysis_from_snapshot(stored.frozen.snapshot) if stored.frozen else s.analysis
+    return stored.frozen.analysis if stored.frozen else s.analysis
 
 
 def read_input(
@@ -272,14 +293,13 @@ def read_input(
         if record.index == stored.step_index:
             current = obs.ArmCounts(totals["champion"].n, totals["challenger"].n)
     previous = persisted.get("analysis")
-    derived = stored.frozen.snapshot.get("derived", {})
     item = analysis.BatchItem(
-        settings_for(frozen_analysis),
-        guardrails_for(frozen_analysis, derived),
+        settings_for(stored.frozen),
+        guardrails_for(stored.frozen),
         steps,
         analysis.AnalysisState.from_dict(previous) if previous else analysis.AnalysisState(),
     )
-    return Input(current, baseline, Pending(item, exp_id, history, windows))
+    return Input(current, baseline, Pending(item, exp_id, history, windows, stored.frozen))
 
 
 def _baseline(
@@ -342,7 +362,7 @@ def save(
                 "step_index": step_index,
                 "challenger_weight": challenger_weight,
                 "verdict": evaluation.verdict.value,
-                "payload": evidence(evaluation, pending.windows)
+                "payload": evidence(evaluation, pending.windows, pending.settings)
                 | {"samples": {"champion": samples.champion, "challenger": samples.challenger}},
             },
         )

@@ -142,15 +142,15 @@ def apply(
             if phase is not None:
                 experiments.set_phase(conn, target.experiment_id, phase.phase.value, now=phase.at)
             if freeze is not None:
-                snapshot = freeze.settings.snapshot
+                settings = freeze.settings
                 experiments.freeze_settings(
                     conn,
                     target.key,
-                    snapshot,
-                    now=freeze.settings.frozen_at,
-                    revenue_cap=freeze.revenue_cap,
+                    frozen.to_json(settings),
+                    now=settings.frozen_at,
+                    revenue_cap=settings.revenue_cap,
                     allowed_lateness_seconds=int(
-                        frozen.analysis_from_snapshot(snapshot).allowed_lateness.total_seconds()
+                        settings.analysis.allowed_lateness.total_seconds()
                     ),
                 )
     if decisions:

@@ -25,19 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
 from typing import Any, Protocol
 
+from controller.experiment import spec as experiment
+from controller.experiment.spec import RouterKind
+
 OWNER_ANNOTATION = "canaryctl.dev/owner"
-
-
-class RouterKind(enum.StrEnum):
-    """Which router; the values are the keys of ``spec.router`` in the Experiment CRD."""
-
-    GATEWAY_API = "gatewayAPI"
-    ISTIO = "istio"
-    KSERVE = "kserve"
-    REPLICAS = "replicas"
 
 
 class Action(enum.StrEnum):
@@ -190,33 +183,36 @@ class TrafficRouter(Protocol):
     def finalize(self) -> RouteState: ...
 
 
-def config_from_spec(namespace: str, name: str, spec: Mapping[str, Any]) -> RouterConfig:
-    """Map an Experiment's ``spec`` (``router``, ``champion``, ``challenger``) to a config.
-
-    ``spec.router`` holds exactly one of ``gatewayAPI: {httpRoute, ruleIndex?}``,
-    ``istio: {virtualService, routeIndex?, championSubset?, challengerSubset?, host?}``,
-    ``kserve: {inferenceService}`` or ``replicas: {totalReplicas}``; each backend is
-    ``{name, service?, deployment?}``. The CRD schema validates it; this only maps.
-    """
-    ((key, router),) = spec["router"].items()
-    kind = RouterKind(key)
-    route = {
-        RouterKind.GATEWAY_API: "httpRoute",
-        RouterKind.ISTIO: "virtualService",
-        RouterKind.KSERVE: "inferenceService",
-    }.get(kind)
+def config_for(
+    namespace: str,
+    name: str,
+    champion: experiment.Arm,
+    challenger: experiment.Arm,
+    router: experiment.Router,
+) -> RouterConfig:
+    """The config of Experiment ``namespace/name`` from its typed arms and router."""
+    where: dict[str, Any] = {}
+    if isinstance(router, experiment.GatewayAPIRouter):
+        where = {"route": router.http_route, "index": router.rule_index}
+    elif isinstance(router, experiment.IstioRouter):
+        where = {
+            "route": router.virtual_service,
+            "index": router.route_index,
+            "host": router.host,
+            "champion_subset": router.champion_subset,
+            "challenger_subset": router.challenger_subset,
+        }
+    elif isinstance(router, experiment.KServeRouter):
+        where = {"route": router.inference_service}
+    else:
+        where = {"total_replicas": router.total_replicas}
     return RouterConfig(
-        kind=kind,
+        kind=router.kind,
         namespace=namespace,
         owner=f"{namespace}/{name}",
-        champion=Backend(**spec["champion"]),
-        challenger=Backend(**spec["challenger"]),
-        route=router[route] if route else "",
-        index=router.get("ruleIndex", router.get("routeIndex", 0)),
-        host=router.get("host"),
-        champion_subset=router.get("championSubset"),
-        challenger_subset=router.get("challengerSubset"),
-        total_replicas=router.get("totalReplicas", 0),
+        champion=Backend(champion.name, champion.service, champion.deployment),
+        challenger=Backend(challenger.name, challenger.service, challenger.deployment),
+        **where,
     )
 
 

@@ -72,9 +72,7 @@ DERIVED = make_spec(
     analysis_revenueCap={"fromBaseline": {"quantile": 0.999}}, analysis_baseline={"duration": "30m"}
 )
 NO_SRM = make_spec(analysis_srm={"enabled": False})
-FROZEN = obs.FrozenSettings(
-    frozen_settings.digest(BASE.analysis), frozen_settings.snapshot(BASE.analysis, None), T0
-)
+FROZEN = frozen_settings.freeze(BASE, T0)
 WEIGHTS = (5, 25, 50)
 
 
@@ -98,7 +96,7 @@ def observed(
     request: manual.ManualRequest | manual.MalformedRequest | None = None,
     handled: tuple[str, ...] = (),
     baseline: obs.BaselineResult | None = None,
-    frozen: obs.FrozenSettings | None = FROZEN,
+    frozen: frozen_settings.FrozenSettings | None = FROZEN,
 ) -> obs.Observed:
     """An observation that is healthy unless told otherwise."""
     before_start = phase in (obs.Phase.PENDING, obs.Phase.BASELINE)
@@ -363,11 +361,7 @@ ROWS = [
     Row(
         "sample-ratio mismatch ignored when the check is off",
         observed(
-            frozen=obs.FrozenSettings(
-                frozen_settings.digest(NO_SRM.analysis),
-                frozen_settings.snapshot(NO_SRM.analysis, None),
-                T0,
-            )
+            frozen=frozen_settings.freeze(NO_SRM, T0)
         ),
         verdicts(srm=True),
         weight=25,
@@ -746,7 +740,10 @@ def test_start_freezes_the_settings_with_derived_values() -> None:
     freeze = plan.first(p.FreezeSettings)
     assert freeze is not None
     assert freeze.settings.digest == frozen_settings.digest(DERIVED.analysis)
-    assert freeze.settings.snapshot["derived"] == {"revenueCap": 12.5}
+    assert (freeze.settings.revenue_cap, freeze.settings.revenue_cap_source) == (
+        12.5,
+        "baseline p99.9 of the champion",
+    )
     assert freeze.settings.frozen_at == NOW
     # started_at is kept from the baseline, not reset
     assert plan.first(p.SetPhase) == p.SetPhase(
@@ -1016,7 +1013,7 @@ def test_lifecycle_with_a_baseline_and_manual_promotion() -> None:
     assert world.trace[1][0] == 30  # step 1 after the 30-minute baseline
     assert final["reasonCode"] == "manual_promote"
     assert final["handledRequests"] == ["ok-1"]
-    assert final["frozenSettings"]["snapshot"]["derived"] == {"revenueCap": 9.5}
+    assert final["frozenSettings"]["snapshot"]["revenueCap"]["value"] == 9.5
 
 
 def test_lifecycle_never_passing_is_inconclusive() -> None:
@@ -1128,10 +1125,10 @@ def test_decisions_are_held_while_the_database_is_away_and_cleared_once_flushed(
 def test_the_frozen_settings_carry_the_cap_ingest_applies() -> None:
     plan = reconcile.reconcile(BASE, observed(Ph.PENDING), None, NOW)
     freeze = plan.first(p.FreezeSettings)
-    assert freeze is not None and freeze.revenue_cap == 50.0
+    assert freeze is not None and freeze.settings.revenue_cap == 50.0
     o = observed(Ph.BASELINE, phase_age=timedelta(hours=1), baseline=obs.BaselineResult(12.5))
     derived = reconcile.reconcile(DERIVED, o, None, NOW).first(p.FreezeSettings)
-    assert derived is not None and derived.revenue_cap == 12.5
+    assert derived is not None and derived.settings.revenue_cap == 12.5
 
 
 def test_the_baseline_claims_the_route_at_zero() -> None:

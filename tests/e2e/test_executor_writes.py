@@ -31,11 +31,10 @@ def world(truncating_engine: sa.Engine) -> Iterator[World]:
 
 def _start_plan(body: dict[str, object]) -> p.Plan:
     spec = validation.parse_experiment(body)
-    snapshot = frozen.snapshot(spec.analysis, None, spec)
     return p.Plan(
         (
             p.SetPhase(obs.Phase.PROGRESSING, "started", "the canary starts", T0, started_at=T0),
-            p.FreezeSettings(obs.FrozenSettings(frozen.digest(spec.analysis), snapshot, T0)),
+            p.FreezeSettings(frozen.freeze(spec, T0)),
             p.RecordDecision(
                 p.DecisionKind.START, "started", "the canary starts", "operator", T0, key="start"
             ),

@@ -167,18 +167,21 @@ def test_config_validation() -> None:
         ),
     ],
 )
-def test_config_from_spec(router: dict[str, Any], expected: dict[str, Any]) -> None:
-    spec = {
-        "router": router,
-        "champion": {"name": "ranker-v1"},
-        "challenger": {"name": "ranker-v2", "service": "svc-v2", "deployment": "dep-v2"},
-    }
-    config = base.config_from_spec("ml", "exp-a", spec)
+def test_config_from_the_typed_spec(router: dict[str, Any], expected: dict[str, Any]) -> None:
+    from controller.experiment import spec, validation
+
+    config = base.config_for(
+        "ml",
+        "exp-a",
+        spec.Arm("ranker-v1", "ranker-v1", "ranker-v1"),
+        spec.Arm("ranker-v2", "svc-v2", "dep-v2"),
+        validation.router_from_raw(router),
+    )
     assert config == base.RouterConfig(
         **{
             "namespace": "ml",
             "owner": "ml/exp-a",
-            "champion": base.Backend("ranker-v1"),
+            "champion": base.Backend("ranker-v1", "ranker-v1", "ranker-v1"),
             "challenger": base.Backend("ranker-v2", "svc-v2", "dep-v2"),
             **expected,
         }
