@@ -146,8 +146,7 @@ def freeze_settings(
     if revenue_cap is not None and not (np.isfinite(revenue_cap) and revenue_cap > 0):
         raise ValueError(f"revenue_cap: must be a positive finite number (got {revenue_cap})")
     _check_lateness(allowed_lateness_seconds)
-    snapshot = dict(settings)
-    snapshot["revenueCap"] = revenue_cap
+    snapshot = dict(settings)  # stored as given: the one codec of the frozen settings
     exp = conn.execute(
         sa.select(
             models.Experiment.id,
