@@ -10,10 +10,8 @@ from pathlib import Path
 
 import httpx
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from typer.testing import CliRunner
 
 from controller.cli.main import app
@@ -48,6 +46,8 @@ def test_cli_ingests_each_format_once(
     if fmt == "csv":
         pacsv.write_csv(table, path)
     elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
         pq.write_table(table, path)
     else:
         path.write_text("\n".join(json.dumps(r, default=str) for r in table.to_pylist()))
@@ -100,6 +100,8 @@ def test_cli_missing_file_and_unknown_format(database_url: str, tmp_path: Path) 
 
 @pytest.fixture
 def endpoint(engine: sa.Engine, registered: int) -> object:
+    import uvicorn
+
     api = server.create_app(engine, token="s3cret", max_bytes=64_000, clock=SimulatedClock(NOW))
     config = uvicorn.Config(api, host="127.0.0.1", port=0, log_level="error", lifespan="off")
     srv = uvicorn.Server(config)
