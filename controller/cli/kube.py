@@ -60,15 +60,25 @@ def _complete_contexts(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Experiment names in the selected namespace, for shell completion."""
-    try:
-        cluster = connect(
-            ctx.params.get("kubeconfig"), ctx.params.get("context"), ctx.params.get("namespace")
-        )
-        items = Experiments(cluster).list()
-    except Exception:  # completion must never fail loudly
-        return []
-    names = (i["metadata"]["name"] for i in items)
+    """Experiment names in the selected namespace, for shell completion.
+
+    One GET through the standard library (``completion.names``) when the kubeconfig allows
+    it, else through the Kubernetes client, whose import alone takes most of the budget.
+    """
+    from controller.cli import completion
+
+    kubeconfig, context, namespace = (
+        ctx.params.get("kubeconfig"),
+        ctx.params.get("context"),
+        ctx.params.get("namespace"),
+    )
+    names = completion.names(_kubeconfig_path(kubeconfig), context, namespace)
+    if names is None:
+        try:
+            items = Experiments(connect(kubeconfig, context, namespace)).list()
+        except Exception:  # completion must never fail loudly
+            return []
+        names = [i["metadata"]["name"] for i in items]
     return [n for n in names if n.startswith(incomplete)]
 
 
