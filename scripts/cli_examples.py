@@ -66,5 +66,5 @@ bad = tmp / "bad.csv"
 bad.write_text(
     "experiment,arm,ts,revenue,latency_ms,error\nshop/ranker-v9,champion,2026-11-26T10:00:00Z,0.1,30,false\n"
 )
-show("ingest", str(bad))
+show("ingest", "load", str(bad))
 engine.dispose()

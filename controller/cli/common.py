@@ -1,4 +1,9 @@
-"""Helpers every command group shares: the database option, one-line errors, output formats."""
+"""Helpers every command group shares: the database option, one-line errors, output formats.
+
+Like every module of ``controller.cli``, this one imports only typer, the standard library
+and light project modules at module level, so that ``canaryctl --help`` and shell completion
+start fast; ``controller.storage`` (SQLAlchemy, Alembic) is imported inside the functions.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,16 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from controller.storage import db
+#: The environment variable of the database URL (``controller.storage.db.ENV_DATABASE_URL``,
+#: repeated here so that declaring ``--database-url`` does not import SQLAlchemy; a test pins
+#: that both agree).
+ENV_DATABASE_URL = "CANARYCTL_DATABASE_URL"
 
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        envvar=db.ENV_DATABASE_URL,
+        envvar=ENV_DATABASE_URL,
         help="Postgres URL (postgresql://user@host:port/db); defaults to $CANARYCTL_DATABASE_URL.",
         show_envvar=True,
     ),
@@ -32,9 +40,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def require_url(url: str | None) -> str:
+    """The configured database URL (``--database-url`` or the environment), else exit with one line."""
+    from controller.storage import db
+
     found = db.configured_url(url)
     if not found:
-        fail(f"no database configured: pass --database-url or set {db.ENV_DATABASE_URL}")
+        fail(f"no database configured: pass --database-url or set {ENV_DATABASE_URL}")
     try:
         db.sqlalchemy_url(found)
     except db.DatabaseConfigError as exc:

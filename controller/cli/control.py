@@ -5,24 +5,29 @@ controller would refuse (:func:`refusal`, the rules of docs/spec.md "Manual cont
 merge-patches the ``canaryctl.dev/request`` annotation (``manual.format_request``) guarded by
 the resourceVersion it read, so a concurrent change makes it re-read and decide again. The
 operator acts on each request id once and records it in ``status.handledRequests``.
+
+The four commands differ only in their action, help and options; they are made from one
+table (:data:`REQUESTS`) by :func:`_command`.
 """
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from controller.cli import kube, output
 from controller.cli.common import EXIT_USAGE, fail
-from controller.clock import SYSTEM_CLOCK
-from controller.decide import manual
+
+if TYPE_CHECKING:
+    from controller.decide import manual
 
 app = typer.Typer()
 
-A = manual.RequestAction
 _FINISHED = ("Promoted", "RolledBack", "Failed")
 # Conditions whose False status is a hold, named as reconcile names the hold.
 _HOLDS = {
@@ -42,6 +47,9 @@ def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -
     controller: a promote is refused while the last look shows a failing guardrail, and a
     request the operator has not handled yet is only replaced by a rollback.
     """
+    from controller.decide import manual
+
+    A = manual.RequestAction
     st = body.get("status") or {}
     phase = st.get("phase", "Pending")
     pending = output.pending_request(body)
@@ -81,6 +89,9 @@ def send(
     namespace: str | None,
 ) -> None:
     """Check, then write one request annotation (re-checking after a conflict)."""
+    from controller.clock import SYSTEM_CLOCK
+    from controller.decide import manual
+
     cluster = kube.connect_or_fail(kubeconfig, context, namespace)
     experiments = kube.Experiments(cluster)
     identity = None
@@ -127,79 +138,92 @@ Name = Annotated[
     str, typer.Argument(help="Name of the Experiment.", autocompletion=kube.complete_names)
 ]
 Reason = Annotated[str, typer.Option(help="Why; recorded in the decision log.")]
+RequiredReason = Annotated[
+    str, typer.Option(help="Why (required); recorded in the decision log.", show_default=False)
+]
+Full = Annotated[bool, typer.Option(help="Skip the remaining steps (from Progressing or Paused).")]
+EXIT_CODES = (
+    "Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input."
+)
 
 
-@app.command()
-def promote(
-    name: Name,
-    full: Annotated[
-        bool,
-        typer.Option(help="Skip the remaining steps (from Progressing or Paused)."),
-    ] = False,
-    reason: Reason = "",
-    kubeconfig: kube.Kubeconfig = None,
-    context: kube.Context = None,
-    namespace: kube.Namespace = None,
-) -> None:
-    """Ask the operator to promote (from AwaitingPromotion; with --full also mid-rollout).
+@dataclass(frozen=True)
+class Request:
+    """One request command: the action it asks for, its help and the options it takes."""
 
-    `canaryctl promote ranker-v42 --reason "dashboards look fine"`
-
-    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
-    """
-    send(A.PROMOTE, name, reason, full, kubeconfig, context, namespace)
+    action: str  # a manual.RequestAction value, also the command's name
+    summary: str
+    example: str
+    full: bool = False  # takes --full
+    reason_required: bool = False
 
 
-@app.command()
-def rollback(
-    name: Name,
-    reason: Annotated[
-        str, typer.Option(help="Why (required); recorded in the decision log.", show_default=False)
-    ],
-    kubeconfig: kube.Kubeconfig = None,
-    context: kube.Context = None,
-    namespace: kube.Namespace = None,
-) -> None:
-    """Ask the operator to roll back at once (allowed until the experiment has finished).
-
-    `canaryctl rollback ranker-v42 --reason "bad recommendations in FR"`
-
-    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
-    """
-    if not reason.strip():
-        fail("--reason: say why you roll back", EXIT_USAGE)
-    send(A.ROLLBACK, name, reason, False, kubeconfig, context, namespace)
-
-
-@app.command()
-def pause(
-    name: Name,
-    reason: Reason = "",
-    kubeconfig: kube.Kubeconfig = None,
-    context: kube.Context = None,
-    namespace: kube.Namespace = None,
-) -> None:
-    """Ask the operator to stop stepping (from Progressing); guardrails keep being checked.
-
-    `canaryctl pause ranker-v42 --reason "holiday traffic"`
-
-    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
-    """
-    send(A.PAUSE, name, reason, False, kubeconfig, context, namespace)
+REQUESTS = (
+    Request(
+        "promote",
+        "Ask the operator to promote (from AwaitingPromotion; with --full also mid-rollout).",
+        'canaryctl promote ranker-v42 --reason "dashboards look fine"',
+        full=True,
+    ),
+    Request(
+        "rollback",
+        "Ask the operator to roll back at once (allowed until the experiment has finished).",
+        'canaryctl rollback ranker-v42 --reason "bad recommendations in FR"',
+        reason_required=True,
+    ),
+    Request(
+        "pause",
+        "Ask the operator to stop stepping (from Progressing); guardrails keep being checked.",
+        'canaryctl pause ranker-v42 --reason "holiday traffic"',
+    ),
+    Request(
+        "resume",
+        "Ask the operator to resume stepping (from Paused).",
+        "canaryctl resume ranker-v42",
+    ),
+)
 
 
-@app.command()
-def resume(
-    name: Name,
-    reason: Reason = "",
-    kubeconfig: kube.Kubeconfig = None,
-    context: kube.Context = None,
-    namespace: kube.Namespace = None,
-) -> None:
-    """Ask the operator to resume stepping (from Paused).
+def _parameter(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> Any:
+    kind = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Parameter(name, kind, annotation=annotation, default=default)
 
-    `canaryctl resume ranker-v42`
 
-    Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input.
-    """
-    send(A.RESUME, name, reason, False, kubeconfig, context, namespace)
+def _command(request: Request) -> Callable[..., None]:
+    """The command function of one row: its signature (what typer reads) from the row."""
+
+    def command(
+        name: str,
+        reason: str = "",
+        full: bool = False,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        from controller.decide import manual
+
+        if request.reason_required and not reason.strip():
+            fail("--reason: say why you roll back", EXIT_USAGE)
+        action = manual.RequestAction(request.action)
+        send(action, name, reason, full, kubeconfig, context, namespace)
+
+    parameters = [_parameter("name", Name)]
+    if request.full:
+        parameters.append(_parameter("full", Full, False))
+    if request.reason_required:
+        parameters.append(_parameter("reason", RequiredReason))
+    else:
+        parameters.append(_parameter("reason", Reason, ""))
+    parameters += [
+        _parameter("kubeconfig", kube.Kubeconfig, None),
+        _parameter("context", kube.Context, None),
+        _parameter("namespace", kube.Namespace, None),
+    ]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__name__ = command.__qualname__ = request.action
+    command.__doc__ = f"{request.summary}\n\n`{request.example}`\n\n{EXIT_CODES}"
+    return command
+
+
+for _request in REQUESTS:
+    app.command(name=_request.action)(_command(_request))

@@ -5,13 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
-from alembic.util import exc as alembic_exc
 
 from controller.cli.common import DatabaseUrl, fail, require_url
 from controller.clock import SYSTEM_CLOCK
-from controller.storage import db, partitions
 
 app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
 
@@ -19,6 +16,10 @@ app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
 @app.command()
 def upgrade(database_url: DatabaseUrl = None) -> None:
     """Apply all migrations (a no-op when the schema is current)."""
+    import sqlalchemy as sa
+
+    from controller.storage import db
+
     url = require_url(database_url)
     try:
         before = db.current_revision(url)
@@ -35,6 +36,11 @@ def upgrade(database_url: DatabaseUrl = None) -> None:
 @app.command()
 def check(database_url: DatabaseUrl = None) -> None:
     """Fail when the models and the migrations (or the database) have drifted apart."""
+    import sqlalchemy as sa
+    from alembic.util import exc as alembic_exc
+
+    from controller.storage import db
+
     url = require_url(database_url)
     try:
         db.check(url)
@@ -63,6 +69,8 @@ def retention(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Drop raw-observation partitions older than --keep; rollups and decisions stay."""
+    from controller.storage import db, partitions
+
     url = require_url(database_url)
     cutoff = SYSTEM_CLOCK.now() - _parse_days(keep)
     engine = db.make_engine(url)

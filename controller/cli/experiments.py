@@ -16,7 +16,6 @@ import typer
 from controller.cli import kube, output
 from controller.cli.common import EXIT_ERROR, EXIT_USAGE, fail
 from controller.clock import SYSTEM_CLOCK
-from controller.experiment import spec
 
 app = typer.Typer()
 
@@ -107,6 +106,8 @@ def _summary(body: dict[str, Any]) -> str:
 def _parse_timeout(text: str | None, option: str) -> float | None:
     if text is None:
         return None
+    from controller.experiment import spec
+
     try:
         return spec.parse_duration(text).total_seconds()
     except ValueError as exc:

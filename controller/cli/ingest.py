@@ -1,33 +1,24 @@
-"""``canaryctl ingest FILE`` and ``canaryctl ingest serve``: the file and HTTP ingest paths."""
+"""``canaryctl ingest load FILE`` and ``canaryctl ingest serve``: the file and HTTP ingest paths.
+
+Both load through ``controller.ingest`` (readers, validation, the loader) into the store;
+those modules (pyarrow, SQLAlchemy, starlette, uvicorn) are imported inside the commands.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
-import sqlalchemy as sa
 import typer
-from typer.core import TyperGroup
 
 from controller.cli.common import DatabaseUrl, emit_json, fail, require_url
-from controller.ingest import load, readers, validate
-from controller.storage import db
 
-
-class _FileByDefault(TyperGroup):
-    """``ingest FILE`` runs the ``file`` command; ``ingest serve`` the server."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = ["file", *args]
-        return super().parse_args(ctx, args)
-
+if TYPE_CHECKING:
+    from controller.ingest import load
 
 app = typer.Typer(
-    cls=_FileByDefault,
-    help="Load request outcomes: `canaryctl ingest FILE` or `canaryctl ingest serve`.",
+    help="Load request outcomes: `canaryctl ingest load FILE` or `canaryctl ingest serve`.",
     no_args_is_help=True,
 )
 
@@ -46,8 +37,8 @@ def summarise(result: load.IngestResult) -> str:
     )
 
 
-@app.command("file")
-def ingest_file(
+@app.command("load")
+def load_file(
     path: Annotated[
         Path, typer.Argument(help="CSV, JSON lines or Parquet file.", show_default=False)
     ],
@@ -64,7 +55,17 @@ def ingest_file(
     output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Load one file of request outcomes (columns: experiment, arm, ts, revenue, latency_ms, error[, unit_id])."""
+    """Load one file of request outcomes (columns: experiment, arm, ts, revenue, latency_ms, error[, unit_id]).
+
+    `canaryctl ingest load outcomes.csv`
+
+    Exit codes: 0 loaded (or already loaded), 1 a row was rejected or other errors.
+    """
+    import sqlalchemy as sa
+
+    from controller.ingest import load, readers, validate
+    from controller.storage import db
+
     url = require_url(database_url)
     try:
         table = readers.read_file(path, fmt)
@@ -113,6 +114,7 @@ def serve(
     import uvicorn
 
     from controller.ingest import server
+    from controller.storage import db
 
     url = require_url(database_url)
     if not token:

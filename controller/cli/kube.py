@@ -5,7 +5,8 @@ Every command that talks to Kubernetes takes ``--kubeconfig``, ``--context`` and
 through :class:`Experiments`, which turns API failures into one-line :class:`KubeError`
 messages. Identity for manual requests comes from ``SelfSubjectReview`` when the cluster
 answers it, else from the kubeconfig user, else from the local OS user. No decisions here:
-what a command may do is decided in ``control`` and ``experiments``.
+what a command may do is decided in ``control`` and ``experiments``. The Kubernetes client
+and YAML are imported inside the functions, so declaring the options costs nothing.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-import yaml
 
 from controller.cli.common import fail
-from controller.experiment import spec
 
 if TYPE_CHECKING:
     import kubernetes.client
@@ -61,15 +60,25 @@ def _complete_contexts(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Experiment names in the selected namespace, for shell completion."""
-    try:
-        cluster = connect(
-            ctx.params.get("kubeconfig"), ctx.params.get("context"), ctx.params.get("namespace")
-        )
-        items = Experiments(cluster).list()
-    except Exception:  # completion must never fail loudly
-        return []
-    names = (i["metadata"]["name"] for i in items)
+    """Experiment names in the selected namespace, for shell completion.
+
+    One GET through the standard library (``completion.names``) when the kubeconfig allows
+    it, else through the Kubernetes client, whose import alone takes most of the budget.
+    """
+    from controller.cli import completion
+
+    kubeconfig, context, namespace = (
+        ctx.params.get("kubeconfig"),
+        ctx.params.get("context"),
+        ctx.params.get("namespace"),
+    )
+    names = completion.names(_kubeconfig_path(kubeconfig), context, namespace)
+    if names is None:
+        try:
+            items = Experiments(connect(kubeconfig, context, namespace)).list()
+        except Exception:  # completion must never fail loudly
+            return []
+        names = [i["metadata"]["name"] for i in items]
     return [n for n in names if n.startswith(incomplete)]
 
 
@@ -116,6 +125,7 @@ class Cluster:
 
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Cluster:
     """Build the client as kubectl would: kubeconfig and context, else in-cluster config."""
+    import yaml
     from kubernetes import client, config
 
     path = _kubeconfig_path(kubeconfig)
@@ -184,6 +194,8 @@ def _api_errors(host: str = "") -> Iterator[None]:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    from controller.experiment import spec
+
     try:
         yield
     except (ApiException, HTTPError, OSError) as exc:
@@ -203,16 +215,19 @@ class Experiments:
     def __init__(self, cluster: Cluster) -> None:
         from kubernetes import client
 
+        from controller.experiment import spec
+
         self.cluster = cluster
         self.namespace = cluster.namespace
         self._api = client.CustomObjectsApi(cluster.api)
         self._where = (spec.API_GROUP, spec.API_VERSION)
+        self._plural = spec.PLURAL
         self._host = str(cluster.api.configuration.host)
 
     def get(self, name: str) -> Body:
         with _api_errors(self._host):
             body = self._api.get_namespaced_custom_object(
-                *self._where, self.namespace, spec.PLURAL, name, _request_timeout=_TIMEOUT
+                *self._where, self.namespace, self._plural, name, _request_timeout=_TIMEOUT
             )
         return cast(Body, body)
 
@@ -220,18 +235,18 @@ class Experiments:
         with _api_errors(self._host):
             if all_namespaces:
                 out = self._api.list_cluster_custom_object(
-                    *self._where, spec.PLURAL, _request_timeout=_TIMEOUT
+                    *self._where, self._plural, _request_timeout=_TIMEOUT
                 )
             else:
                 out = self._api.list_namespaced_custom_object(
-                    *self._where, self.namespace, spec.PLURAL, _request_timeout=_TIMEOUT
+                    *self._where, self.namespace, self._plural, _request_timeout=_TIMEOUT
                 )
         return cast(list[Body], cast(Body, out).get("items", []))
 
     def create(self, body: Body) -> Body:
         with _api_errors(self._host):
             created = self._api.create_namespaced_custom_object(
-                *self._where, self.namespace, spec.PLURAL, body, _request_timeout=_TIMEOUT
+                *self._where, self.namespace, self._plural, body, _request_timeout=_TIMEOUT
             )
         return cast(Body, created)
 
@@ -242,7 +257,7 @@ class Experiments:
             body = self._api.patch_namespaced_custom_object(
                 *self._where,
                 self.namespace,
-                spec.PLURAL,
+                self._plural,
                 name,
                 patch,
                 _content_type=MERGE_PATCH,

@@ -20,11 +20,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import yaml
-
-from controller.decide import manual
-from controller.experiment import spec, validation
-
 Body = Mapping[str, Any]
 
 
@@ -38,6 +33,8 @@ class Format(StrEnum):
 
 def dump(value: Any, fmt: Format) -> str:
     """``value`` as JSON or YAML text (ending in a newline)."""
+    import yaml
+
     if fmt is Format.JSON:
         return json.dumps(value, indent=2, sort_keys=False, default=str) + "\n"
     text: str = yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100)
@@ -139,6 +136,8 @@ def _effect(value: Any, guardrail: Mapping[str, Any], relative: set[str]) -> str
 
 def _progress(body: Body, st: Mapping[str, Any], now: datetime) -> list[str]:
     """Lines on how far the current step (or the baseline) is from done."""
+    from controller.experiment import spec, validation
+
     try:
         s = validation.parse_experiment(body)
     except validation.SpecError:
@@ -243,6 +242,8 @@ def status_view(body: Body, now: datetime) -> str:
 
 def pending_request(body: Body) -> str | None:
     """A description of a manual request the operator has not acted on yet, if any."""
+    from controller.decide import manual
+
     request = manual.parse_request((body.get("metadata") or {}).get("annotations"))
     handled = (body.get("status") or {}).get("handledRequests") or []
     if request is None or request.id in handled:

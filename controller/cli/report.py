@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 
 from controller.cli.common import EXIT_USAGE, DatabaseUrl, fail, require_url
@@ -66,6 +65,8 @@ def report(
 
     Exit codes: 0 written; 1 unknown experiment or database error; 2 bad input.
     """
+    import sqlalchemy as sa
+
     from controller.reports import render, view
     from controller.storage import db, experiments
 

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from controller.cli import kube, output
 from controller.cli.common import EXIT_USAGE, fail
-from controller.experiment import spec, validation
 
 app = typer.Typer()
 _DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -26,6 +24,8 @@ _DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 def read_manifest(path: str) -> dict[str, Any]:
     """One Experiment from a YAML or JSON file (``-`` is stdin); errors exit with 2."""
+    import yaml
+
     where = "stdin" if path == "-" else path
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -80,6 +80,8 @@ def body_from_flags(
     max_duration: str | None,
 ) -> dict[str, Any]:
     """The Experiment the ``start`` flags describe (validated afterwards like a file)."""
+    from controller.experiment import spec
+
     guardrails: list[dict[str, Any]] = []
     analysis: dict[str, Any] = {"guardrails": guardrails}
     if revenue_margin is not None:
@@ -239,6 +241,8 @@ def start(
 
     Exit codes: 0 created (or printed), 2 bad input (missing file, invalid spec: the field is named), 1 other errors (e.g. it exists already).
     """
+    from controller.experiment import spec, validation
+
     flagged = [
         champion,
         challenger,

@@ -247,3 +247,7 @@ def test_a_conflict_on_an_unrelated_change_is_retried(cli: Run, cluster: Cluster
     assert [w.status for w in cluster.emulator.log if w.method == "PATCH"] == [409, 200]
     assert request_of(cluster).action is A.PAUSE
     assert cluster.get("exp-a")["metadata"]["labels"] == {"a": "b"}
+
+
+def test_one_command_per_request_action() -> None:
+    assert sorted(r.action for r in control.REQUESTS) == sorted(manual.RequestAction)

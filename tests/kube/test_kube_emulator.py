@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-import kmock
 import kubernetes.client
 import kubernetes.config
 import kubernetes.watch
@@ -295,6 +294,8 @@ def test_strategic_merge_on_a_custom_resource_is_415(
 
 
 async def test_served_in_the_running_loop_with_kmock_server() -> None:
+    import kmock
+
     async with emulator.Emulator() as kube, kmock.Server(kube):
         response = await kube.post(
             "/apis/apps/v1/namespaces/ml/deployments", json=seed.deployment("ranker-v1")

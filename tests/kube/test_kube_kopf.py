@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import kopf
 import kubernetes.client
 import pytest
 from kubernetes.client import ApiException
@@ -43,6 +42,8 @@ def test_kopf_operator_handles_create_and_delete(
 ) -> None:
     served.emulator.load_crd(CRD)
     seed.Cluster(api, "ml").create_namespace()
+    import kopf
+
     registry = kopf.OperatorRegistry()
     seen: list[str] = []
 

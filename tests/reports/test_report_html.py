@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from playwright import sync_api
 from typer.testing import CliRunner
 
 from controller.cli.main import app
@@ -45,6 +44,8 @@ if not CHROMIUM.exists():  # scripts/setup installs Debian's chromium; see docs/
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b

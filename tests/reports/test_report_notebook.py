@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -12,6 +11,8 @@ from tests.reports.conftest import ROLLED_BACK
 
 
 def test_load_by_name_gives_dataframes(report_url: str) -> None:
+    import pandas as pd
+
     report = notebook.load(ROLLED_BACK, report_url)
     ts = report.timeseries
     assert list(ts.columns) == list(render.CSV_COLUMNS)

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import httpx
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from typer.testing import CliRunner
 
 from controller.cli.main import app
@@ -53,13 +51,15 @@ def test_cli_ingests_each_format_once(
     if fmt == "csv":
         pacsv.write_csv(table, path)
     elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
         pq.write_table(table, path)
     else:
         path.write_text("\n".join(json.dumps(r, default=str) for r in table.to_pylist()))
-    result = _cli(database_url, "ingest", str(path))
+    result = _cli(database_url, "ingest", "load", str(path))
     assert result.exit_code == 0, result.output
     assert "received 1000, loaded 1000, rejected 0" in result.output
-    again = _cli(database_url, "ingest", str(path))
+    again = _cli(database_url, "ingest", "load", str(path))
     assert again.exit_code == 0 and "already ingested" in again.output
     assert _observations(truncating_engine) == 1_000
 
@@ -72,7 +72,7 @@ def test_cli_unregistered_experiment_is_one_line_and_non_zero(
         "experiment,arm,ts,revenue,latency_ms,error\n"
         "shop/ranker-v9,champion,2026-11-20T10:00:00Z,0.1,30,false\n"
     )
-    result = _cli(database_url, "ingest", str(path))
+    result = _cli(database_url, "ingest", "load", str(path))
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "error: row 1: experiment shop/ranker-v9 is not registered"
@@ -86,7 +86,7 @@ def test_cli_partly_bad_file_loads_good_rows_and_says_how_many_were_refused(
     good = row(ts="2026-11-20T10:00:00+00:00")
     lines = [good, {**good, "latency_ms": -3}, {**good, "arm": "blue"}, good]
     path.write_text("\n".join(json.dumps(r) for r in lines))
-    result = _cli(database_url, "ingest", str(path), "-o", "json")
+    result = _cli(database_url, "ingest", "load", str(path), "-o", "json")
     assert result.exit_code == 1
     payload = json.loads(result.stdout.strip().splitlines()[0])
     assert (payload["received"], payload["loaded"], payload["rejected"]) == (4, 2, 2)
@@ -95,16 +95,18 @@ def test_cli_partly_bad_file_loads_good_rows_and_says_how_many_were_refused(
 
 
 def test_cli_missing_file_and_unknown_format(database_url: str, tmp_path: Path) -> None:
-    missing = _cli(database_url, "ingest", str(tmp_path / "nope.csv"))
+    missing = _cli(database_url, "ingest", "load", str(tmp_path / "nope.csv"))
     assert missing.exit_code == 1 and "no such file" in missing.output
     odd = tmp_path / "data.xlsx"
     odd.write_text("x")
-    unknown = _cli(database_url, "ingest", str(odd))
+    unknown = _cli(database_url, "ingest", "load", str(odd))
     assert unknown.exit_code == 1 and "--format" in unknown.output
 
 
 @pytest.fixture
 def endpoint(truncating_engine: sa.Engine, registered: int) -> object:
+    import uvicorn
+
     api = server.create_app(
         truncating_engine, token="s3cret", max_bytes=64_000, clock=SimulatedClock(NOW)
     )
