@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from controller.cli.common import DatabaseUrl, emit_json, fail, require_url
+from controller.cli.common import EXIT_USAGE, DatabaseUrl, emit_json, fail, require_url
 
 if TYPE_CHECKING:
     from controller.ingest import load
@@ -111,9 +111,16 @@ def serve(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the HTTP ingest endpoint (POST /v1/batches) for services in any language."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from controller.ingest import server
+        from controller.ingest import server
+    except ModuleNotFoundError as missing:
+        fail(
+            f"canaryctl ingest serve needs the serve extra ({missing.name} is not installed): "
+            "pip install 'canaryctl[serve]'",
+            EXIT_USAGE,
+        )
     from controller.storage import db
 
     url = require_url(database_url)

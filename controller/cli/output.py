@@ -54,6 +54,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
+    from controller.experiment import spec
+
     try:
         return spec.parse_k8s_time(str(text))
     except ValueError:
@@ -117,19 +119,34 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _relative_guardrails(body: Body) -> set[str]:
-    """Names of the mean guardrails whose margin (and so whose estimate) is a fraction."""
-    found = ((body.get("spec") or {}).get("analysis") or {}).get("guardrails") or []
-    return {g.get("name") for g in found if "relative" in (g.get("margin") or {})}
+def _scales(body: Body) -> dict[str, str]:
+    """Each guardrail's scale as the operator recorded it (never read from the live spec).
+
+    ``status.guardrails[].scale`` from the last look, else the frozen settings'
+    ``guardrails[].scale``; a status written by canaryctl 0.1 has neither, and its frozen
+    ``analysis`` says which mean margins are relative.
+    """
+    st = body.get("status") or {}
+    snapshot = (st.get("frozenSettings") or {}).get("snapshot") or {}
+    out: dict[str, str] = {}
+    for g in (snapshot.get("analysis") or {}).get("guardrails") or []:  # 0.1's shape
+        if g.get("kind") == "mean":
+            out[g.get("name")] = "relative" if "relative" in (g.get("margin") or {}) else "absolute"
+    for source in (snapshot.get("guardrails") or [], st.get("guardrails") or []):
+        out.update({g["name"]: g["scale"] for g in source if g.get("scale") and g.get("name")})
+    return out
 
 
-def _effect(value: Any, guardrail: Mapping[str, Any], relative: set[str]) -> str:
+def _effect(value: Any, guardrail: Mapping[str, Any], scales: Mapping[str, str]) -> str:
     """An estimate or bound as people read it: +3.1 % for a relative mean, ×0.97 for a ratio."""
     if not isinstance(value, float):
         return _number(value)
-    if guardrail.get("kind") in ("tail", "rate"):
+    scale = scales.get(guardrail.get("name", "")) or (
+        "ratio" if guardrail.get("kind") in ("tail", "rate") else "absolute"
+    )
+    if scale == "ratio":
         return f"×{value:.3g}"
-    if guardrail.get("name") in relative:
+    if scale == "relative":
         return f"{value:+.2%}".replace("%", " %")
     return f"{value:+.4g}"
 
@@ -215,7 +232,7 @@ def status_view(body: Body, now: datetime) -> str:
     guardrails = st.get("guardrails") or []
     if guardrails:
         lines += ["Guardrails:"]
-        relative = _relative_guardrails(body)
+        relative = _scales(body)
         rows = [
             [
                 g.get("name", "?"),

@@ -38,6 +38,7 @@ PROGRESSING = {
             "upper": 0.0041,
             "verdict": "continue",
             "reasonCode": "inconclusive",
+            "scale": "relative",
         },
         {
             "name": "errors",
@@ -47,6 +48,7 @@ PROGRESSING = {
             "upper": 1.1,
             "verdict": "pass",
             "reasonCode": "passed",
+            "scale": "ratio",
         },
     ],
     "conditions": [
@@ -163,3 +165,16 @@ def test_status_view_awaiting_promotion_says_what_to_do() -> None:
     body["metadata"] = {"name": "exp-a", "namespace": "ml"}
     view = output.status_view(body, NOW)
     assert "Next:         every guardrail passed; `canaryctl promote exp-a`" in view
+
+
+def test_status_formats_each_figure_on_its_recorded_scale_not_the_live_spec() -> None:
+    """An edit of the live spec after the freeze does not change how the figures read."""
+    body = {**experiment("rec"), "status": PROGRESSING}
+    body["metadata"] = {"name": "rec", "namespace": "ml"}
+    for g in body["spec"]["analysis"]["guardrails"]:
+        if g.get("kind") == "mean":
+            g["margin"] = {"absolute": 0.01}  # edited after the freeze; refused by reconcile
+    view = output.status_view(body, NOW)
+    assert "-0.40 %" in view
+    status = dict(PROGRESSING, guardrails=[dict(PROGRESSING["guardrails"][0], scale="absolute")])
+    assert "-0.004 " in output.status_view({**body, "status": status}, NOW)

@@ -23,11 +23,15 @@ from controller.cli import common, main
 from controller.cli.main import app
 from controller.storage import db
 
-# Modules none of the light paths may import.
+# Modules none of the light paths may import (the demo plugin's own module is light: it
+# holds the command's options and help, and imports the demo world when run).
 HEAVY = (
     "alembic",
     "analysis",
-    "canaryctl_demo",
+    "canaryctl_demo.demo",
+    "canaryctl_demo.kube",
+    "canaryctl_demo.traffic",
+    "canaryctl_demo.world",
     "controller.experiment.validation",
     "controller.ingest",
     "controller.operate",
@@ -184,3 +188,29 @@ def test_ingest_load_and_serve_are_subcommands() -> None:
     assert "load" in result.stdout and "serve" in result.stdout
     old = CliRunner().invoke(app, ["ingest", "outcomes.csv"])
     assert old.exit_code == 2 and "No such command 'outcomes.csv'" in old.stderr
+
+
+def test_ingest_serve_without_the_serve_extra_says_in_one_line_how_to_get_it(
+    tmp_path: Path,
+) -> None:
+    # A package of the same name first on the path fails to import, as a missing one would.
+    shadow = tmp_path / "uvicorn"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'uvicorn'\", name='uvicorn')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CANARYCTL_INGEST_TOKEN": "t"}
+    canaryctl = str(Path(sys.executable).with_name("canaryctl"))
+    done = subprocess.run(
+        [canaryctl, "ingest", "serve", "--database-url", "postgresql://nobody@127.0.0.1:1/x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (common.EXIT_USAGE, "")
+    assert done.stderr == (
+        "error: canaryctl ingest serve needs the serve extra (uvicorn is not installed): "
+        "pip install 'canaryctl[serve]'\n"
+    )

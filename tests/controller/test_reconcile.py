@@ -360,9 +360,7 @@ ROWS = [
     ),
     Row(
         "sample-ratio mismatch ignored when the check is off",
-        observed(
-            frozen=frozen_settings.freeze(NO_SRM, T0)
-        ),
+        observed(frozen=frozen_settings.freeze(NO_SRM, T0)),
         verdicts(srm=True),
         weight=25,
         spec=NO_SRM,

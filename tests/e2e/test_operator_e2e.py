@@ -150,9 +150,10 @@ def test_deleting_an_experiment_in_flight_returns_traffic_first(
     assert ("rollback", "deleted") in _decisions(truncating_engine, "ml/gone")
     with truncating_engine.connect() as conn:
         exp = experiments.get_experiment(conn, "ml/gone")
-        actors = [d.actor for d in decision_log.decisions(conn, exp.id) if d.reason_code == "deleted"]
+        actors = [
+            d.actor for d in decision_log.decisions(conn, exp.id) if d.reason_code == "deleted"
+        ]
     assert actors == ["canaryctl"], "canaryctl decided the rollback, once"
-
 
 
 def test_ingest_keeps_the_frozen_lateness_after_an_edit_and_a_restart(
