@@ -16,7 +16,8 @@ from typing import Any
 
 from controller.decide import manual
 from controller.experiment.frozen import FrozenSettings
-from controller.experiment.spec import Phase, Verdict
+from controller.experiment.spec import Phase as Phase
+from controller.experiment.spec import Verdict as Verdict
 
 
 class ConditionStatus(StrEnum):

@@ -20,7 +20,7 @@ from typing import Any
 
 from analysis import multiplicity
 from controller.experiment import spec, validation
-from controller.experiment.spec import Scale
+from controller.experiment.spec import Scale as Scale
 
 #: The version of the JSON shape written by ``to_json``; ``from_json`` reads it and older ones.
 VERSION = 1

@@ -19,7 +19,7 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 logger = logging.getLogger(__name__)
 
 
-class _StoppableElection(leaderelection.LeaderElection):  # type: ignore[misc]
+class _StoppableElection(leaderelection.LeaderElection):
     def __init__(self, config: electionconfig.Config, stop: threading.Event) -> None:
         super().__init__(config)
         self._stop = stop

@@ -28,7 +28,7 @@ import enum
 from typing import Any, Protocol
 
 from controller.experiment import spec as experiment
-from controller.experiment.spec import RouterKind
+from controller.experiment.spec import RouterKind as RouterKind
 
 OWNER_ANNOTATION = "canaryctl.dev/owner"
 
