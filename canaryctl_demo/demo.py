@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from analysis import Scenario
 from canaryctl_demo.world import World, experiment_body
+from controller.experiment import spec
 from controller.storage import db, experiments
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -192,7 +193,7 @@ def run_scenario(
         status: dict[str, Any] = {}
         for _ in range(max_minutes):
             status = world.status(name)
-            if status.get("phase") in ("Promoted", "RolledBack", "Failed"):
+            if spec.Phase(status.get("phase", spec.Phase.PENDING)).terminal:
                 break
             world.send_minute(name, traffic)
             world.advance()
@@ -201,9 +202,7 @@ def run_scenario(
             if speed > 0:
                 time.sleep(60 / speed)
         phase = status.get("phase", "Pending")
-        decided_at = datetime.fromisoformat(
-            status.get("phaseStartedAt", created.isoformat()).replace("Z", "+00:00")
-        )
+        decided_at = spec.parse_k8s_time(status.get("phaseStartedAt", created.isoformat()))
         weights = world.route_weights()
         final_weights = {
             "champion": weights.get("ranker-v1", 0),

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
-_FINISHED = ("Promoted", "RolledBack", "Failed")
 # Conditions whose False status is a hold, named as reconcile names the hold.
 _HOLDS = {
     "DatabaseReachable": "database_unreachable",
@@ -48,12 +47,14 @@ def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -
     request the operator has not handled yet is only replaced by a rollback.
     """
     from controller.decide import manual
+    from controller.experiment.spec import Phase
 
     A = manual.RequestAction
     st = body.get("status") or {}
     phase = st.get("phase", "Pending")
     pending = output.pending_request(body)
-    if pending is not None and action is not A.ROLLBACK and phase not in _FINISHED:
+    finished = phase in {p.value for p in Phase if p.terminal}
+    if pending is not None and action is not A.ROLLBACK and not finished:
         return f"an earlier request is still waiting for the operator: {pending}"
     holds = [
         _HOLDS[c["type"]]

@@ -33,7 +33,6 @@ class WaitTarget(StrEnum):
     AWAITING_PROMOTION = "AwaitingPromotion"
 
 
-_TERMINAL = ("Promoted", "RolledBack", "Failed")
 
 Output = Annotated[
     output.Format, typer.Option("-o", "--output", help="Output format: table, json or yaml.")
@@ -83,9 +82,11 @@ def list_(
 
 def wait_outcome(phase: str, target: str | None) -> int | None:
     """The exit code once ``phase`` settles the wait for ``target`` (None: keep waiting)."""
+    from controller.experiment.spec import Phase
+
     if target is not None and phase == target:
         return EXIT_REACHED
-    if phase in _TERMINAL:
+    if phase in {p.value for p in Phase if p.terminal}:
         return EXIT_OTHER_END if target is not None else EXIT_REACHED
     return None
 

@@ -62,13 +62,6 @@ class Marker:
     kind: str = ""
 
 
-@dataclass(frozen=True)
-class Band:
-    t: datetime
-    lower: float | None
-    upper: float | None
-
-
 def _f(x: float) -> str:
     return f"{x:.1f}"
 
