@@ -230,10 +230,10 @@ def run_scenario(
 
 def write_report(engine: sa.Engine, key: str, path: Path) -> Path:
     """Write the experiment's self-contained HTML report to ``path``."""
-    from controller.reports import render, view
+    from controller.reports import read, render
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with engine.connect() as conn:
-        report = view.build(conn, key)
+        report = read.build(conn, key)
     path.write_text(render.render(report, render.Format.HTML))
     return path

@@ -33,7 +33,6 @@ class WaitTarget(StrEnum):
     AWAITING_PROMOTION = "AwaitingPromotion"
 
 
-
 Output = Annotated[
     output.Format, typer.Option("-o", "--output", help="Output format: table, json or yaml.")
 ]

@@ -67,7 +67,7 @@ def report(
     """
     import sqlalchemy as sa
 
-    from controller.reports import render, view
+    from controller.reports import read, render
     from controller.storage import db, experiments
 
     try:
@@ -81,7 +81,7 @@ def report(
     engine = db.make_engine(url)
     try:
         with engine.connect() as conn:
-            built = view.build(conn, key)
+            built = read.build(conn, key)
     except experiments.UnknownExperimentError:
         fail(f"no experiment {key} in the database (it was never started, or the name is wrong)")
     except sa.exc.OperationalError as exc:

@@ -5,6 +5,9 @@ checks the two are identical. ``controller.experiment.validation`` checks specs 
 ``openAPIV3Schema`` with jsonschema, so the CLI, the operator and the API server agree.
 The ``x-kubernetes-validations`` (CEL) rules repeat the cross-field checks that
 ``controller.experiment.validation`` does in Python, for real clusters. Builds dicts only; no I/O.
+
+Its length is data: the whole OpenAPI schema with every field's description and CEL rule,
+written once here (the manifest, the parser and the docs derive from it).
 """
 
 from __future__ import annotations

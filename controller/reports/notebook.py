@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from controller.reports import render
+from controller.reports import read, render
 from controller.reports import view as v
 from controller.storage import db
 
@@ -142,7 +142,7 @@ def load(name: str, database_url: str | None = None, *, engine: sa.Engine | None
         engine = db.make_engine(url)
     try:
         with engine.connect() as conn:
-            return Report(v.build(conn, name))
+            return Report(read.build(conn, name))
     finally:
         if own:
             engine.dispose()

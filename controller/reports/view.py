@@ -1,10 +1,15 @@
-"""The ReportView: everything a report shows, read from the store in one place.
+"""The ReportView: everything a report shows, as frozen values.
 
-Sits between storage and the renderers: :func:`build` reads an experiment's row, its
+Sits between the store and the renderers: ``read.build`` fetches an experiment's row, its
 decision log, its looks (what the analysis showed at every finalised minute) and its
-minute rollups, and returns frozen values; ``render`` turns a view into HTML, JSON or
-CSV and ``notebook`` into DataFrames. Nothing here recomputes a statistic: every number
-is the one the operator recorded when it decided. No writes, no clock.
+minute rollups, and :func:`from_rows` turns them into a view; ``render`` turns a view into
+HTML, JSON or CSV and ``notebook`` into DataFrames. Nothing here recomputes a statistic:
+every number is the one the operator recorded when it decided, and the frozen settings are
+read through their one codec. Pure: no queries, no writes, no clock.
+
+Longer than the house's 400 lines because the view's value types (a dozen small frozen
+dataclasses, the report's schema) sit beside the functions that fill them; split them
+apart and every reader would import two modules to name one report.
 """
 
 from __future__ import annotations
@@ -13,15 +18,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from analysis import sequential
 from controller.decide import actions
 from controller.experiment import defaults, frozen, spec, validation
-from controller.storage import decisions as decision_log
-from controller.storage import experiments, looks, models, rollups
+
+if TYPE_CHECKING:
+    from controller.storage import models
 
 MINUTE = timedelta(minutes=1)
 
@@ -420,13 +424,14 @@ def _failure(
     )
 
 
-def build(conn: sa.Connection, key: str) -> ReportView:
-    """The report of experiment ``namespace/name`` (``UnknownExperimentError`` if unknown)."""
-    exp = experiments.get_experiment(conn, key)
-    raw_decisions = decision_log.decisions(conn, exp.id)
-    raw_looks = looks.looks(conn, exp.id)
-    extent = rollups.data_extent(conn, exp.id)
-    rows = [] if extent is None else rollups.minute_series(conn, exp.id, *extent_end(extent))
+def from_rows(
+    exp: models.Experiment,
+    raw_decisions: Sequence[models.Decision],
+    raw_looks: Sequence[Mapping[str, Any]],
+    extent: tuple[datetime, datetime] | None,
+    rows: Sequence[Mapping[str, Any]],
+) -> ReportView:
+    """The report from what the store holds (``read.build`` fetches it): pure, no queries."""
     fs = settings_of(exp)
     infos = () if fs is None else guardrail_infos(fs)
     settings = _settings(exp, fs, extent)

@@ -85,3 +85,34 @@ def test_the_view_shows_the_alpha_recorded_at_the_freeze_not_a_recomputed_one() 
     settings = view._settings(exp, view.settings_of(exp), None)
     assert settings.alpha_each == 0.004 != fs.guardrails[0].alpha
     assert (settings.alpha, settings.n_tests) == (0.01, 2)
+
+
+def test_a_view_is_built_from_rows_without_a_database() -> None:
+    """``view.from_rows`` is pure: an experiment that never ran still gives a view."""
+    from datetime import UTC, datetime
+
+    from controller.storage import models
+
+    raw = {
+        "champion": {"name": "a"},
+        "challenger": {"name": "b"},
+        "router": {"gatewayAPI": {"httpRoute": "r"}},
+        "steps": [{"weight": 5, "minDuration": "10m"}, {"weight": 50, "minDuration": "10m"}],
+        "analysis": {
+            "revenueCap": {"value": 10},
+            "guardrails": [{"name": "errors", "kind": "rate", "kappa": 1.5}],
+        },
+    }
+    exp = models.Experiment(
+        namespace="ml",
+        name="new",
+        phase="Pending",
+        spec=raw,
+        settings=None,
+        analysis_state={},
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    report = view.from_rows(exp, [], [], None, [])
+    assert (report.name, report.n_steps, report.outcome, report.failure) == ("new", 2, None, None)
+    assert [g.name for g in report.guardrails] == ["errors"]
+    assert report.settings.n_tests == 2  # the guardrail and the SRM check, as it would freeze

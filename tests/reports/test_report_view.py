@@ -9,7 +9,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from controller.reports import render, view
+from controller.reports import read, render, view
 from controller.storage import decisions as decision_log
 from controller.storage import experiments
 from tests.reports.conftest import INVALID, PROMOTED, ROLLED_BACK, SRM
@@ -18,13 +18,13 @@ from tests.reports.conftest import INVALID, PROMOTED, ROLLED_BACK, SRM
 @pytest.fixture(scope="module")
 def rolled_back(report_engine: sa.Engine) -> view.ReportView:
     with report_engine.connect() as conn:
-        return view.build(conn, ROLLED_BACK)
+        return read.build(conn, ROLLED_BACK)
 
 
 @pytest.fixture(scope="module")
 def promoted(report_engine: sa.Engine) -> view.ReportView:
     with report_engine.connect() as conn:
-        return view.build(conn, PROMOTED)
+        return read.build(conn, PROMOTED)
 
 
 def test_the_failure_is_the_rollback_decisions_evidence(
@@ -111,7 +111,7 @@ def test_json_is_the_whole_view_and_csv_the_time_series(rolled_back: view.Report
 
 def test_an_srm_rollback_names_no_guardrail(report_engine: sa.Engine) -> None:
     with report_engine.connect() as conn:
-        report = view.build(conn, SRM)
+        report = read.build(conn, SRM)
     assert report.failure is not None and report.failure.reason_code == "srm"
     assert report.failure.guardrail is None and report.looks[-1].srm.mismatch
     html = render.to_html(report)
@@ -123,10 +123,10 @@ def test_an_experiment_without_looks_still_renders(report_engine: sa.Engine) -> 
     with report_engine.connect() as conn:  # never committed: the shared data stays as simulated
         experiments.register_experiment(conn, "other/registered-only", spec={})
         for key in (INVALID, "other/registered-only"):
-            report = view.build(conn, key)
+            report = read.build(conn, key)
             assert report.looks == () and report.failure is None
             for fmt in render.Format:
                 assert render.render(report, fmt)
-        failed = view.build(conn, INVALID)
+        failed = read.build(conn, INVALID)
     assert failed.phase == "Failed"
     assert "spec.steps[1].weight" in render.to_html(failed)
