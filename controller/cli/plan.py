@@ -17,6 +17,7 @@ import typer
 
 from controller.cli import output
 from controller.cli.common import EXIT_USAGE, fail
+from controller.experiment import defaults
 
 app = typer.Typer()
 
@@ -48,10 +49,12 @@ def _count(n: float) -> int | None:
 
 def plan_document(inputs: dict[str, Any], p: Any) -> dict[str, Any]:
     """The plan as data (``-o json|yaml``): the inputs and the engine's figures."""
+    from analysis import multiplicity
+
     rate_b = inputs["requestsPerSecond"] * inputs["weight"] / 100
     return {
         "inputs": inputs,
-        "alphaPerGuardrail": inputs["alpha"] / (inputs["guardrails"] + 1),
+        "alphaPerGuardrail": multiplicity.alpha_each(inputs["alpha"], inputs["guardrails"]),
         "effectAbsolute": p.effect_abs,
         "fixedHorizon": {
             "challengerSamples": _count(p.fixed_horizon_n),
@@ -126,21 +129,23 @@ def plan(
     absolute: Annotated[
         bool, typer.Option("--absolute", help="--effect is absolute, not relative.")
     ] = False,
-    alpha: Annotated[float, typer.Option(help="The experiment's family-wise alpha.")] = 0.05,
+    alpha: Annotated[
+        float, typer.Option(help="The experiment's family-wise alpha.")
+    ] = defaults.ALPHA,
     guardrails: Annotated[
         int, typer.Option(help="Guardrails sharing alpha (with the SRM check).")
     ] = 3,
     power: Annotated[float, typer.Option(help="Power of the fixed-horizon comparison.")] = 0.8,
     deadline: Annotated[
         str, typer.Option(help="Deadline for the power figure (the experiment's maxDuration).")
-    ] = "24h",
+    ] = defaults.MAX_DURATION,
     samples_per_arm: Annotated[
         int | None,
         typer.Option(help="τ² tuning, as spec.analysis.tuning.samplesPerArm (default: engine's)."),
     ] = None,
     burn_in: Annotated[
         int, typer.Option(help="Burn-in: requests in the smaller arm before any verdict.")
-    ] = 3000,
+    ] = defaults.BURN_IN_MIN_REQUESTS,
     out: Annotated[
         output.Format, typer.Option("-o", "--output", help="Output format: table, json or yaml.")
     ] = output.Format.TABLE,
@@ -159,6 +164,11 @@ def plan(
         deadline_td = spec.parse_duration(deadline)
     except ValueError:
         fail(f"--deadline: {deadline!r} is not a duration like '6h' or '24h'", EXIT_USAGE)
+    if not 0 < alpha <= defaults.ALPHA_MAX:
+        fail(
+            f"--alpha: must lie in (0, {defaults.ALPHA_MAX:g}], as spec.analysis.alpha (got {alpha:g})",
+            EXIT_USAGE,
+        )
     if not 0 < weight < 100:
         fail(f"--weight: must lie strictly between 0 and 100 (got {weight:g})", EXIT_USAGE)
     if not (math.isfinite(mean) and (mean != 0 or absolute)):

@@ -67,7 +67,7 @@ def test_a_deadline_too_short_says_not_by_the_deadline() -> None:
         (["--weight", "100"], "error: --weight: must lie strictly between 0 and 100"),
         (["--sd", "0"], "error: --sd: sd must be > 0"),
         (["--effect", "0"], "error: --effect: effect must not be zero"),
-        (["--alpha", "1.5"], "error: --alpha: alpha must lie in (0, 1)"),
+        (["--alpha", "0.7"], "error: --alpha: must lie in (0, 0.5], as spec.analysis.alpha"),
         (["--deadline", "1d"], "error: --deadline: '1d' is not a duration"),
         (["--mean", "0"], "error: --mean: must be a non-zero number"),
     ],
