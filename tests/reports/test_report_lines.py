@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from controller.reports import view
+from tests.specs import MINIMAL
 
 
 @pytest.mark.parametrize(
@@ -66,17 +69,9 @@ def test_the_view_shows_the_alpha_recorded_at_the_freeze_not_a_recomputed_one() 
     from controller.experiment import frozen, validation
     from controller.storage import models
 
-    raw = {
-        "champion": {"name": "a"},
-        "challenger": {"name": "b"},
-        "router": {"gatewayAPI": {"httpRoute": "r"}},
-        "steps": [{"weight": 5, "minDuration": "10m"}],
-        "analysis": {
-            "alpha": 0.01,
-            "revenueCap": {"value": 10},
-            "guardrails": [{"name": "revenue", "kind": "mean", "margin": {"relative": 0.02}}],
-        },
-    }
+    raw = copy.deepcopy(MINIMAL)
+    raw["analysis"]["alpha"] = 0.01
+    raw["analysis"]["guardrails"] = raw["analysis"]["guardrails"][:1]
     fs = frozen.freeze(validation.validate_spec(raw), datetime(2026, 1, 1, tzinfo=UTC))
     odd = dataclasses.replace(
         fs, guardrails=tuple(dataclasses.replace(g, alpha=0.004) for g in fs.guardrails)
@@ -93,16 +88,8 @@ def test_a_view_is_built_from_rows_without_a_database() -> None:
 
     from controller.storage import models
 
-    raw = {
-        "champion": {"name": "a"},
-        "challenger": {"name": "b"},
-        "router": {"gatewayAPI": {"httpRoute": "r"}},
-        "steps": [{"weight": 5, "minDuration": "10m"}, {"weight": 50, "minDuration": "10m"}],
-        "analysis": {
-            "revenueCap": {"value": 10},
-            "guardrails": [{"name": "errors", "kind": "rate", "kappa": 1.5}],
-        },
-    }
+    raw = copy.deepcopy(MINIMAL)
+    raw["analysis"]["guardrails"] = raw["analysis"]["guardrails"][2:]
     exp = models.Experiment(
         namespace="ml",
         name="new",
