@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.clock import SimulatedClock
 from controller.ingest import client as client_mod
-from controller.ingest import server, spool
+from controller.ingest import sender, server, spool
 from controller.storage import repository
 from tests.storage.helpers import T0
 
@@ -367,10 +367,10 @@ def test_bad_arguments_are_one_line_errors(kwargs: dict[str, Any], message: str)
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:
-    assert client_mod._retry_after("7") == 7.0
-    assert client_mod._retry_after(None) is None
-    assert client_mod._retry_after("soon") is None
-    assert client_mod._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert sender.parse_retry_after("7") == 7.0
+    assert sender.parse_retry_after(None) is None
+    assert sender.parse_retry_after("soon") is None
+    assert sender.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
 def test_metrics_register_with_prometheus(engine: sa.Engine, endpoint: str) -> None:
@@ -467,7 +467,7 @@ def test_importing_the_client_imports_nothing_heavy() -> None:
 def test_encode_writes_one_json_object_per_row(
     row: client_mod.Row, expected: dict[str, Any]
 ) -> None:
-    body = client_mod.encode([row, row])
+    body = sender.encode([row, row])
     lines = body.decode().splitlines()
     assert body.endswith(b"\n") and len(lines) == 2
     decoded = json.loads(lines[0], parse_constant=str)
