@@ -15,10 +15,12 @@ sender thread.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,7 @@ COUNTERS = (
     "rejected_rows",
 )
 GAUGES = ("queue_depth", "spool_batches", "spool_bytes")
+EXIT_TIMEOUT = 5.0  # seconds an unclosed client may take to flush when the interpreter exits
 
 Row = tuple[Any, Any, Any, Any, Any, Any, Any]
 
@@ -102,6 +105,18 @@ class Link:
         self.flush_target = 0  # send partial batches until ``taken`` reaches this
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.http_ready = False  # the sender has imported httpx and opened its connection pool
+
+
+class _CloseAtExit:
+    """Closes a client the program never closed, when the interpreter exits."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = weakref.ref(client)
+
+    def __call__(self) -> None:
+        client = self.client()
+        if client is not None:
+            client.close(EXIT_TIMEOUT)
 
 
 class Client:
@@ -192,6 +207,8 @@ class Client:
         self._dropped = 0
         self._thread = threading.Thread(target=self._run, name="canaryctl-client", daemon=True)
         self._thread.start()
+        self._at_exit = _CloseAtExit(self)
+        atexit.register(self._at_exit)
 
     def record(
         self,
@@ -253,6 +270,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self._at_exit)
         self.flush(timeout)
         self._link.stop.set()
         self._link.wake.set()

@@ -472,3 +472,24 @@ def test_encode_writes_one_json_object_per_row(
     assert body.endswith(b"\n") and len(lines) == 2
     decoded = json.loads(lines[0], parse_constant=str)
     assert decoded == expected and json.loads(lines[1], parse_constant=str) == expected
+
+
+def test_a_program_that_exits_without_closing_still_delivers(
+    engine: sa.Engine, endpoint: str
+) -> None:
+    program = (
+        "import sys\n"
+        "from controller.ingest.client import Client\n"
+        f"client = Client(sys.argv[1], {TOKEN!r}, max_delay=3600)\n"
+        "for i in range(120):\n"
+        f"    client.record({EXPERIMENT!r}, 'champion', {T0.timestamp()} + i, 0.0, 30.0, False)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, endpoint],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _observations(engine) == 120
