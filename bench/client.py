@@ -259,8 +259,7 @@ Target p99 ≤ {TARGET_P99_US:.0f} µs: **{"met" if worst <= TARGET_P99_US else 
 The rare slow calls (p99.9, max) are mostly Python's garbage collector: each queued row is a
 tuple, and one surviving allocation in about 700 starts a young-generation collection in
 whichever call makes it (tens of µs; a service's own allocations start the same collections).
-The last row pauses the collector during the timed calls and the p99.9 falls to the empty
-function's. The remaining maxima are the caller waiting for the interpreter lock while the
+The last row pauses the collector during the timed calls and the p99.9 falls to a few µs. The remaining maxima are the caller waiting for the interpreter lock while the
 sender thread encodes a batch (CPython hands the lock over every 5 ms) or the thread
 descheduled on a busy machine. A server slower than the row rate fills the queue (back to back, 102,000 calls meet a
 100,000-row queue), and `record` then drops and counts (the last column) instead of blocking or
