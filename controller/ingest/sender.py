@@ -103,7 +103,17 @@ class Sender:
         return [pop() for _ in range(n)]
 
     def handle(self, rows: list[Row]) -> None:
-        batch_id, body, n = uuid.uuid4().hex, encode(rows), len(rows)
+        """Deliver one batch from the queue, or spool it, or count it as lost; never raise."""
+        n = len(rows)
+        try:
+            self._handle(uuid.uuid4().hex, encode(rows), n)
+        except Exception:  # a bug: count the rows instead of losing them silently
+            self.counts["lost_rows"] += n
+            logger.exception("canaryctl client: a batch of %d rows lost to an unexpected error", n)
+        finally:
+            self.done(n)
+
+    def _handle(self, batch_id: str, body: bytes, n: int) -> None:
         if self.spool is not None and self.away():
             self.to_spool(batch_id, body, n)
         elif self.deliver(batch_id, body, n, self.o.retry_budget) is Outcome.FAILED:
@@ -120,7 +130,6 @@ class Sender:
                     self.o.endpoint,
                     self.o.retry_budget,
                 )
-        self.done(n)
 
     def done(self, n: int) -> None:
         with self.link.progress:
@@ -177,7 +186,7 @@ class Sender:
                 answer = self.http.post(
                     self.o.endpoint, content=body, headers={"Idempotency-Key": batch_id}
                 )
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # network, timeout, decoding, redirects
                 reason = f"{type(exc).__name__}: {exc}"
             else:
                 status = answer.status_code

@@ -166,7 +166,9 @@ def test_503s_then_200_store_the_batch_once_under_one_id(
     flaky = _Flaky(_ingest_app(engine), [(503, True), (503, False), (429, False), (500, True)])
     url, stop = _serve(flaky)
     try:
-        with client_mod.Client(url, TOKEN, batch_rows=10_000, backoff=0.0) as client:
+        with client_mod.Client(
+            url, TOKEN, batch_rows=10_000, max_delay=3600, backoff=0.0
+        ) as client:
             _record(client, 300)
             assert client.flush(timeout=30)
             stats = client.stats()
@@ -184,7 +186,7 @@ def test_a_4xx_refuses_the_batch_without_retrying(
 ) -> None:
     with (
         caplog.at_level(logging.ERROR, logger=client_mod.__name__),
-        client_mod.Client(endpoint, "wrong", batch_rows=10_000) as client,
+        client_mod.Client(endpoint, "wrong", batch_rows=10_000, max_delay=3600) as client,
     ):
         _record(client, 40)
         assert client.flush(timeout=30)
@@ -258,7 +260,7 @@ def test_a_spooled_batch_the_server_already_stored_is_not_stored_twice(
     url, stop = _serve(lost_answers)
     try:
         with client_mod.Client(
-            url, TOKEN, retry_budget=0.0, max_backoff=0.0, max_delay=0.05, spool_dir=tmp_path
+            url, TOKEN, retry_budget=0.0, max_backoff=0.0, max_delay=3600, spool_dir=tmp_path
         ) as client:
             _record(client, 50)
             assert client.flush(timeout=30)
@@ -398,3 +400,23 @@ def test_a_program_that_exits_without_closing_still_delivers(
     )
     assert result.returncode == 0, result.stderr
     assert _observations(engine) == 120
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this value")
+
+
+def test_an_unencodable_batch_is_counted_as_lost_and_the_sender_carries_on(
+    engine: sa.Engine, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with client_mod.Client(endpoint, TOKEN, batch_rows=10_000, max_delay=3600) as client:
+        client.record(EXPERIMENT, "champion", T0, 0.0, 30.0, False, unit_id=_Unprintable())  # type: ignore[arg-type]
+        _record(client, 9)
+        assert client.flush(timeout=30)
+        _record(client, 20, offset=100)
+        assert client.flush(timeout=30)
+        stats = client.stats()
+    assert (stats["lost_rows"], stats["sent_rows"]) == (10, 20)
+    assert "a batch of 10 rows lost to an unexpected error" in caplog.text
+    assert _observations(engine) == 20
