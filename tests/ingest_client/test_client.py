@@ -420,3 +420,30 @@ def test_an_unencodable_batch_is_counted_as_lost_and_the_sender_carries_on(
     assert (stats["lost_rows"], stats["sent_rows"]) == (10, 20)
     assert "a batch of 10 rows lost to an unexpected error" in caplog.text
     assert _observations(engine) == 20
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        ("http://ingest:8080", "http://ingest:8080/v1/batches"),
+        ("https://ingest/", "https://ingest/v1/batches"),
+        ("http://ingest:8080/v1/batches", "http://ingest:8080/v1/batches"),
+    ],
+)
+def test_the_endpoint_is_the_batches_path_of_the_url(url: str, endpoint: str) -> None:
+    client = client_mod.Client(url, TOKEN)
+    client.close(timeout=0.0)
+    assert client.endpoint == endpoint
+
+
+def test_metrics_without_prometheus_client_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with (
+        client_mod.Client(_closed_port(), TOKEN) as client,
+        pytest.raises(
+            RuntimeError, match=r"^register_metrics needs prometheus_client: pip install"
+        ),
+    ):
+        client.register_metrics()
