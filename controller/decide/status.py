@@ -75,11 +75,8 @@ def read_status(raw: StatusDict | None) -> obs.StoredStatus:
         frozen=None
         if stored_frozen is None
         else frozen.from_json(
-            {
-                **stored_frozen["snapshot"],
-                "digest": stored_frozen["digest"],
-                "frozenAt": stored_frozen["frozenAt"],
-            }
+            {**stored_frozen["snapshot"], "digest": stored_frozen["digest"]},
+            frozen_at=_time(stored_frozen["frozenAt"]),
         ),
         handled_requests=tuple(raw.get("handledRequests", ())),
         conditions=tuple(

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from analysis import multiplicity
@@ -206,11 +206,15 @@ def _guardrail_from_json(d: Mapping[str, Any]) -> GuardrailTest:
 
 
 def to_json(f: FrozenSettings) -> dict[str, Any]:
-    """The settings as versioned JSON (camelCase, every default spelled out)."""
+    """The settings as versioned JSON (camelCase, every default spelled out).
+
+    When they were frozen is not part of them: it is kept beside them
+    (``status.frozenSettings.frozenAt``, ``experiments.settings_frozen_at``), so a
+    transition replayed after a crash freezes the very same JSON.
+    """
     out: dict[str, Any] = {
         "version": VERSION,
         "digest": f.digest,
-        "frozenAt": spec.k8s_time(f.frozen_at),
         "analysis": analysis_to_raw(f.analysis),
         "revenueCap": None
         if f.revenue_cap is None and f.revenue_cap_source is None
@@ -223,18 +227,23 @@ def to_json(f: FrozenSettings) -> dict[str, Any]:
     return out
 
 
-def from_json(d: Mapping[str, Any]) -> FrozenSettings:
-    """Read what ``to_json`` wrote (or the unversioned shape of canaryctl 0.1)."""
+def from_json(d: Mapping[str, Any], *, frozen_at: datetime | None = None) -> FrozenSettings:
+    """Read what ``to_json`` wrote (or the unversioned shape of canaryctl 0.1), frozen at
+    ``frozen_at`` (or at a ``frozenAt`` key of ``d``)."""
+    if "frozenAt" in d:
+        frozen_at = spec.parse_k8s_time(d["frozenAt"])
+    if frozen_at is None:
+        raise ValueError("frozen settings: when they were frozen is unknown (no frozen_at)")
     version = d.get("version")
     if version is None:
-        return _from_v0(d)
+        return _from_v0(d, frozen_at)
     if version != VERSION:
         raise ValueError(f"frozen settings: version {version!r} is newer than this canaryctl reads")
     routing = d.get("routing")
     cap = d.get("revenueCap")
     return FrozenSettings(
         digest=str(d["digest"]),
-        frozen_at=spec.parse_k8s_time(d["frozenAt"]),
+        frozen_at=frozen_at,
         analysis=validation.analysis_from_raw(d["analysis"]),
         revenue_cap=None if cap is None or cap.get("value") is None else float(cap["value"]),
         revenue_cap_source=None if cap is None else cap.get("source"),
@@ -244,12 +253,11 @@ def from_json(d: Mapping[str, Any]) -> FrozenSettings:
     )
 
 
-def _from_v0(d: Mapping[str, Any]) -> FrozenSettings:
+def _from_v0(d: Mapping[str, Any], at: datetime) -> FrozenSettings:
     """canaryctl 0.1 stored ``{analysis, derived, routing}`` (and the time beside it)."""
     a = validation.analysis_from_raw(d["analysis"])
     derived = d.get("derived") or {}
     routing = d.get("routing")
-    at = d.get("frozenAt")
     stub = spec.ExperimentSpec(
         champion=spec.Arm("champion", "champion", "champion"),
         challenger=spec.Arm("challenger", "challenger", "challenger"),
@@ -262,7 +270,7 @@ def _from_v0(d: Mapping[str, Any]) -> FrozenSettings:
     )
     out = freeze(
         stub,
-        spec.parse_k8s_time(at) if at else datetime.fromtimestamp(0, tz=UTC),
+        at,
         derived_cap=derived.get("revenueCap"),
         derived_thresholds_ms=derived.get("thresholdsMs"),
     )

@@ -265,19 +265,15 @@ def _info(g: frozen.GuardrailTest) -> GuardrailInfo:
     )
 
 
-def guardrail_infos(
-    settings: frozen.FrozenSettings | Mapping[str, Any],
-) -> tuple[GuardrailInfo, ...]:
+def guardrail_infos(settings: frozen.FrozenSettings) -> tuple[GuardrailInfo, ...]:
     """Each frozen guardrail with its margin line and scale, as recorded at the freeze."""
-    if not isinstance(settings, frozen.FrozenSettings):
-        settings = frozen.from_json(settings)
     return tuple(_info(g) for g in settings.guardrails)
 
 
 def settings_of(exp: models.Experiment) -> frozen.FrozenSettings | None:
     """The frozen settings as recorded; before the freeze, those the spec would freeze."""
     if exp.settings:
-        return frozen.from_json(exp.settings)
+        return frozen.from_json(exp.settings, frozen_at=exp.settings_frozen_at or exp.created_at)
     try:
         parsed = validation.validate_spec(exp.spec or {})
     except validation.SpecError:

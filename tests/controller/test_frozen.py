@@ -30,7 +30,7 @@ def _freeze(s: spec.ExperimentSpec) -> frozen.FrozenSettings:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_the_codec_round_trips(path: Path) -> None:
     settings = _freeze(_spec(path))
-    assert frozen.from_json(frozen.to_json(settings)) == settings
+    assert frozen.from_json(frozen.to_json(settings), frozen_at=AT) == settings
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -94,7 +94,7 @@ def test_the_unversioned_shape_of_version_0_1_is_read() -> None:
         "routing": frozen.routing_to_raw(s),
         "revenueCap": 4.5,
     }
-    read = frozen.from_json(old)
+    read = frozen.from_json(old, frozen_at=AT)
     new = _freeze(s)
     assert read.guardrails == new.guardrails
     assert (read.analysis, read.srm, read.routing) == (new.analysis, new.srm, new.routing)
@@ -105,7 +105,7 @@ def test_a_newer_version_is_refused_in_one_line() -> None:
     data = frozen.to_json(_freeze(_spec(EXAMPLES[0])))
     data["version"] = frozen.VERSION + 1
     with pytest.raises(ValueError, match="newer than this canaryctl reads"):
-        frozen.from_json(data)
+        frozen.from_json(data, frozen_at=AT)
 
 
 def test_unknown_guardrail_names_are_refused_naming_the_known_ones() -> None:
@@ -117,4 +117,25 @@ def test_unknown_guardrail_names_are_refused_naming_the_known_ones() -> None:
 def test_the_json_is_plain_data() -> None:
     data = frozen.to_json(_freeze(_spec(EXAMPLES[1])))
     assert copy.deepcopy(data) == yaml.safe_load(yaml.safe_dump(data))
-    assert dataclasses.is_dataclass(frozen.from_json(data))
+    assert dataclasses.is_dataclass(frozen.from_json(data, frozen_at=AT))
+
+
+def test_a_replayed_freeze_writes_the_same_json() -> None:
+    """A transition re-decided after a crash freezes again, later: the record must not differ."""
+    s = _spec(EXAMPLES[0])
+    later = AT.replace(minute=7)
+    assert frozen.to_json(_freeze(s)) == frozen.to_json(
+        frozen.freeze(
+            s,
+            later,
+            derived_cap=4.5,
+            derived_thresholds_ms={
+                g.name: 130.0 for g in s.analysis.guardrails if isinstance(g, spec.TailGuardrail)
+            },
+        )
+    )
+
+
+def test_the_time_of_the_freeze_is_needed_to_read_the_record() -> None:
+    with pytest.raises(ValueError, match="frozen_at"):
+        frozen.from_json(frozen.to_json(_freeze(_spec(EXAMPLES[0]))))

@@ -57,7 +57,13 @@ from tests.specs import MINIMAL
     ],
 )
 def test_margin_lines(guardrail: dict, derived: dict, expected: tuple) -> None:  # type: ignore[type-arg]
-    (info,) = view.guardrail_infos({"analysis": {"guardrails": [guardrail]}, "derived": derived})
+    from datetime import UTC, datetime
+
+    from controller.experiment import frozen
+
+    record = {"analysis": {"guardrails": [guardrail]}, "derived": derived}  # 0.1's shape
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    (info,) = view.guardrail_infos(frozen.from_json(record, frozen_at=at))
     assert (info.scale, info.margin_line, info.null_line, info.threshold_ms) == expected
 
 
@@ -76,7 +82,12 @@ def test_the_view_shows_the_alpha_recorded_at_the_freeze_not_a_recomputed_one() 
     odd = dataclasses.replace(
         fs, guardrails=tuple(dataclasses.replace(g, alpha=0.004) for g in fs.guardrails)
     )
-    exp = models.Experiment(settings=frozen.to_json(odd), spec=raw, analysis_state={})
+    exp = models.Experiment(
+        settings=frozen.to_json(odd),
+        settings_frozen_at=fs.frozen_at,
+        spec=raw,
+        analysis_state={},
+    )
     settings = view._settings(exp, view.settings_of(exp), None)
     assert settings.alpha_each == 0.004 != fs.guardrails[0].alpha
     assert (settings.alpha, settings.n_tests) == (0.01, 2)
