@@ -3,7 +3,7 @@ ingestion, routers, reports and the CLI (``docs/architecture.md`` maps them).
 
 The names below are the public API that the README and ``docs/`` show; everything else is
 reached through its module. They are imported on first use, so ``import controller``
-(which every CLI command does) stays light. ``tests/controller/test_api.py`` pins them.
+(which every CLI command does) stays light. ``tests/controller/test_public_api.py`` pins them.
 """
 
 from __future__ import annotations
