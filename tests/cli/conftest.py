@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from canaryctl_demo.kube import emulator
 from controller.cli.main import app
+from controller.experiment import spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "manifests" / "crd.yaml").read_text())
@@ -31,8 +32,8 @@ Run = Callable[..., Result]
 def experiment(name: str = "exp-a", **spec_changes: Any) -> dict[str, Any]:
     """A valid Experiment (automatic promotion, two steps, one guardrail per kind)."""
     body: dict[str, Any] = {
-        "apiVersion": "canaryctl.dev/v1alpha1",
-        "kind": "Experiment",
+        "apiVersion": f"{spec.API_GROUP}/{spec.API_VERSION}",
+        "kind": spec.KIND,
         "metadata": {"name": name},
         "spec": {
             "champion": {"name": "ranker-v1"},
@@ -62,7 +63,7 @@ class Cluster:
     def __init__(self, served: emulator.Served) -> None:
         self.emulator = served.emulator
         self.store = served.emulator.store
-        self.kind = served.emulator.kind("canaryctl.dev", "v1alpha1", "experiments")
+        self.kind = served.emulator.kind(spec.API_GROUP, spec.API_VERSION, spec.PLURAL)
 
     def create(self, body: dict[str, Any], namespace: str = NAMESPACE) -> dict[str, Any]:
         return self.store.create(self.kind, namespace, body)
