@@ -96,7 +96,10 @@ def parse_credentials(text: str, where: str = "credentials") -> Credentials:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CredentialsError(f"{where}: not valid YAML ({exc})") from exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise CredentialsError(f"{where}: not valid YAML ({at}{problem})") from exc
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):

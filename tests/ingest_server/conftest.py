@@ -80,3 +80,8 @@ def headers(token: str = "s3cret", key: str = "b-1", **more: str) -> dict[str, s
 
 
 Factory = Callable[..., Any]
+
+
+from tests import emulated  # noqa: E402
+
+served = emulated.served  # fixture: the Kubernetes API emulator over HTTP
