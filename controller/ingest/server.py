@@ -19,6 +19,7 @@ uvicorn's and ``controller.ingest.listen``'s. Who may write what is ``controller
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,7 +36,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controller.clock import SYSTEM_CLOCK, Clock
-from controller.ingest import auth, load, readers, servermetrics, tokenreview
+from controller.ingest import auth, load, readers, servermetrics, tokenreview, validate
+from controller.storage import experiments
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +78,33 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _scope_pairs(table: pa.Table) -> list[tuple[str | None, str | None]]:
-    """The distinct (experiment, arm) values a batch names, as text."""
-    columns = [c for c in ("experiment", "arm") if c in table.column_names]
-    if not columns:
+    """The distinct (experiment, arm) pairs a batch would write, named as the core names them.
+
+    Experiments are normalised as validation does (whitespace trimmed, a bare name is in the
+    ``default`` namespace), so the scope is checked against the key a row is stored under;
+    rows without an experiment, and arms that are not an arm, write nothing and are left to
+    validation (which quarantines them).
+    """
+    if "experiment" not in table.column_names:
         return []
     try:
-        distinct = table.select(columns).group_by(columns).aggregate([]).to_pylist()
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
-        distinct = table.select(columns).to_pylist()  # a type group_by cannot hash: any order
+        experiment = pc.utf8_trim_whitespace(pc.cast(table["experiment"], pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return []  # no row can name a registered experiment: validation rejects them all
+    arm: Any = pa.nulls(table.num_rows, pa.string())
+    if "arm" in table.column_names:
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            arm = pc.cast(table["arm"], pa.string())
+    names = pa.table({"experiment": experiment, "arm": arm})
+    distinct = names.group_by(["experiment", "arm"]).aggregate([]).to_pylist()
     out = set()
     for item in distinct:
-        exp, arm = item.get("experiment"), item.get("arm")
-        out.add((None if exp is None else str(exp), None if arm is None else str(arm)))
-    return sorted(out, key=lambda p: (p[0] or "", p[1] or ""))
+        exp, arm_name = item["experiment"], item["arm"]
+        if not exp:
+            continue
+        key = exp if "/" in exp else f"{experiments.DEFAULT_NAMESPACE}/{exp}"
+        out.add((key, arm_name if arm_name in validate.ARMS else None))
+    return sorted(out, key=lambda p: (p[0], p[1] or ""))
 
 
 def create_app(

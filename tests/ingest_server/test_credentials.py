@@ -307,3 +307,31 @@ def test_in_cluster_settings_come_from_the_environment(
     assert tokenreview.KubeApi.in_cluster(tmp_path) == tokenreview.KubeApi(
         "https://10.0.0.1:6443", tmp_path / "token", tmp_path / "ca.crt"
     )
+
+
+def test_the_scope_is_checked_against_the_key_a_row_is_stored_under(
+    truncating_engine: sa.Engine, registered: dict[str, int], tmp_path: Path
+) -> None:
+    """A bare name is in the default namespace and whitespace is trimmed, as validation does."""
+    path = tmp_path / "creds.yaml"
+    path.write_text(
+        "tokens:\n"
+        "  - {token: default-token, identity: d, experiments: ['default/*']}\n"
+        "  - {token: star-ranker, identity: s, experiments: ['ranker*'], arms: [challenger]}\n"
+    )
+    app = server.create_app(truncating_engine, authenticator=auth.TokenFile(path), clock=CLOCK)
+    bare = rows(2, experiment=" ranker ", arm="challenger")
+    with running(app) as base, httpx.Client(base_url=base) as client:
+        ok = client.post("/v1/batches", content=jsonl(*bare), headers=headers("default-token"))
+        sneaky = client.post(
+            "/v1/batches", content=jsonl(*bare), headers=headers("star-ranker", key="b-2")
+        )
+        odd_arm = client.post(
+            "/v1/batches",
+            content=jsonl(*rows(1, experiment="default/ranker", arm="blue")),
+            headers=headers("default-token", key="b-3"),
+        )
+    assert ok.status_code == 200 and ok.json()["loaded"] == 2
+    assert sneaky.status_code == 403
+    assert "s may not write experiment default/ranker" in sneaky.json()["error"]
+    assert odd_arm.status_code == 200 and odd_arm.json()["rejected"] == 1  # quarantined, not 403
