@@ -140,6 +140,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8710,
     max_bytes: Annotated[int, typer.Option(help="Largest accepted request body.")] = 32 << 20,
     max_rows: Annotated[int, typer.Option(help="Most rows in one batch.")] = 250_000,
+    max_inflight: Annotated[
+        int, typer.Option(help="Batches received and loaded at once; others wait.")
+    ] = 4,
     body_timeout: Annotated[
         float, typer.Option(help="Seconds to receive a whole body (else 408).")
     ] = 30.0,
@@ -180,7 +183,7 @@ def serve(
         authenticator = _authenticator(
             token, token_file, token_review, kube_api, kube_ca, kube_token_file, audience
         )
-        limits = server.Limits(max_bytes, max_rows, body_timeout)
+        limits = server.Limits(max_bytes, max_rows, body_timeout, max_inflight)
         where = listen.Listen(
             host, port, header_timeout, idle_timeout, 16 << 10, max_connections, tls_cert, tls_key
         )

@@ -20,6 +20,7 @@ uvicorn's and ``controller.ingest.listen``'s. Who may write what is ``controller
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +54,17 @@ MAX_BATCH_ID = 200
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may cost: body bytes, rows, and seconds to receive the body."""
+    """What requests may cost: body bytes, rows and seconds to receive the body, and how many
+    batches are received, parsed and loaded at once (the others wait before their body is read,
+    so memory stays about ``max_inflight`` × (``max_bytes`` + its parsed table))."""
 
     max_bytes: int = 32 << 20
     max_rows: int = 250_000
     body_timeout: float = 30.0
+    max_inflight: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_rows", "body_timeout"):
+        for name in ("max_bytes", "max_rows", "body_timeout", "max_inflight"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
 
@@ -128,8 +132,9 @@ def create_app(
     authn: auth.Authenticator = authenticator or auth.SharedToken(token or "")
     limits = limits or Limits()
     if max_bytes is not None:
-        limits = Limits(max_bytes, limits.max_rows, limits.body_timeout)
+        limits = dataclasses.replace(limits, max_bytes=max_bytes)
     counters = metrics or servermetrics.ServerMetrics()
+    inflight = anyio.CapacityLimiter(limits.max_inflight)
 
     def identify(header: str) -> auth.Identity:
         scheme, _, given = header.partition(" ")
@@ -162,7 +167,7 @@ def create_app(
             result = load.load_table(
                 engine, table, batch_key=batch_key, source=f"http:{identity.name}", clock=clock
             )
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
             raise Refused(503, "the database is unreachable; retry with the same batch id") from exc
         except ValueError as exc:  # the core's whole-batch refusals
             raise Refused(422, f"batch {batch_key} refused whole, nothing stored: {exc}") from exc
@@ -214,8 +219,9 @@ def create_app(
                     415,
                     f"content type {media or '(none)'!r} is not one of {', '.join(CONTENT_TYPES)}",
                 )
-            body = await receive(request)
-            answer = await anyio.to_thread.run_sync(ingest, body, fmt, batch_key, identity)
+            async with inflight:
+                body = await receive(request)
+                answer = await anyio.to_thread.run_sync(ingest, body, fmt, batch_key, identity)
         except Refused as refused:
             counters.count_answer(refused.status)
             # an unread or half-read body: the connection cannot be reused

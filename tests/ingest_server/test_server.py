@@ -277,3 +277,49 @@ def test_listen_options_are_checked(tmp_path: Path) -> None:
         listen.Listen(header_timeout=0)
     with pytest.raises(ValueError, match="max_rows: must be positive"):
         server.Limits(max_rows=0)
+
+
+def test_batches_beyond_max_inflight_wait_their_turn(
+    truncating_engine: sa.Engine, registered: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With max_inflight=1 a second batch is not read or parsed while the first one is."""
+    release = threading.Event()
+    active, most = [0], [0]
+    lock = threading.Lock()
+    real = readers.read_bytes
+
+    def watched_read(data: bytes, fmt: str) -> Any:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        release.wait(timeout=20)
+        try:
+            return real(data, fmt)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(readers, "read_bytes", watched_read)
+    app = server.create_app(
+        truncating_engine, token="s3cret", limits=server.Limits(max_inflight=1), clock=CLOCK
+    )
+    answers: list[int] = []
+
+    def post(key: str) -> None:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            body = jsonl(*rows(3))
+            answers.append(
+                client.post("/v1/batches", content=body, headers=headers(key=key)).status_code
+            )
+
+    with running(app) as base:
+        posters = [threading.Thread(target=post, args=(f"b-{i}",)) for i in range(3)]
+        for poster in posters:
+            poster.start()
+        time.sleep(1.0)  # room for a second parse to start, were the limit not kept
+        release.set()
+        for poster in posters:
+            poster.join(timeout=60)
+    assert answers == [200, 200, 200]
+    assert most == [1]
+    assert count(truncating_engine) == 9
