@@ -197,6 +197,7 @@ def create_app(
         return bytes(body)
 
     async def batches(request: Request) -> Response:
+        body: bytes | None = None
         try:
             identity = await anyio.to_thread.run_sync(
                 identify, request.headers.get("authorization", "")
@@ -224,8 +225,8 @@ def create_app(
                 answer = await anyio.to_thread.run_sync(ingest, body, fmt, batch_key, identity)
         except Refused as refused:
             counters.count_answer(refused.status)
-            # an unread or half-read body: the connection cannot be reused
-            close = {"connection": "close"} if refused.status in (408, 413) else None
+            # an unread or half-read body: the connection is not reused
+            close = {"connection": "close"} if body is None else None
             return _error(refused.status, refused.message, close)
         counters.count_answer(200)
         return JSONResponse(answer)

@@ -121,6 +121,7 @@ def test_unknown_tokens_are_401(url: str) -> None:
             )
             assert answer.status_code == 401, given
             assert answer.json() == {"error": "missing or wrong bearer token"}
+            assert answer.headers["connection"] == "close"  # its body was never read
 
 
 def test_the_file_is_re_read_when_it_changes_and_a_bad_version_is_ignored(
