@@ -31,6 +31,7 @@ import kubernetes.client
 from typing_extensions import override
 
 from canaryctl_demo.kube import store as store_
+from canaryctl_demo.kube import tokens as tokens_
 
 Kind = store_.Kind
 
@@ -38,6 +39,7 @@ BUILTIN_KINDS = (
     Kind("", "v1", "namespaces", "Namespace", namespaced=False),
     Kind("", "v1", "services", "Service"),
     Kind("", "v1", "configmaps", "ConfigMap", status_subresource=False),
+    Kind("", "v1", "serviceaccounts", "ServiceAccount", status_subresource=False),
     Kind("", "v1", "events", "Event", status_subresource=False),
     Kind("events.k8s.io", "v1", "events", "Event", status_subresource=False),
     Kind("apps", "v1", "deployments", "Deployment"),
@@ -57,6 +59,8 @@ BUILTIN_KINDS = (
 
 
 _NAMESPACES = re.compile(r"/api/v1/namespaces(?:/([^/]+)(?:/(status|finalize))?)?/?")
+_TOKEN_REQUEST = re.compile(r"/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token")
+_TOKEN_REVIEW = "/apis/authentication.k8s.io/v1/tokenreviews"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +90,8 @@ class Emulator(kmock.KubernetesScaffold):
     # Called in the server's thread before a request is served (``status`` is 0 then), e.g. to
     # play a concurrent writer through ``store``.
     hooks: list[Hook] = attrs.field(factory=list)
+    # ServiceAccount tokens issued by TokenRequest (or ``tokens.issue``) and checked by TokenReview.
+    tokens: tokens_.Tokens = attrs.field(factory=tokens_.Tokens)
     _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -141,6 +147,10 @@ class Emulator(kmock.KubernetesScaffold):
 
     @override
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.method == "POST" and (
+            raw_request.path == _TOKEN_REVIEW or _TOKEN_REQUEST.fullmatch(raw_request.path)
+        ):
+            return await self._serve_tokens(raw_request)
         # kmock's URL parser reads "/api/v1/namespaces[/name]" as a namespace and fails; route
         # Namespace objects to the store here, before it parses.
         match = _NAMESPACES.fullmatch(raw_request.path)
@@ -160,6 +170,35 @@ class Emulator(kmock.KubernetesScaffold):
             raw_request=raw_request,
         )
         return await self._handle(request)
+
+    async def _serve_tokens(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """TokenRequest (a ServiceAccount's ``token`` subresource) and TokenReview, as created."""
+        body = await raw.read()
+        data = json.loads(body) if body else None
+        entry = LoggedRequest(raw.method, raw.path, dict(raw.query), data, 0)
+        for hook in list(self.hooks):
+            hook(entry)
+        accounts = self.kind("", "v1", "serviceaccounts")
+        match = _TOKEN_REQUEST.fullmatch(raw.path)
+        try:
+            if match is not None:
+                account = self.store.get(accounts, match.group(1), match.group(2))
+                uid = account["metadata"]["uid"]
+                code, answer = 201, self.tokens.token_request(*match.groups(), uid, data)
+            else:
+                code, answer = 201, self.tokens.review(data, self._account_exists)
+        except store_.ApiError as exc:
+            code, answer = exc.code, exc.status()
+        self.log.append(dataclasses.replace(entry, status=code))
+        return aiohttp.web.json_response(answer, status=code)
+
+    def _account_exists(self, issued: tokens_.Issued) -> bool:
+        accounts = self.kind("", "v1", "serviceaccounts")
+        try:
+            account = self.store.get(accounts, issued.namespace, issued.name)
+        except store_.ApiError:
+            return False
+        return bool(account["metadata"].get("uid") == issued.uid)
 
     @override
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:

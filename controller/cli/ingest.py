@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from controller.cli.common import EXIT_USAGE, DatabaseUrl, emit_json, fail, require_url
 
 if TYPE_CHECKING:
-    from controller.ingest import load
+    from controller.ingest import auth, load
 
 app = typer.Typer(
     help="Load request outcomes: `canaryctl ingest load FILE` or `canaryctl ingest serve`.",
@@ -98,35 +98,144 @@ def load_file(
 @app.command("serve")
 def serve(
     token: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="CANARYCTL_INGEST_TOKEN",
-            help="Bearer token clients must send.",
+            help="One shared bearer token that may write every experiment "
+            "(scoped credentials are recommended: --token-file, --token-review).",
             show_envvar=True,
         ),
-    ],
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML file of tokens and service accounts, each scoped to experiments "
+            "(and arms); re-read when it changes. See docs/ingest.md, Credentials."
+        ),
+    ] = None,
+    token_review: Annotated[
+        bool,
+        typer.Option(
+            "--token-review",
+            help="Accept Kubernetes ServiceAccount tokens, checked by a TokenReview; "
+            "their scope is the token file's serviceAccounts.",
+        ),
+    ] = False,
+    kube_api: Annotated[
+        str | None,
+        typer.Option(help="API server for --token-review (default: in-cluster)."),
+    ] = None,
+    kube_ca: Annotated[
+        Path | None, typer.Option(help="CA bundle of --kube-api (default: system CAs).")
+    ] = None,
+    kube_token_file: Annotated[
+        Path | None,
+        typer.Option(help="This server's own bearer token file for --kube-api."),
+    ] = None,
+    audience: Annotated[
+        list[str] | None,
+        typer.Option(help="Audience a ServiceAccount token must carry (repeatable)."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8710,
     max_bytes: Annotated[int, typer.Option(help="Largest accepted request body.")] = 32 << 20,
+    max_rows: Annotated[int, typer.Option(help="Most rows in one batch.")] = 250_000,
+    max_inflight: Annotated[
+        int, typer.Option(help="Batches received and loaded at once; others wait.")
+    ] = 4,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds to receive a whole body (else 408).")
+    ] = 30.0,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds to receive a request's headers (else 408).")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds a kept-alive connection may stay idle.")
+    ] = 5.0,
+    max_connections: Annotated[
+        int, typer.Option(help="Concurrent connections and requests before 503.")
+    ] = 1_000,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="TLS certificate file (PEM); with --tls-key.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key file (PEM).")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Serve the HTTP ingest endpoint (POST /v1/batches) for services in any language."""
+    """Serve the HTTP ingest endpoint (POST /v1/batches) for services in any language.
+
+    Also /healthz (the process is up), /readyz (the database answers) and /metrics.
+    """
     try:
         import uvicorn
 
-        from controller.ingest import server
+        from controller.ingest import listen, server
     except ModuleNotFoundError as missing:
         fail(
             f"canaryctl ingest serve needs the serve extra ({missing.name} is not installed): "
             "pip install 'canaryctl[serve]'",
             EXIT_USAGE,
         )
+    from controller.ingest import auth
     from controller.storage import db
 
     url = require_url(database_url)
-    if not token:
-        fail("--token: an empty token would let anyone write; set CANARYCTL_INGEST_TOKEN")
+    try:
+        authenticator = _authenticator(
+            token, token_file, token_review, kube_api, kube_ca, kube_token_file, audience
+        )
+        limits = server.Limits(max_bytes, max_rows, body_timeout, max_inflight)
+        where = listen.Listen(
+            host, port, header_timeout, idle_timeout, 16 << 10, max_connections, tls_cert, tls_key
+        )
+    except ValueError as exc:  # auth.CredentialsError included
+        fail(str(exc), EXIT_USAGE)
     engine = db.make_engine(url)
-    api = server.create_app(engine, token=token, max_bytes=max_bytes)
-    config: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
-    uvicorn.run(api, **config)
+    api = server.create_app(engine, authenticator=authenticator, limits=limits)
+    if isinstance(authenticator, auth.SharedToken):
+        typer.echo(
+            "warning: --token lets its holder write every experiment; "
+            "prefer --token-file or --token-review (docs/ingest.md, Credentials)",
+            err=True,
+        )
+    uvicorn.Server(listen.config(api, where)).run()
+
+
+def _authenticator(
+    token: str | None,
+    token_file: Path | None,
+    token_review: bool,
+    kube_api: str | None,
+    kube_ca: Path | None,
+    kube_token_file: Path | None,
+    audience: list[str] | None,
+) -> auth.Authenticator:
+    """The authenticator the options ask for; a ValueError names a bad combination."""
+    from controller.ingest import auth, tokenreview
+
+    if token is not None and (token_file is not None or token_review):
+        raise ValueError("--token is one shared secret: use it alone, or use --token-file")
+    if token is not None:
+        if not token:
+            raise ValueError(
+                "--token: an empty token would let anyone write; set CANARYCTL_INGEST_TOKEN"
+            )
+        return auth.SharedToken(token)
+    if token_file is None:
+        raise ValueError(
+            "give --token-file (scoped credentials), --token-review with --token-file, or --token"
+        )
+    scoped = auth.TokenFile(token_file)
+    if not token_review:
+        if kube_api or kube_ca or kube_token_file or audience:
+            raise ValueError(
+                "--kube-api, --kube-ca, --kube-token-file and --audience need --token-review"
+            )
+        return scoped
+    if kube_api is None:
+        if kube_ca or kube_token_file:
+            raise ValueError("--kube-ca and --kube-token-file go with --kube-api")
+        api = tokenreview.KubeApi.in_cluster()
+    else:
+        api = tokenreview.KubeApi(kube_api, kube_token_file, kube_ca)
+    reviewer = tokenreview.TokenReviewer(api, scoped, audiences=tuple(audience or ()))
+    return auth.AnyOf(scoped, reviewer)
