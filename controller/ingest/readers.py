@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from controller.ingest import validate
+
 FORMATS = ("csv", "jsonl", "parquet")
 
 
@@ -100,16 +102,35 @@ def _read_jsonl(data: bytes) -> pa.Table:
         raise ReadError("the JSON lines input has no rows")
     names = list(dict.fromkeys(k for row in rows for k in row))
     columns = {}
+    problems: list[str | None] = [None] * len(rows)
     for name in names:
         values = [row.get(name) for row in rows]
         kinds = {type(v) for v in values if v is not None}
         if kinds == {bool}:
             columns[name] = pa.array(values, type=pa.bool_())
-        else:
-            columns[name] = pa.array(
-                [str(v).lower() if isinstance(v, bool) else v for v in values], type=pa.string()
-            )
+            continue
+        values = [str(v).lower() if isinstance(v, bool) else v for v in values]
+        try:
+            columns[name] = pa.array(values, type=pa.string())
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): the row is quarantined
+            columns[name] = pa.array(_cleaned(values, name, problems), type=pa.string())
+    columns = {validate.without_surrogates(k): v for k, v in columns.items()}
+    if any(p is not None for p in problems):
+        columns[validate.PROBLEM_COLUMN] = pa.array(problems, type=pa.string())
     return pa.table(columns)
+
+
+def _cleaned(values: list[object], name: str, problems: list[str | None]) -> list[object]:
+    """``values`` with lone surrogates replaced; each such row gets its problem noted."""
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, str):
+            clean = validate.without_surrogates(v)
+            if clean != v and problems[i] is None:
+                problems[i] = f"{validate.show(name)} is not valid Unicode (a lone surrogate)"
+            v = clean
+        out.append(v)
+    return out
 
 
 def _scalar(value: object) -> object:
