@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -45,7 +44,9 @@ def _count(conn: sa.Connection, sql: str) -> int:
     return int(conn.execute(sa.text(sql)).scalar_one())
 
 
-def _load(conn: sa.Connection, table: pa.Table, clock: SimulatedClock, key: str = "b") -> load.IngestResult:
+def _load(
+    conn: sa.Connection, table: pa.Table, clock: SimulatedClock, key: str = "b"
+) -> load.IngestResult:
     return load.load(conn, table, batch_key=key, source="test", clock=clock)
 
 
@@ -87,11 +88,11 @@ def test_d6_parquet_timestamps_in_any_unit(
     table = pa.table(
         {
             **{k: pa.array([v, v, v]) for k, v in row().items() if k != "ts"},
-            "ts": pa.array(
-                [ticks, -86_400 * per_second, None], type=pa.timestamp(unit, tz="UTC")
-            ),
+            "ts": pa.array([ticks, -86_400 * per_second, None], type=pa.timestamp(unit, tz="UTC")),
         }
     )
+    import pyarrow.parquet as pq
+
     buf = io.BytesIO()
     pq.write_table(table, buf)
     result = _load(conn, readers.read_bytes(buf.getvalue(), "parquet"), clock)
@@ -252,7 +253,7 @@ def test_d8_a_poisoned_row_is_quarantined_and_the_999_good_rows_load(
         {**row(ts=T0 + timedelta(seconds=i)), "revenue": 0.25, "error": False, "unit_id": f"u{i}"}
         for i in range(999)
     ]
-    rows = good[:500] + [{**good[0], **poison}] + good[500:]
+    rows = [*good[:500], {**good[0], **poison}, *good[500:]]
     sink = _Collect(writer.DatabaseSink(truncating_engine, SimulatedClock(NOW)))
     with writer.BatchWriter(sink, max_rows=10_000, max_delay=60) as w:
         w.write_many(rows)
@@ -279,7 +280,9 @@ def test_d9_absurd_revenue_is_rejected_and_the_rollups_stay_finite(
     sums = conn.execute(
         sa.text("SELECT revenue_sum, revenue_sum_sq, log_latency_sum_sq FROM rollups_minute")
     ).all()
-    assert [tuple(float(v) for v in s) for s in sums] == [(2.5, 6.25, pytest.approx(math.log(31.5) ** 2))]
+    assert [tuple(float(v) for v in s) for s in sums] == [
+        (2.5, 6.25, pytest.approx(math.log(31.5) ** 2))
+    ]
     nonfinite = "SELECT count(*) FROM rollups_minute WHERE revenue_sum_sq = 'Infinity'::numeric"
     assert _count(conn, nonfinite) == 0
 
@@ -292,7 +295,7 @@ def test_d10_epoch_seconds_in_text_formats(
     conn: sa.Connection, exp_id: int, clock: SimulatedClock, fmt: str
 ) -> None:
     when = T0 + timedelta(minutes=7, seconds=3)
-    epochs = [str(int(when.timestamp())), f"{when.timestamp():.3f}", f" {when.timestamp():e} "]
+    epochs = [str(int(when.timestamp())), f"{when.timestamp():.3f}", f" {when.timestamp():.9e} "]
     if fmt == "csv":
         body = "\n".join([HEADER] + [f"default/ranker,champion,{e},0.5,31.5,false" for e in epochs])
         table = readers.read_bytes(body.encode(), "csv")
@@ -341,7 +344,12 @@ def test_d12_a_failed_batch_leaves_no_partition(truncating_engine: sa.Engine) ->
 
     with pytest.raises(RuntimeError, match="injected"):
         load.load_table(
-            truncating_engine, table, batch_key="k", source="t", clock=SimulatedClock(NOW), fault=crash
+            truncating_engine,
+            table,
+            batch_key="k",
+            source="t",
+            clock=SimulatedClock(NOW),
+            fault=crash,
         )
     with truncating_engine.connect() as conn:
         assert partitions.existing_partitions(conn) == {}
@@ -358,7 +366,9 @@ def test_a_known_id_with_a_different_body_is_a_conflict_naming_it(
     assert _load(conn, first, clock, key="b-7").loaded == 2
     assert _load(conn, first, clock, key="b-7").duplicate
     other = rows_table([row(), row(revenue="9.5")])
-    with pytest.raises(load.BatchConflict, match="batch id 'b-7' was already used for a different body"):
+    with pytest.raises(
+        load.BatchConflict, match="batch id 'b-7' was already used for a different body"
+    ):
         _load(conn, other, clock, key="b-7")
     assert _count(conn, "SELECT count(*) FROM observations") == 2
     assert conn.execute(sa.text("SELECT content_hash FROM ingest_batches")).scalar_one() == (
