@@ -20,8 +20,13 @@ from controller.ingest import validate
 FORMATS = ("csv", "jsonl", "parquet")
 
 
-class ReadError(ValueError):
-    """The input cannot be parsed as the named format."""
+class ReadError(validate.BatchRefused):
+    """The input cannot be parsed as the named format (the batch is refused whole)."""
+
+
+def _first_line(exc: Exception) -> str:
+    """An Arrow error's message as one line (they may list a whole schema)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def detect_format(path: Path) -> str:
@@ -48,9 +53,9 @@ def read_bytes(data: bytes, fmt: str) -> pa.Table:
         return _read_jsonl(data)
     if fmt == "parquet":
         try:
-            return pq.read_table(io.BytesIO(data))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ReadError(f"not a readable Parquet file: {exc}") from exc
+            return pq.ParquetFile(io.BytesIO(data)).read()
+        except (pa.ArrowException, OSError) as exc:
+            raise ReadError(f"not a readable Parquet file: {_first_line(exc)}") from exc
     raise ReadError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
 
 
@@ -61,9 +66,9 @@ def read_file(path: Path, fmt: str | None = None) -> pa.Table:
     fmt = fmt or detect_format(path)
     if fmt == "parquet":
         try:
-            return pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
+            return pq.ParquetFile(path).read()
+        except (pa.ArrowException, OSError) as exc:
+            raise ReadError(f"{path}: not a readable Parquet file: {_first_line(exc)}") from exc
     return read_bytes(path.read_bytes(), fmt)
 
 
@@ -83,7 +88,7 @@ def _read_csv(data: bytes) -> pa.Table:
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise ReadError(f"not a readable CSV file: {exc}") from exc
+        raise ReadError(f"not a readable CSV file: {_first_line(exc)}") from exc
 
 
 def _read_jsonl(data: bytes) -> pa.Table:
