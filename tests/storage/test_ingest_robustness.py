@@ -390,3 +390,35 @@ def test_columns_of_an_unusable_type_refuse_the_batch(
     table = rows_table([row()]).set_column(1, "arm", pa.array([[1, 2]]))
     with pytest.raises(validate.BatchRefused, match="column 'arm'"):
         _load(conn, table, clock)
+
+
+def test_dates_and_timestamps_beyond_year_9999_as_arrow_types(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock
+) -> None:
+    base = {k: pa.array([v, v]) for k, v in row().items() if k != "ts"}
+    dates = pa.table({**base, "ts": pa.array([T0.date(), None], type=pa.date32())})
+    result = _load(conn, dates, clock, key="dates")
+    assert (result.loaded, result.rejected) == (1, 1)
+    far = pa.table({**base, "ts": pa.array([400_000_000_000, -1], type=pa.timestamp("s"))})
+    result = _load(conn, far, clock, key="far")
+    assert [r for _, r in _reasons(result)] == [
+        "ts is out of range (epoch seconds up to year 9999)",
+        "ts is before 1970-01-01T00:00:00Z (the earliest accepted)",
+    ]
+    stored = conn.execute(
+        sa.text(
+            "SELECT r.raw->>'ts' FROM ingest_rejects r JOIN ingest_batches b ON b.id = r.batch_id "
+            "WHERE b.batch_key = 'far' ORDER BY r.row_number"
+        )
+    ).scalars()
+    assert list(stored) == ["14645-06-30 15:06:40", "1969-12-31 23:59:59"]
+
+
+def test_non_finite_numbers_of_a_rejected_row_are_stored_as_text(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock
+) -> None:
+    base = {k: pa.array([v]) for k, v in row().items() if k not in ("revenue", "latency_ms")}
+    table = pa.table({**base, "revenue": [math.nan], "latency_ms": [math.inf]})
+    assert _reasons(_load(conn, table, clock)) == [(1, "revenue is NaN")]
+    raw = conn.execute(sa.text("SELECT raw FROM ingest_rejects")).scalar_one()
+    assert (raw["revenue"], raw["latency_ms"]) == ("nan", "inf")
