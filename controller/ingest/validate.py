@@ -115,7 +115,7 @@ def _text(col: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
     try:
         return pc.cast(col, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        raise BatchRefused(f"column {name!r} has type {col.type}, which has no text form") from exc
+        raise BatchError(f"column {name!r} has type {col.type}, which has no text form") from exc
 
 
 def _strings(col: pa.ChunkedArray | pa.Array, name: str) -> npt.NDArray[np.object_]:
@@ -178,13 +178,18 @@ def _floats(
 
 def _flag(reasons: npt.NDArray[np.object_], mask: npt.NDArray[np.bool_], reason: str) -> None:
     """Give ``reason`` to rows in ``mask`` that have no reason yet."""
+    if not mask.any():
+        return
     target = mask & (reasons == None)  # noqa: E711 - elementwise comparison on an object array
     reasons[target] = reason
 
 
 def _flag_each(reasons: npt.NDArray[np.object_], row_reasons: npt.NDArray[np.object_]) -> None:
     """Give each row its own reason from ``row_reasons`` (None: no reason) unless it has one."""
-    target = (row_reasons != None) & (reasons == None)  # noqa: E711
+    given = row_reasons != None  # noqa: E711
+    if not given.any():
+        return
+    target = given & (reasons == None)  # noqa: E711
     reasons[target] = row_reasons[target]
 
 
@@ -424,8 +429,8 @@ def prepare(
     error = _errors(table["error"], reasons)
     unit_id = _unit_ids(table["unit_id"], reasons) if "unit_id" in names else None
 
-    good = np.flatnonzero(reasons == None)  # noqa: E711
-    bad = np.flatnonzero(reasons != None)  # noqa: E711
+    fine = reasons == None  # noqa: E711
+    good, bad = np.flatnonzero(fine), np.flatnonzero(~fine)
     return Prepared(
         received=n,
         rows=good,
