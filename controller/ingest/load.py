@@ -146,17 +146,20 @@ def load(
     clock: Clock = SYSTEM_CLOCK,
     future_tolerance: timedelta = timedelta(minutes=5),
     fault: FaultHook | None = None,
+    digest: str | None = None,
 ) -> IngestResult:
     """Validate and load one batch in the caller's transaction (which it never commits).
 
     Raises ``validate.BatchRefused`` for a batch unusable as a whole and ``BatchConflict``
-    for a known id with another body; either way nothing is written. The missing partitions
+    for a known id with another body; either way nothing is written. ``digest`` identifies
+    the body (default: ``content_hash(table)``); a caller that hashed the delivered bytes
+    may pass that instead. The missing partitions
     are created in the same transaction, so they lock ``observations`` until the caller
     commits: keep the transaction short.
     """
     _check_batch_key(batch_key)
     now = clock.now()
-    digest = content_hash(table)
+    digest = digest or content_hash(table)
     done = _stored_result(conn, batch_key, digest)
     if done is not None:
         return done
@@ -175,6 +178,7 @@ def load_table(
     clock: Clock = SYSTEM_CLOCK,
     future_tolerance: timedelta = timedelta(minutes=5),
     fault: FaultHook | None = None,
+    digest: str | None = None,
 ) -> IngestResult:
     """Validate and load one batch in a transaction of its own (see the module docstring).
 
@@ -185,7 +189,7 @@ def load_table(
     """
     _check_batch_key(batch_key)
     now = clock.now()
-    digest = content_hash(table)
+    digest = digest or content_hash(table)
     with engine.connect() as conn:
         done = _stored_result(conn, batch_key, digest)
         if done is not None:

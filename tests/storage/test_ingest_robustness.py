@@ -376,6 +376,17 @@ def test_a_known_id_with_a_different_body_is_a_conflict_naming_it(
     )
 
 
+def test_a_caller_may_identify_the_body_by_its_own_digest(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock
+) -> None:
+    table = rows_table([row()])
+    first = load.load(conn, table, batch_key="k", source="t", clock=clock, digest="sha256:aa")
+    again = load.load(conn, table, batch_key="k", source="t", clock=clock, digest="sha256:aa")
+    assert (first.duplicate, again.duplicate) == (False, True)
+    with pytest.raises(load.BatchConflict, match="'k'"):
+        load.load(conn, table, batch_key="k", source="t", clock=clock, digest="sha256:bb")
+
+
 def test_a_batch_stored_before_hashes_existed_is_still_a_duplicate(
     conn: sa.Connection, exp_id: int, clock: SimulatedClock
 ) -> None:
