@@ -73,13 +73,27 @@ def read_file(path: Path, fmt: str | None = None) -> pa.Table:
 
 
 def _read_csv(data: bytes) -> pa.Table:
+    """CSV as text columns; a row with another number of fields than the header is kept as
+    an empty row at the end of the table, with its problem (line number, fields, text)."""
     if not data.strip():
         raise ReadError("the CSV input is empty (a header line is required)")
     header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
     types = {name.strip(): pa.string() for name in header}
-    try:
+    ragged: list[str] = []
+
+    def keep(row: pacsv.InvalidRow) -> str:
+        where = f"line {row.number}" if row.number is not None else "a line"
+        ragged.append(
+            f"{where} has {row.actual_columns} field(s) where the header has "
+            f"{row.expected_columns}: {validate.show(row.text, 60)}"
+        )
+        return "skip"
+
+    def read(threads: bool) -> pa.Table:
         return pacsv.read_csv(
             io.BytesIO(data),
+            read_options=pacsv.ReadOptions(use_threads=threads),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep),
             convert_options=pacsv.ConvertOptions(
                 column_types=types,
                 null_values=[""],
@@ -87,8 +101,22 @@ def _read_csv(data: bytes) -> pa.Table:
                 quoted_strings_can_be_null=False,
             ),
         )
+
+    try:
+        table = read(True)
+        if ragged:  # read again in one thread, which knows the line numbers
+            ragged.clear()
+            table = read(False)
     except pa.ArrowInvalid as exc:
         raise ReadError(f"not a readable CSV file: {_first_line(exc)}") from exc
+    if not ragged:
+        return table
+    empty = pa.Table.from_arrays(
+        [pa.nulls(len(ragged), f.type) for f in table.schema], schema=table.schema
+    )
+    problems = [None] * table.num_rows + ragged
+    table = pa.concat_tables([table, empty])
+    return table.append_column(validate.PROBLEM_COLUMN, pa.array(problems, type=pa.string()))
 
 
 def _read_jsonl(data: bytes) -> pa.Table:

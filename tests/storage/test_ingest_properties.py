@@ -74,7 +74,8 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
 
 @st.composite
 def batches(draw: st.DrawFn) -> tuple[str, list[str], list[list[Any]]]:
-    """A format, column names (perhaps one missing or duplicated) and rows of values."""
+    """A format, column names (perhaps one missing or duplicated) and rows of values (in CSV
+    some perhaps with a field too few or too many)."""
     fmt = draw(st.sampled_from(["csv", "jsonl", "parquet"]))
     names = [c for c in COLUMNS if c in validate.REQUIRED or draw(st.booleans())]
     change = draw(st.sampled_from(["none"] * 8 + ["drop", "duplicate"]))
@@ -97,7 +98,10 @@ def batches(draw: st.DrawFn) -> tuple[str, list[str], list[list[Any]]]:
             "note": "",
         }
         wild = draw(st.sets(st.sampled_from(COLUMNS), max_size=3))
-        rows.append([draw(VALUES[c]) if c in wild else plausible[c] for c in names])
+        values = [draw(VALUES[c]) if c in wild else plausible[c] for c in names]
+        if fmt == "csv" and draw(st.integers(0, 19)) == 0:  # a ragged row: a field short or extra
+            values = values[:-1] if draw(st.booleans()) else [*values, "extra"]
+        rows.append(values)
     return fmt, names, rows
 
 
@@ -114,7 +118,7 @@ def _body(fmt: str, names: list[str], rows: list[list[Any]]) -> bytes:
         return "\n".join(json.dumps(dict(zip(names, r, strict=True))) for r in rows).encode()
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\r\n")  # so a value with \r is quoted
         writer.writerow(names)
         writer.writerows([[_text_of(v) for v in r] for r in rows])
         return out.getvalue().encode("utf-8", "surrogatepass")

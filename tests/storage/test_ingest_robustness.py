@@ -433,3 +433,15 @@ def test_non_finite_numbers_of_a_rejected_row_are_stored_as_text(
     assert _reasons(_load(conn, table, clock)) == [(1, "revenue is NaN")]
     raw = conn.execute(sa.text("SELECT raw FROM ingest_rejects")).scalar_one()
     assert (raw["revenue"], raw["latency_ms"]) == ("nan", "inf")
+
+
+def test_a_csv_row_with_another_number_of_fields_is_quarantined(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock
+) -> None:
+    body = f"{HEADER}\n{GOOD_CSV}\n{GOOD_CSV},extra\ndefault/ranker,champion\n{GOOD_CSV}\n"
+    result = _load(conn, readers.read_bytes(body.encode(), "csv"), clock)
+    assert (result.received, result.loaded, result.rejected) == (4, 2, 2)
+    assert [r for _, r in _reasons(result)] == [
+        f"line 3 has 7 field(s) where the header has 6: {(GOOD_CSV + ',extra')[:60]!r}…",
+        "line 4 has 2 field(s) where the header has 6: default/ranker,champion",
+    ]
