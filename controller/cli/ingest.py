@@ -17,6 +17,8 @@ from controller.cli.common import EXIT_USAGE, DatabaseUrl, emit_json, fail, requ
 if TYPE_CHECKING:
     from controller.ingest import auth, load
 
+EXIT_REFUSED = 3  # the batch was refused whole: nothing stored
+
 app = typer.Typer(
     help="Load request outcomes: `canaryctl ingest load FILE` or `canaryctl ingest serve`.",
     no_args_is_help=True,
@@ -59,7 +61,9 @@ def load_file(
 
     `canaryctl ingest load outcomes.csv`
 
-    Exit codes: 0 loaded (or already loaded), 1 a row was rejected or other errors.
+    Exit codes: 0 loaded (or already loaded), 1 a row was rejected (the others loaded) or
+    other errors, 3 the batch was refused whole and nothing was stored (unreadable, a
+    missing or duplicated column, or its --batch-id already used for another body).
     """
     import sqlalchemy as sa
 
@@ -68,15 +72,21 @@ def load_file(
 
     url = require_url(database_url)
     try:
-        table = readers.read_file(path, fmt)
+        if not path.exists():
+            raise readers.ReadError(f"{path}: no such file")
+        fmt = fmt or readers.detect_format(path)
     except readers.ReadError as exc:
         fail(str(exc))
+    try:
+        table = readers.read_file(path, fmt)
+    except readers.ReadError as exc:
+        fail(f"batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
     key = batch_id or "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     engine = db.make_engine(url)
     try:
         result = load.load_table(engine, table, batch_key=key, source=f"cli:{path.name}")
-    except validate.BatchError as exc:
-        fail(f"{path}: {exc}")
+    except (validate.BatchRefused, load.BatchConflict) as exc:
+        fail(f"{path}: batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
     except sa.exc.OperationalError as exc:
         fail(f"cannot reach the database: {exc.orig}")
     finally:

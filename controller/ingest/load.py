@@ -2,18 +2,22 @@
 
 All ingest paths end here. A batch is loaded in one transaction: ``load`` runs in the
 caller's (tests, or a caller with more to write atomically), ``load_table`` in one of its
-own (the CLI, the HTTP endpoint, the writer, the simulator). Its key is recorded (a second
-delivery of the same key is answered from that record and loads nothing), good rows are
-copied with binary COPY, the minute and hour rollups and latency histograms are upserted
-from the same numpy arrays (``aggregate``), and rejected rows are stored with their
-reasons. A failure anywhere before commit leaves no trace of the batch.
+own (the CLI, the HTTP endpoint, the writer, the simulator). Its key is recorded with a hash
+of its content (a second delivery of the same key and content is answered from that record
+and loads nothing; the same key with other content is a ``BatchConflict``), the partitions it
+needs are created, good rows are copied with binary COPY, the minute and hour rollups and
+latency histograms are upserted from the same numpy arrays (``aggregate``), and rejected rows
+are stored with their reasons. All of it happens in the batch's one transaction, so a
+failure anywhere before commit leaves no trace of the batch, not even a partition.
 Policy: bad rows are quarantined (``ingest_rejects``) while good rows load, and
 ``loaded + rejected == received`` always holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from controller.clock import SYSTEM_CLOCK, Clock
@@ -31,6 +36,10 @@ from controller.storage import models, partitions
 FaultHook = Callable[[str], None]
 _MINUTE_US = 60_000_000
 _OBS_COLUMNS = "experiment_id, arm, ts, unit_id, revenue, latency_ms, error, late, batch_id"
+
+
+class BatchConflict(ValueError):
+    """A known batch id arrived with a different body; nothing of it is stored (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,34 @@ def _check_batch_key(batch_key: str) -> None:
         raise ValueError("batch_key: every batch needs a non-empty id")
 
 
+class _HashSink:
+    """A write-only file object that only feeds a SHA-256."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def content_hash(table: pa.Table) -> str:
+    """``sha256:…`` of the table's schema and rows (its Arrow IPC stream, hashed as written)."""
+    sink = _HashSink()
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as stream:
+        for batch in table.to_batches(max_chunksize=1 << 16):
+            stream.write_batch(batch)
+    return "sha256:" + sink.hash.hexdigest()
+
+
 def load(
     conn: sa.Connection,
     table: pa.Table,
@@ -109,20 +146,27 @@ def load(
     clock: Clock = SYSTEM_CLOCK,
     future_tolerance: timedelta = timedelta(minutes=5),
     fault: FaultHook | None = None,
+    digest: str | None = None,
 ) -> IngestResult:
     """Validate and load one batch in the caller's transaction (which it never commits).
 
-    The missing partitions are created in the same transaction, so they lock
-    ``observations`` until the caller commits: long-lived callers use ``load_table``.
+    Raises ``validate.BatchRefused`` for a batch unusable as a whole and ``BatchConflict``
+    for a known id with another body; either way nothing is written. ``digest`` identifies
+    the body (default: ``content_hash(table)``); a caller that hashed the delivered bytes
+    may pass that instead. The missing partitions
+    are created in the same transaction, so they lock ``observations`` until the caller
+    commits: keep the transaction short.
     """
     _check_batch_key(batch_key)
     now = clock.now()
-    done = _stored_result(conn, batch_key)
+    digest = digest or content_hash(table)
+    done = _stored_result(conn, batch_key, digest)
     if done is not None:
         return done
     batch = _prepare(conn, table, now, future_tolerance)
-    partitions.ensure_partitions(conn, batch.days)
-    return _write(conn, batch, batch_key=batch_key, source=source, now=now, fault=fault)
+    return _write(
+        conn, batch, batch_key=batch_key, digest=digest, source=source, now=now, fault=fault
+    )
 
 
 def load_table(
@@ -134,24 +178,27 @@ def load_table(
     clock: Clock = SYSTEM_CLOCK,
     future_tolerance: timedelta = timedelta(minutes=5),
     fault: FaultHook | None = None,
+    digest: str | None = None,
 ) -> IngestResult:
     """Validate and load one batch in a transaction of its own (see the module docstring).
 
-    The entry point of the CLI, the HTTP endpoint and the writer: missing partitions are
-    created in a short transaction before the batch's, so DDL never runs inside a load.
+    The entry point of the CLI, the HTTP endpoint and the writer. Validation runs before
+    the transaction; the partitions the batch needs are created inside it (a new day's
+    partition briefly locks ``observations`` until the batch commits). Concurrent
+    deliveries of one id: one loads, the others get its record as a duplicate.
     """
     _check_batch_key(batch_key)
     now = clock.now()
+    digest = digest or content_hash(table)
     with engine.connect() as conn:
-        done = _stored_result(conn, batch_key)
+        done = _stored_result(conn, batch_key, digest)
         if done is not None:
             return done
         batch = _prepare(conn, table, now, future_tolerance)
-    if batch.days:
-        with engine.begin() as conn:
-            partitions.ensure_partitions(conn, batch.days)
     with engine.begin() as conn:
-        return _write(conn, batch, batch_key=batch_key, source=source, now=now, fault=fault)
+        return _write(
+            conn, batch, batch_key=batch_key, digest=digest, source=source, now=now, fault=fault
+        )
 
 
 def _write(
@@ -159,21 +206,26 @@ def _write(
     batch: _Batch,
     *,
     batch_key: str,
+    digest: str,
     source: str,
     now: datetime,
     fault: FaultHook | None,
 ) -> IngestResult:
-    """Record the batch's key, copy its good rows, upsert the rollups, store its rejects."""
+    """Record the batch's key, create its partitions, copy its good rows, upsert the rollups,
+    store its rejects."""
     prep = batch.prep
     info = _lock_settings(conn, prep, batch.info) if prep.loaded else batch.info
     late = _late_mask(prep, info, now)
     batch_id = conn.execute(
         sa.text(
-            "INSERT INTO ingest_batches (batch_key, source, received, loaded, rejected, late, at) "
-            "VALUES (:k, :s, :r, :l, :j, :t, :at) ON CONFLICT (batch_key) DO NOTHING RETURNING id"
+            "INSERT INTO ingest_batches "
+            "(batch_key, source, received, loaded, rejected, late, at, content_hash) "
+            "VALUES (:k, :s, :r, :l, :j, :t, :at, :h) "
+            "ON CONFLICT (batch_key) DO NOTHING RETURNING id"
         ),
         {
             "k": batch_key,
+            "h": digest,
             "s": source,
             "r": prep.received,
             "l": prep.loaded,
@@ -183,9 +235,10 @@ def _write(
         },
     ).scalar()
     if batch_id is None:  # delivered concurrently and committed first: read its record
-        stored = _stored_result(conn, batch_key)
+        stored = _stored_result(conn, batch_key, digest)
         assert stored is not None
         return stored
+    partitions.ensure_partitions(conn, batch.days)
     raw = conn.connection.driver_connection
     if prep.loaded:
         _copy_observations(raw, prep, late, batch_id)
@@ -230,13 +283,22 @@ def _lock_settings(
     return out
 
 
-def _stored_result(conn: sa.Connection, batch_key: str) -> IngestResult | None:
+def _stored_result(conn: sa.Connection, batch_key: str, digest: str) -> IngestResult | None:
+    """The stored record of ``batch_key`` as a duplicate, if any; another body is a conflict."""
     row = conn.execute(
-        sa.text("SELECT received, loaded, rejected, late FROM ingest_batches WHERE batch_key = :k"),
+        sa.text(
+            "SELECT received, loaded, rejected, late, content_hash FROM ingest_batches "
+            "WHERE batch_key = :k"
+        ),
         {"k": batch_key},
     ).first()
     if row is None:
         return None
+    if row.content_hash is not None and row.content_hash != digest:
+        raise BatchConflict(
+            f"batch id {batch_key!r} was already used for a different body "
+            f"({row.received} rows); send new rows under a new id"
+        )
     return IngestResult(batch_key, row.received, row.loaded, row.rejected, row.late, True)
 
 
@@ -281,15 +343,50 @@ def _copy_observations(
             copy.write(view[start : start + (8 << 20)])
 
 
+def _storable(value: object) -> object:
+    """A value as JSONB can hold it: text cleaned of NUL and lone surrogates, non-finite
+    numbers as text, anything else JSON has no form for as its text."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return validate.clean_text(value)
+    if isinstance(value, dict):
+        return {validate.clean_text(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    return validate.clean_text(str(value))
+
+
+def _column_values(column: pa.ChunkedArray) -> list[object]:
+    """Python values of a column; a type without a Python form (a year out of range) as text."""
+    try:
+        return list(column.to_pylist())
+    except (ValueError, OverflowError, pa.ArrowException):
+        try:
+            return list(pc.cast(column, pa.string()).to_pylist())
+        except pa.ArrowException:
+            return [str(column.type)] * len(column)
+
+
 def _store_rejects(
     raw: Any, table: pa.Table, rejects: list[validate.Reject], batch_id: int
 ) -> None:
-    rows = table.take(pa.array([r.row - 1 for r in rejects])).to_pylist()
+    """Copy the rejected rows as JSON, with their reasons (both cleaned: see ``_storable``)."""
+    taken = table.take(pa.array([r.row - 1 for r in rejects], type=pa.int64()))
+    names = [n for n in taken.column_names if n != validate.PROBLEM_COLUMN]
+    columns = [_column_values(taken.column(i)) for i, n in enumerate(taken.column_names)
+               if n != validate.PROBLEM_COLUMN]  # fmt: skip
     with (
         raw.cursor() as cur,
         cur.copy("COPY ingest_rejects (batch_id, row_number, reason, raw) FROM STDIN") as copy,
     ):
-        for reject, row in zip(rejects, rows, strict=True):
+        for i, reject in enumerate(rejects):
+            row = {
+                validate.clean_text(n): _storable(col[i])
+                for n, col in zip(names, columns, strict=True)
+            }
             copy.write_row(
-                (batch_id, reject.row, reject.reason, json.dumps(row, default=str, allow_nan=True))
+                (batch_id, reject.row, validate.clean_text(reject.reason), json.dumps(row))
             )

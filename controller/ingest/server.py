@@ -169,6 +169,8 @@ def create_app(
             )
         except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
             raise Refused(503, "the database is unreachable; retry with the same batch id") from exc
+        except load.BatchConflict as exc:  # a known id with another body
+            raise Refused(409, str(exc)) from exc
         except ValueError as exc:  # the core's whole-batch refusals
             raise Refused(422, f"batch {batch_key} refused whole, nothing stored: {exc}") from exc
         try:

@@ -1,14 +1,19 @@
 """Validation of a delivered batch: an Arrow table in, typed numpy columns and rejects out.
 
 Every ingest path converts its input to an Arrow table and comes through ``prepare``; the
-loader trusts what this returns. Checks are vectorised; a bad row gets the first reason
-that applies, in the order of ``REASONS``. This module reads no database and no clock:
-the registry of experiments and ``now`` are passed in.
+loader trusts what this returns. Checks are vectorised (linear in the rows whatever the mix
+of bad values); a bad row gets the first reason that applies. No row can make ``prepare``
+raise: a row that cannot be stored exactly as given gets a reason, and only a batch that is
+unusable as a whole (a missing or duplicated column, a column of an unusable type) raises
+``BatchRefused``. The limits (``TS_MIN``, ``REVENUE_MAX``, ...) are documented in
+docs/ingest.md. This module reads no database and no clock: the registry of experiments
+and ``now`` are passed in.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +30,45 @@ ARMS = {"champion": 0, "challenger": 1}
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
+TS_MIN = datetime(1970, 1, 1, tzinfo=UTC)  # the earliest accepted event time
+_TS_MAX_US = 253_402_300_800_000_000  # 10000-01-01T00:00:00Z: epoch numbers beyond are out of range
+REVENUE_MAX = 1e12  # per row; keeps every sum of squares finite
+LATENCY_MAX_MS = 1e9  # per row (about 11.6 days)
+UNIT_ID_MAX = 1024  # characters
+# A column readers add when a row's text could not be represented (a lone surrogate): its
+# reason, or null. It is never stored with the row.
+PROBLEM_COLUMN = "__canaryctl_problem"
+_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
-class BatchError(ValueError):
+
+class BatchRefused(ValueError):
+    """The batch as a whole is unusable and was refused: nothing of it is stored.
+
+    The CLI prints it as one line (exit code 3); the HTTP endpoint answers 422.
+    """
+
+
+class BatchError(BatchRefused):
     """The batch as a whole is unusable (for example a required column is missing)."""
+
+
+def without_surrogates(value: str) -> str:
+    """``value`` with lone surrogates (not valid Unicode, so not UTF-8 encodable) as U+FFFD."""
+    return _SURROGATES.sub("\ufffd", value)
+
+
+def clean_text(value: str) -> str:
+    """``value`` with lone surrogates and NUL bytes replaced by U+FFFD (storable anywhere)."""
+    return without_surrogates(value).replace("\x00", "\ufffd")
+
+
+def show(value: object, limit: int = 100) -> str:
+    """A value for a reason: as it is if short and printable, else its (truncated) repr."""
+    text = str(value)
+    if text.isprintable() and len(text) <= limit:
+        return text
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -65,16 +106,36 @@ class Prepared:
         return len(self.rows)
 
 
-def _strings(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.object_]:
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        col = pc.cast(col, pa.string())
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
+def _text(col: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
+    """The column as one Arrow string array; a type that has no text form refuses the batch."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_string(col.type):
+        return col
+    try:
+        return pc.cast(col, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise BatchError(f"column {name!r} has type {col.type}, which has no text form") from exc
+
+
+def _strings(col: pa.ChunkedArray | pa.Array, name: str) -> npt.NDArray[np.object_]:
+    return np.asarray(_text(col, name).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _encode(
+    col: pa.ChunkedArray | pa.Array, name: str
+) -> tuple[list[str | None], npt.NDArray[np.int64]]:
+    """Distinct values of a text column and each row's index into them."""
+    encoded = pc.dictionary_encode(_text(col, name), null_encoding="encode")
+    return encoded.dictionary.to_pylist(), np.asarray(
+        encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64
+    )
 
 
 def _floats(
-    col: pa.ChunkedArray | pa.Array, name: str, reasons: npt.NDArray[np.object_]
+    col: pa.ChunkedArray | pa.Array, name: str, limit: float, reasons: npt.NDArray[np.object_]
 ) -> npt.NDArray[np.float64]:
-    """Numbers as float64; unparseable, missing, NaN, infinite or negative values get a reason."""
+    """Numbers as float64; unparseable, missing, non-finite, negative or absurd values get a reason."""
     if (
         pa.types.is_integer(col.type)
         or pa.types.is_floating(col.type)
@@ -85,7 +146,7 @@ def _floats(
         missing = np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
         unparseable = np.zeros(len(values), dtype=bool)
     else:
-        raw = _strings(col)
+        raw = _strings(col, name)
         missing = (
             np.array([v is None or str(v).strip() == "" for v in raw], dtype=bool)
             if len(raw)
@@ -103,7 +164,7 @@ def _floats(
             for i, v in enumerate(raw):
                 try:
                     values[i] = 0.0 if missing[i] else float(str(v).strip())
-                except ValueError:
+                except (ValueError, OverflowError):
                     values[i], unparseable[i] = math.nan, True
     _flag(reasons, missing, f"{name} is missing")
     _flag(reasons, unparseable, f"{name} is not a number")
@@ -111,13 +172,25 @@ def _floats(
     _flag(reasons, np.isinf(values), f"{name} is infinite")
     with np.errstate(invalid="ignore"):
         _flag(reasons, values < 0, f"{name} is negative")
-    return values
+        _flag(reasons, values > limit, f"{name} is above {limit:g}")
+    return np.where(np.isfinite(values), values, 0.0)
 
 
 def _flag(reasons: npt.NDArray[np.object_], mask: npt.NDArray[np.bool_], reason: str) -> None:
     """Give ``reason`` to rows in ``mask`` that have no reason yet."""
+    if not mask.any():
+        return
     target = mask & (reasons == None)  # noqa: E711 - elementwise comparison on an object array
     reasons[target] = reason
+
+
+def _flag_each(reasons: npt.NDArray[np.object_], row_reasons: npt.NDArray[np.object_]) -> None:
+    """Give each row its own reason from ``row_reasons`` (None: no reason) unless it has one."""
+    given = row_reasons != None  # noqa: E711
+    if not given.any():
+        return
+    target = given & (reasons == None)  # noqa: E711
+    reasons[target] = row_reasons[target]
 
 
 def _errors(
@@ -132,7 +205,7 @@ def _errors(
         ints = np.asarray(pc.fill_null(col, -1).to_numpy(zero_copy_only=False))
         _flag(reasons, ~np.isin(ints, (0, 1)), "error is not a boolean (true/false or 1/0)")
         return np.asarray(ints == 1, dtype=bool)
-    raw = _strings(col)
+    raw = _strings(col, "error")
     lowered = np.array([("" if v is None else str(v).strip().lower()) for v in raw], dtype=object)
     is_true = np.isin(lowered, list(_TRUE))
     is_false = np.isin(lowered, list(_FALSE))
@@ -140,77 +213,171 @@ def _errors(
     return is_true
 
 
+_TS_BAD, _TS_RANGE = 1, 2  # codes: not a timestamp; beyond year 9999
+_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
 def _timestamps(
-    col: pa.ChunkedArray | pa.Array, reasons: npt.NDArray[np.object_]
-) -> npt.NDArray[np.datetime64]:
-    """Event times as UTC ``datetime64[us]``: ISO 8601 strings, Arrow timestamps or epoch seconds."""
+    col: pa.ChunkedArray | pa.Array,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    """Event times as UTC µs since the Unix epoch, and a problem code per row (0: none).
+
+    Accepts Arrow timestamps of any unit (finer than µs is truncated), ISO 8601 text and
+    epoch seconds as numbers or text. Values that do not fit are codes, never errors.
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     n = len(col)
-    bad = np.zeros(n, dtype=bool)
+    out = np.zeros(n, dtype=np.int64)
+    code = np.zeros(n, dtype=np.int8)
     if pa.types.is_timestamp(col.type):
-        arr = pc.cast(col, pa.timestamp("us", tz=col.type.tz))
-        out = np.asarray(
-            pc.fill_null(pc.cast(arr, pa.int64()), 0).to_numpy(zero_copy_only=False)
-        ).astype("datetime64[us]")
-        bad = np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)
-    elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-        secs = np.asarray(
-            pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-        )
-        bad = ~np.isfinite(secs)
-        out = np.round(np.where(bad, 0.0, secs) * 1e6).astype(np.int64).astype("datetime64[us]")
-    else:
-        raw = _strings(col)
-        strings = pa.array(raw, type=pa.string())
-        arr = None
-        for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
-            try:
-                arr = pc.cast(strings, target)
-                break
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-        if arr is not None:
-            bad = np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
-            out = np.asarray(
-                pc.fill_null(pc.cast(arr, pa.int64()), 0).to_numpy(zero_copy_only=False)
-            ).astype("datetime64[us]")
+        ticks = np.asarray(pc.fill_null(col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+        code[np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)] = _TS_BAD
+        if col.type.unit == "ns":
+            out = ticks // 1_000
         else:
-            out = np.zeros(n, dtype="datetime64[us]")
-            for i, v in enumerate(raw):
-                parsed = _parse_iso(v)
-                if parsed is None:
-                    bad[i] = True
-                else:
-                    out[i] = parsed
-    _flag(reasons, bad, "ts is not a valid timestamp (ISO 8601 or epoch seconds)")
-    return out
+            per = _UNIT_US[col.type.unit]
+            fits = np.abs(ticks) < _TS_MAX_US // per
+            code[~fits & (code == 0)] = _TS_RANGE
+            out = np.where(fits, ticks, 0) * per
+    elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        secs = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+        out, code = _from_seconds(secs)
+    elif pa.types.is_date(col.type):
+        days = np.asarray(pc.fill_null(col.cast(pa.int32()), 0).to_numpy(zero_copy_only=False))
+        out = days.astype(np.int64) * 86_400_000_000
+        code[np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)] = _TS_BAD
+    else:
+        text = _text(col, "ts")
+        numeric = np.asarray(
+            pc.fill_null(pc.match_substring_regex(text, _NUMBER), False).to_numpy(
+                zero_copy_only=False
+            ),
+            dtype=bool,
+        )
+        if numeric.any():
+            out[numeric], code[numeric] = _from_seconds(_numbers(text.filter(numeric)))
+        rest = ~numeric
+        if rest.any():
+            out[rest], code[rest] = _iso(text.filter(rest))
+    return out, code
 
 
-def _parse_iso(value: object) -> np.datetime64 | None:
+def _numbers(text: pa.Array) -> npt.NDArray[np.float64]:
+    """Text that matched ``_NUMBER`` as float64 (a huge exponent becomes infinite)."""
+    trimmed = pc.utf8_trim_whitespace(text)
+    try:
+        return np.asarray(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False), float)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return np.array([float(v) for v in trimmed.to_pylist()], dtype=float)
+
+
+def _from_seconds(
+    secs: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    code = np.where(np.isfinite(secs), 0, _TS_BAD).astype(np.int8)
+    with np.errstate(invalid="ignore"):
+        code[(code == 0) & (np.abs(secs) >= _TS_MAX_US / 1e6)] = _TS_RANGE
+    ok = code == 0
+    out = np.round(np.where(ok, secs, 0.0) * 1e6).astype(np.int64)
+    return out, code
+
+
+def _iso(text: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    """ISO 8601 text: vectorised when every value parses, else value by value."""
+    for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
+        try:
+            arr = pc.cast(text, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        bad = np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
+        ticks = np.asarray(pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+        return ticks.astype(np.int64), np.where(bad, _TS_BAD, 0).astype(np.int8)
+    values = text.to_pylist()
+    out = np.zeros(len(values), dtype=np.int64)
+    code = np.zeros(len(values), dtype=np.int8)
+    for i, v in enumerate(values):
+        parsed = _parse_iso(v)
+        if parsed is None:
+            code[i] = _TS_BAD
+        else:
+            out[i] = parsed
+    return out, code
+
+
+def _parse_iso(value: str | None) -> int | None:
+    """µs since the Unix epoch, or None when ``value`` is not ISO 8601 (or not representable)."""
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(str(value).strip())
-    except ValueError:
+        parsed = datetime.fromisoformat(value.strip())
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        delta = parsed.astimezone(UTC) - TS_MIN
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return np.datetime64(parsed.astimezone(UTC).replace(tzinfo=None), "us")
+    return delta // timedelta(microseconds=1)
 
 
 def _experiment_keys(
     col: pa.ChunkedArray | pa.Array,
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
     """Unique normalised ``namespace/name`` keys and each row's index into them."""
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        col = pc.cast(col, pa.string())
-    encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(pc.fill_null(col, "")))
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.unify_dictionaries().combine_chunks()
-    uniq = encoded.dictionary.to_pylist()
-    keys = np.array(
-        [u if ("/" in u or not u) else f"{DEFAULT_NAMESPACE}/{u}" for u in uniq], dtype=object
+    uniq, index = _encode(
+        pc.utf8_trim_whitespace(pc.fill_null(_text(col, "experiment"), "")), "experiment"
     )
-    return keys, np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    keys = np.array(
+        [u if (u is None or "/" in u or not u) else f"{DEFAULT_NAMESPACE}/{u}" for u in uniq],
+        dtype=object,
+    )
+    return keys, index
+
+
+def _experiment_reason(key: str | None, known: bool) -> str | None:
+    if known:
+        return None
+    if not key:
+        return "experiment is missing"
+    return f"experiment {show(key)} is not registered"
+
+
+def _arms(
+    col: pa.ChunkedArray | pa.Array, reasons: npt.NDArray[np.object_]
+) -> npt.NDArray[np.int16]:
+    """Arm codes (``ARMS``); a missing or unknown arm gets a reason (one per distinct value)."""
+    uniq, index = _encode(col, "arm")
+    codes = np.array([ARMS.get(u, -1) if u is not None else -1 for u in uniq] + [-1], np.int16)
+    why = np.array(
+        [
+            None
+            if u in ARMS
+            else "arm is missing"
+            if u is None
+            else f"unknown arm {u[:100]!r} (expected champion or challenger)"
+            for u in uniq
+        ]
+        + [None],
+        dtype=object,
+    )
+    _flag_each(reasons, why[index])
+    return codes[index]
+
+
+def _unit_ids(
+    col: pa.ChunkedArray | pa.Array, reasons: npt.NDArray[np.object_]
+) -> npt.NDArray[np.object_]:
+    text = _text(col, "unit_id")
+    nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+    _flag(
+        reasons, np.asarray(nul.to_numpy(zero_copy_only=False), bool), "unit_id contains a NUL byte"
+    )
+    long = pc.fill_null(pc.greater(pc.utf8_length(text), UNIT_ID_MAX), False)
+    _flag(
+        reasons,
+        np.asarray(long.to_numpy(zero_copy_only=False), bool),
+        f"unit_id is longer than {UNIT_ID_MAX} characters",
+    )
+    return np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def prepare(
@@ -220,56 +387,56 @@ def prepare(
     now: datetime,
     future_tolerance: timedelta = timedelta(minutes=5),
 ) -> Prepared:
-    """Validate ``table`` and split it into typed good rows and rejects with reasons."""
-    missing = [c for c in REQUIRED if c not in table.column_names]
+    """Validate ``table`` and split it into typed good rows and rejects with reasons.
+
+    Raises ``BatchRefused`` (``BatchError``) only for a batch unusable as a whole.
+    """
+    names = table.column_names
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise BatchError(
+            ", ".join(f"column {c!r}" for c in twice)
+            + (" appears" if len(twice) == 1 else " appear")
+            + " more than once"
+        )
+    missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise BatchError(f"batch is missing required column(s): {', '.join(missing)}")
     n = table.num_rows
     reasons = np.full(n, None, dtype=object)
+    if PROBLEM_COLUMN in names:
+        _flag_each(reasons, _strings(table[PROBLEM_COLUMN], PROBLEM_COLUMN))
 
     keys, key_index = _experiment_keys(table["experiment"])
-    exp_ids = np.full(len(keys), -1, dtype=np.int64)
-    caps = np.full(len(keys), np.nan)
-    lateness_us = np.zeros(len(keys), dtype=np.int64)
-    for i, key in enumerate(keys):
-        info = registry.get(key)
-        if info is not None:
-            exp_ids[i], lateness_us[i] = info.id, info.allowed_lateness // timedelta(microseconds=1)
-            caps[i] = np.nan if info.revenue_cap is None else info.revenue_cap
-    for i, key in enumerate(keys):
-        if not key:
-            _flag(reasons, key_index == i, "experiment is missing")
-        elif exp_ids[i] < 0:
-            _flag(reasons, key_index == i, f"experiment {key} is not registered")
+    infos = [registry.get(k) if k else None for k in keys]
+    exp_ids = np.array([-1 if i is None else i.id for i in infos] + [-1], dtype=np.int64)
+    why = np.array(
+        [_experiment_reason(k, i is not None) for k, i in zip(keys, infos, strict=True)] + [None],
+        object,
+    )
+    _flag_each(reasons, why[key_index])
 
-    arm_raw = _strings(table["arm"])
-    arm = np.full(n, -1, dtype=np.int16)
-    for name, code in ARMS.items():
-        arm[arm_raw == name] = code
-    if (arm < 0).any():
-        for value in np.unique(np.array([str(v) for v in arm_raw[arm < 0]], dtype=object)):
-            _flag(
-                reasons,
-                (arm < 0) & (arm_raw.astype(str) == value),
-                f"unknown arm {value!r} (expected champion or challenger)",
-            )
+    arm = _arms(table["arm"], reasons)
 
-    ts = _timestamps(table["ts"], reasons)
-    limit = np.datetime64((now + future_tolerance).astimezone(UTC).replace(tzinfo=None), "us")
-    _flag(reasons, ts > limit, f"ts is more than {future_tolerance} in the future")
-    revenue = _floats(table["revenue"], "revenue", reasons)
-    latency = _floats(table["latency_ms"], "latency_ms", reasons)
+    ts_us, ts_code = _timestamps(table["ts"])
+    _flag(reasons, ts_code == _TS_BAD, "ts is not a valid timestamp (ISO 8601 or epoch seconds)")
+    _flag(reasons, ts_code == _TS_RANGE, "ts is out of range (epoch seconds up to year 9999)")
+    _flag(reasons, ts_us < 0, "ts is before 1970-01-01T00:00:00Z (the earliest accepted)")
+    limit = (now + future_tolerance - TS_MIN) // timedelta(microseconds=1)
+    _flag(reasons, ts_us > limit, f"ts is more than {future_tolerance} in the future")
+    revenue = _floats(table["revenue"], "revenue", REVENUE_MAX, reasons)
+    latency = _floats(table["latency_ms"], "latency_ms", LATENCY_MAX_MS, reasons)
     error = _errors(table["error"], reasons)
-    unit_id = _strings(table["unit_id"]) if "unit_id" in table.column_names else None
+    unit_id = _unit_ids(table["unit_id"], reasons) if "unit_id" in names else None
 
-    good = np.flatnonzero(reasons == None)  # noqa: E711
-    bad = np.flatnonzero(reasons != None)  # noqa: E711
+    fine = reasons == None  # noqa: E711
+    good, bad = np.flatnonzero(fine), np.flatnonzero(~fine)
     return Prepared(
         received=n,
         rows=good,
         experiment_id=exp_ids[key_index[good]].astype(np.int32),
         arm=arm[good],
-        ts=ts[good],
+        ts=ts_us[good].astype("datetime64[us]"),
         revenue=revenue[good],
         latency_ms=latency[good],
         error=error[good],

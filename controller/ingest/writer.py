@@ -22,7 +22,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from controller.clock import SYSTEM_CLOCK, Clock
-from controller.ingest import load
+from controller.ingest import load, validate
 
 logger = logging.getLogger(__name__)
 
@@ -36,27 +36,43 @@ class Sink(Protocol):
 
 
 def rows_to_table(rows: list[Mapping[str, Any]]) -> pa.Table:
-    """Rows (dicts) as an Arrow table with the ingest columns."""
+    """Rows (dicts) as an Arrow table with the ingest columns; never raises for a bad value.
+
+    Values are written as text (``error`` stays boolean when every value is one), so
+    validation judges each row; a value that has no text form (a lone surrogate, a failing
+    ``__str__``) gets its row a reason in ``validate.PROBLEM_COLUMN`` instead of an error.
+    """
     columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-    for row in rows:
+    problems: list[str | None] = [None] * len(rows)
+    for i, row in enumerate(rows):
         for c in COLUMNS:
-            value = row.get(c)
-            if c == "ts" and isinstance(value, datetime):
-                value = value.isoformat()
-            columns[c].append(None if value is None else value if c == "error" else str(value))
-    error_type = pa.bool_() if all(isinstance(v, bool) for v in columns["error"]) else pa.string()
-    return pa.table(
-        {
-            c: pa.array(
-                [
-                    str(v).lower() if isinstance(v, bool) and error_type == pa.string() else v
-                    for v in columns[c]
-                ],
-                type=error_type if c == "error" else pa.string(),
-            )
-            for c in COLUMNS
-        }
-    )
+            try:
+                value = row.get(c)
+                if c == "ts" and isinstance(value, datetime):
+                    value = value.isoformat()
+                elif value is not None and not isinstance(value, (str, bool)):
+                    value = str(value)
+            except Exception as exc:  # a row that is not a mapping, or a value without text
+                value, problems[i] = None, f"{c} has no text form ({type(exc).__name__})"
+            if isinstance(value, str):
+                clean = validate.without_surrogates(value)
+                if clean != value and problems[i] is None:
+                    problems[i] = f"{c} is not valid Unicode (a lone surrogate)"
+                value = clean
+            columns[c].append(value)
+    all_bool = all(isinstance(v, bool) for v in columns["error"])
+    table = {
+        c: pa.array(
+            values
+            if c == "error" and all_bool
+            else [str(v).lower() if isinstance(v, bool) else v for v in values],
+            type=pa.bool_() if c == "error" and all_bool else pa.string(),
+        )
+        for c, values in columns.items()
+    }
+    if any(p is not None for p in problems):
+        table[validate.PROBLEM_COLUMN] = pa.array(problems, type=pa.string())
+    return pa.table(table)
 
 
 @dataclass

@@ -189,6 +189,8 @@ class IngestBatch(Base):
     rejected: Mapped[int] = mapped_column(Integer)
     late: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(_tz())
+    # SHA-256 of the batch's rows: the same id with another body is a conflict (NULL: stored before 0003)
+    content_hash: Mapped[str | None] = mapped_column(Text)
 
 
 class IngestReject(Base):

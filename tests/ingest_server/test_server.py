@@ -106,6 +106,19 @@ def test_row_limit_is_413_naming_the_limit_and_stores_nothing(
     assert count(truncating_engine) == 50
 
 
+def test_a_known_batch_id_with_another_body_is_409_naming_the_id(
+    truncating_engine: sa.Engine, url: str
+) -> None:
+    with httpx.Client(base_url=url) as client:
+        first = client.post("/v1/batches", content=jsonl(*rows(5)), headers=headers(key="b-9"))
+        again = client.post("/v1/batches", content=jsonl(*rows(5)), headers=headers(key="b-9"))
+        other = client.post("/v1/batches", content=jsonl(*rows(6)), headers=headers(key="b-9"))
+    assert first.status_code == 200 and first.json()["loaded"] == 5
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert other.status_code == 409 and "b-9" in other.json()["error"]
+    assert count(truncating_engine) == 5
+
+
 def test_a_trickled_body_is_408_and_stores_nothing(truncating_engine: sa.Engine, url: str) -> None:
     body = jsonl(*rows(3))
     sock = _raw(url)
