@@ -15,6 +15,11 @@ import typer
 from controller.cli.common import EXIT_USAGE, DatabaseUrl, emit_json, fail, require_url
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import pyarrow as pa
+    import sqlalchemy as sa
+
     from controller.ingest import load
 
 app = typer.Typer(
@@ -52,6 +57,12 @@ def load_file(
             help="Batch id; default: the file's SHA-256, so loading a file twice loads it once."
         ),
     ] = None,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Rows read, validated and copied at a time (bounds the memory used)."
+        ),
+    ] = 200_000,
     output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -59,24 +70,29 @@ def load_file(
 
     `canaryctl ingest load outcomes.csv`
 
+    The file is read in chunks of --chunk-rows rows and loaded in one transaction: all of
+    it or, when a part is unreadable, none of it (docs/ingest.md, "Large files").
+
     Exit codes: 0 loaded (or already loaded), 1 a row was rejected or other errors.
     """
     import sqlalchemy as sa
 
-    from controller.ingest import load, readers, validate
+    from controller.ingest import readers, validate
     from controller.storage import db
 
     url = require_url(database_url)
     try:
-        table = readers.read_file(path, fmt)
+        chunks = readers.iter_file(path, fmt, chunk_rows)
     except readers.ReadError as exc:
         fail(str(exc))
-    key = batch_id or "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    key = batch_id or "sha256:" + _file_sha256(path)
     engine = db.make_engine(url)
     try:
-        result = load.load_table(engine, table, batch_key=key, source=f"cli:{path.name}")
+        result = load_chunks(engine, chunks, key, source=f"cli:{path.name}", chunk_rows=chunk_rows)
+    except readers.ReadError as exc:
+        fail(f"{exc}; nothing was loaded")
     except validate.BatchError as exc:
-        fail(f"{path}: {exc}")
+        fail(f"{path}: {exc}; nothing was loaded")
     except sa.exc.OperationalError as exc:
         fail(f"cannot reach the database: {exc.orig}")
     finally:
@@ -93,6 +109,57 @@ def load_file(
             f"{result.rejected} of {result.received} rows rejected (first: row {first.row}: "
             f"{first.reason}); they are kept with their reasons in ingest_rejects"
         )
+
+
+def chunk_key(batch_key: str, number: int) -> str:
+    """The batch key of chunk ``number`` (1-based) of a file loaded as ``batch_key``.
+
+    Chunk 1 carries the file's own key, so a file of one chunk is recorded exactly as a
+    single batch is, and a re-run is recognised from chunk 1 alone.
+    """
+    return batch_key if number == 1 else f"{batch_key}:{number}"
+
+
+def load_chunks(
+    engine: sa.Engine,
+    chunks: Iterable[pa.Table],
+    batch_key: str,
+    *,
+    source: str,
+    chunk_rows: int,
+) -> load.IngestResult:
+    """Load a file's chunks in one transaction; the totals, with file-wide row numbers.
+
+    Chunk n is recorded under ``chunk_key(batch_key, n)``. When chunk 1 is already
+    stored the file was loaded before (a transaction holds all of its chunks): nothing
+    more is read and the stored counts of chunk 1 are answered with ``duplicate``. Only
+    the first 100 rejects are kept for the answer; all of them are stored.
+    """
+    from controller.ingest import load, validate
+
+    received = loaded = rejected = late = 0
+    rejects: list[validate.Reject] = []
+    with engine.begin() as conn:
+        for number, chunk in enumerate(chunks, start=1):
+            result = load.load(conn, chunk, batch_key=chunk_key(batch_key, number), source=source)
+            del chunk
+            if result.duplicate and number == 1:
+                return result  # loaded before: this transaction wrote nothing of it
+            offset = (number - 1) * chunk_rows
+            received += result.received
+            loaded += result.loaded
+            rejected += result.rejected
+            late += result.late
+            rejects += [
+                validate.Reject(r.row + offset, r.reason)
+                for r in result.rejects[: max(0, 100 - len(rejects))]
+            ]
+    return load.IngestResult(batch_key, received, loaded, rejected, late, False, tuple(rejects))
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @app.command("serve")
