@@ -92,7 +92,7 @@ def iter_file(
         raise ReadError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
     if fmt == "parquet":
         try:
-            source = pq.ParquetFile(path)
+            source = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
         return _rechunk(_parquet_batches(path, source, chunk_rows), chunk_rows)
@@ -117,13 +117,15 @@ def _rechunk(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.
     for batch in batches:
         pending.append(batch)
         held += batch.num_rows
+        del batch
         while held >= chunk_rows:
             table = pa.Table.from_batches(pending)
-            yield table.slice(0, chunk_rows).combine_chunks()
+            chunk = table.slice(0, chunk_rows).combine_chunks()
             rest = table.slice(chunk_rows)
-            pending = rest.combine_chunks().to_batches() if rest.num_rows else []
-            held = rest.num_rows
-            del table, rest
+            pending, held = rest.to_batches(), rest.num_rows
+            del table, rest  # hold nothing but the rest while the chunk is loaded
+            yield chunk
+            del chunk
     if held:
         yield pa.Table.from_batches(pending).combine_chunks()
 
