@@ -16,6 +16,7 @@ whatever the file's size (docs/ingest.md, "Large files").
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
@@ -137,7 +138,7 @@ def _open_text(path: Path) -> IO[bytes]:
 
 
 def _csv_options(header_line: bytes) -> pacsv.ConvertOptions:
-    header = header_line.decode("utf-8", "replace").strip().split(",")
+    header = next(csv.reader([header_line.decode("utf-8", "replace").strip()]), [])
     return pacsv.ConvertOptions(
         column_types={name.strip(): pa.string() for name in header},
         null_values=[""],
