@@ -127,3 +127,22 @@ def test_a_file_unreadable_after_its_first_chunks_stores_nothing(
             sa.text("SELECT relname FROM pg_class WHERE relname LIKE 'observations_p%'")
         ).scalars()
         assert not [n for n in names if n.endswith(f"{(START - timedelta(days=200)):%Y%m%d}")]
+
+
+def test_a_chunks_partitions_are_created_before_the_files_transaction(
+    truncating_engine: sa.Engine, registered: int
+) -> None:
+    from controller.cli import ingest
+    from controller.storage import partitions
+
+    day = START - timedelta(days=300)
+    chunk = outcomes(10, seed=9, start=day, seconds=60)
+    as_text = chunk.set_column(2, "ts", chunk["ts"].cast(pa.string()))
+    name = partitions.partition_name(day.date())
+    assert ingest._precreate(truncating_engine, as_text) == [name]
+    assert ingest._precreate(truncating_engine, chunk) == []  # it exists now
+    absurd = outcomes(3, seed=9, start=day.replace(year=1990), seconds=60)
+    assert ingest._precreate(truncating_engine, absurd) == []  # left to the load itself
+    ingest._drop_if_empty(truncating_engine, [name])
+    with truncating_engine.connect() as conn:
+        assert name not in partitions.existing_partitions(conn)
