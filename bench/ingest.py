@@ -9,6 +9,7 @@ threads posting 10k-row JSON lines or CSV bodies) against the core loading the s
 10k-row batches. Then the time to fetch one experiment's per-arm sufficient statistics and
 latency histograms for a 24-hour window from rollups, against computing the same from a
 scan of 10 M raw observations. Medians of several runs; writes a section of RESULTS.md.
+Over 400 lines because every ratio it reports must come from one run against one baseline.
 
 Usage: .venv/bin/python bench/ingest.py [--rows 2000000] [--fetch-rows 10000000] [--runs 3]
                                         [--http-batches 60]
