@@ -248,7 +248,8 @@ def _read_jsonl_vectorised(data: bytes) -> pa.Table | None:
 
     The known text columns are declared as strings (only those whose name occurs in the
     body, so a missing column stays missing); others keep the type Arrow infers when it is
-    a plain one (boolean, integer, float, string; a column of nulls becomes text).
+    a plain one (boolean, integer, float, string; a column of nulls becomes text) and, for
+    floats, holds no NaN or infinity.
     """
     text = [pa.field(n, pa.string()) for n in _TEXT_COLUMNS if f'"{n}"'.encode() in data]
     try:
@@ -267,6 +268,8 @@ def _read_jsonl_vectorised(data: bytes) -> pa.Table | None:
             column = column.cast(pa.string())
         elif not any(check(field.type) for check in _JSON_SIMPLE):
             return None
+        elif pa.types.is_floating(field.type) and pc.all(pc.is_finite(column)).as_py() is False:
+            return None  # NaN or Infinity: as text, so a rejected row is stored as written
         if field.name in _TEXT_COLUMNS and column.null_count == len(column):
             return None  # the name occurs, but maybe never as a key: let the rows decide
         columns.append(column)

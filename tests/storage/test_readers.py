@@ -97,3 +97,10 @@ def test_csv_numbers_are_typed_when_the_whole_column_parses_and_text_otherwise()
 def test_quoted_csv_header_names_are_unquoted() -> None:
     body = b'"experiment","arm","ts"\nx,champion,2026-11-20 10:00:00Z\n'
     assert readers.read_bytes(body, "csv").schema.types == [pa.string()] * 3
+
+
+def test_json_nan_is_read_as_text_and_rejects_its_row() -> None:
+    body = _jsonl([_typed(), _typed()]).replace(b'"revenue": 0.5', b'"revenue": NaN', 1)
+    table = readers.read_bytes(body, "jsonl")
+    assert table.schema.field("revenue").type == pa.string()
+    assert [r.reason for r in _prepare(table).rejects] == ["revenue is NaN"]
