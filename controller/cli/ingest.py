@@ -15,6 +15,11 @@ import typer
 from controller.cli.common import EXIT_USAGE, DatabaseUrl, emit_json, fail, require_url
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import pyarrow as pa
+    import sqlalchemy as sa
+
     from controller.ingest import auth, load
 
 EXIT_REFUSED = 3  # the batch was refused whole: nothing stored
@@ -54,6 +59,12 @@ def load_file(
             help="Batch id; default: the file's SHA-256, so loading a file twice loads it once."
         ),
     ] = None,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Rows read, validated and copied at a time (bounds the memory used)."
+        ),
+    ] = 200_000,
     output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -61,8 +72,11 @@ def load_file(
 
     `canaryctl ingest load outcomes.csv`
 
+    The file is read in chunks of --chunk-rows rows and loaded in one transaction: all of
+    it or, when a part is unreadable, none of it (docs/ingest.md, "Large files").
+
     Exit codes: 0 loaded (or already loaded), 1 a row was rejected (the others loaded) or
-    other errors, 3 the batch was refused whole and nothing was stored (unreadable, a
+    other errors, 3 the file was refused whole and nothing was stored (unreadable, a
     missing or duplicated column, or its --batch-id already used for another body).
     """
     import sqlalchemy as sa
@@ -74,17 +88,18 @@ def load_file(
     try:
         if not path.exists():
             raise readers.ReadError(f"{path}: no such file")
-        fmt = fmt or readers.detect_format(path)
+        chunks = readers.iter_file(path, fmt, chunk_rows)
     except readers.ReadError as exc:
         fail(str(exc))
-    try:
-        table = readers.read_file(path, fmt)
-    except readers.ReadError as exc:
-        fail(f"batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
-    key = batch_id or "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = "sha256:" + _file_sha256(path)
+    key = batch_id or digest
     engine = db.make_engine(url)
     try:
-        result = load.load_table(engine, table, batch_key=key, source=f"cli:{path.name}")
+        result = load_chunks(
+            engine, chunks, key, source=f"cli:{path.name}", chunk_rows=chunk_rows, digest=digest
+        )
+    except readers.ReadError as exc:
+        fail(f"batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
     except (validate.BatchRefused, load.BatchConflict) as exc:
         fail(f"{path}: batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
     except sa.exc.OperationalError as exc:
@@ -103,6 +118,142 @@ def load_file(
             f"{result.rejected} of {result.received} rows rejected (first: row {first.row}: "
             f"{first.reason}); they are kept with their reasons in ingest_rejects"
         )
+
+
+def chunk_key(batch_key: str, number: int) -> str:
+    """The batch key of chunk ``number`` (1-based) of a file loaded as ``batch_key``.
+
+    Chunk 1 carries the file's own key, so a file of one chunk is recorded exactly as a
+    single batch is, and a re-run is recognised from chunk 1 alone.
+    """
+    return batch_key if number == 1 else f"{batch_key}:{number}"
+
+
+def load_chunks(
+    engine: sa.Engine,
+    chunks: Iterable[pa.Table],
+    batch_key: str,
+    *,
+    source: str,
+    chunk_rows: int,
+    digest: str | None = None,
+) -> load.IngestResult:
+    """Load a file's chunks in one transaction; the totals, with file-wide row numbers.
+
+    Chunk n is recorded under ``chunk_key(batch_key, n)``; with ``digest`` (the whole file's
+    hash) chunk n's content hash is ``chunk_key(digest, n)``, so a re-run cut in other chunks
+    is the same body (a duplicate) and another file under the same id is a conflict. When chunk 1 is already
+    stored the file was loaded before (a transaction holds all of its chunks): nothing
+    more is read and the stored counts of chunk 1 are answered with ``duplicate``. Only
+    the first 100 rejects are kept for the answer; all of them are stored.
+
+    The partitions a chunk needs are created beforehand in short transactions of their
+    own (``_precreate``), so the file's transaction does not hold the lock that creating
+    one takes on ``observations``; when the file is refused, those still empty are dropped.
+    """
+    from controller.ingest import load, validate
+
+    received = loaded = rejected = late = 0
+    rejects: list[validate.Reject] = []
+    created: list[str] = []
+    try:
+        with engine.begin() as conn:
+            for number, chunk in enumerate(chunks, start=1):
+                if number > 1 or not _stored(engine, batch_key):
+                    created += _precreate(engine, chunk)
+                result = load.load(
+                    conn,
+                    chunk,
+                    batch_key=chunk_key(batch_key, number),
+                    source=source,
+                    digest=None if digest is None else chunk_key(digest, number),
+                )
+                del chunk
+                if result.duplicate and number == 1:
+                    return result  # loaded before: this transaction wrote nothing of it
+                offset = (number - 1) * chunk_rows
+                received += result.received
+                loaded += result.loaded
+                rejected += result.rejected
+                late += result.late
+                rejects += [
+                    validate.Reject(r.row + offset, r.reason)
+                    for r in result.rejects[: max(0, 100 - len(rejects))]
+                ]
+    except BaseException:
+        _drop_if_empty(engine, created)
+        raise
+    return load.IngestResult(batch_key, received, loaded, rejected, late, False, tuple(rejects))
+
+
+def _stored(engine: sa.Engine, batch_key: str) -> bool:
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT 1 FROM ingest_batches WHERE batch_key = :k"), {"k": batch_key}
+        ).first()
+    return found is not None
+
+
+def _precreate(engine: sa.Engine, chunk: pa.Table) -> list[str]:
+    """Create, in a short transaction, the partitions of the days ``chunk``'s ts column names.
+
+    A best guess from the column as it comes (Arrow timestamps or ISO 8601 text; days from
+    ten years back to tomorrow): a day it misses is created by the load itself, inside the
+    file's transaction, as any batch's would be.
+    """
+    from datetime import UTC, date, datetime, timedelta
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from controller.storage import partitions
+
+    if "ts" not in chunk.column_names or chunk.column_names.count("ts") != 1:
+        return []
+    column = chunk["ts"]
+    try:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.cast(column, pa.timestamp("us", tz="UTC"))
+        if not pa.types.is_timestamp(column.type):
+            return []
+        days_us = pc.unique(pc.floor_temporal(column, unit="day").cast(pa.timestamp("us")))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return []
+    today = datetime.now(UTC).date()
+    days = {
+        d
+        for d in (
+            date(1970, 1, 1) + timedelta(microseconds=v) if v is not None else None
+            for v in days_us.cast(pa.int64()).to_pylist()
+        )
+        if d is not None and today - timedelta(days=3660) <= d <= today + timedelta(days=1)
+    }
+    if not days:
+        return []
+    with engine.begin() as conn:
+        return partitions.ensure_partitions(conn, days)
+
+
+def _drop_if_empty(engine: sa.Engine, names: list[str]) -> None:
+    """Drop the partitions in ``names`` that hold no row (locked first, so none arrives)."""
+    import sqlalchemy as sa
+
+    for name in names:
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+                conn.execute(sa.text(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE'))
+                if conn.execute(sa.text(f'SELECT NOT EXISTS (SELECT 1 FROM "{name}")')).scalar():
+                    conn.execute(sa.text(f'DROP TABLE "{name}"'))
+        except sa.exc.SQLAlchemyError:
+            continue  # an empty partition left behind is harmless: the next load uses it
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @app.command("serve")

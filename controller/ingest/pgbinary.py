@@ -50,7 +50,7 @@ def _encode_text(
     return encoded, lengths
 
 
-def encode(columns: Sequence[Column]) -> bytes:
+def encode(columns: Sequence[Column]) -> bytearray:
     """Encode the rows of ``columns`` (equal lengths) as one binary COPY payload."""
     n = len(columns[0].values)
     if any(len(c.values) != n for c in columns):
@@ -66,7 +66,9 @@ def encode(columns: Sequence[Column]) -> bytes:
         inverse = inverse.reshape(-1)
     else:
         groups, inverse = np.zeros((1, 0), dtype=np.int64), np.zeros(n, dtype=np.int64)
-    parts = [HEADER]
+    # one buffer of the payload's final size, each group's records written into it in place:
+    # the peak is the payload plus one column's temporary, not three copies of the payload
+    plan = []
     for g, lengths in enumerate(groups):
         rows = np.flatnonzero(inverse == g)
         if len(rows) == 0:
@@ -80,7 +82,13 @@ def encode(columns: Sequence[Column]) -> bytes:
                     fields.append((f"v{i}", f"S{text_len[i]}"))
             else:
                 fields.append((f"v{i}", _FIXED[c.pg_type]))
-        rec = np.empty(len(rows), dtype=np.dtype(fields))
+        plan.append((rows, text_len, np.dtype(fields)))
+    size = len(HEADER) + sum(len(rows) * dtype.itemsize for rows, _, dtype in plan) + len(TRAILER)
+    out = bytearray(size)
+    out[: len(HEADER)] = HEADER
+    offset = len(HEADER)
+    for rows, text_len, dtype in plan:
+        rec = np.ndarray((len(rows),), dtype=dtype, buffer=out, offset=offset)
         rec["nfields"] = len(columns)
         for i, c in enumerate(columns):
             if c.pg_type == "text":
@@ -95,6 +103,8 @@ def encode(columns: Sequence[Column]) -> bytes:
             if c.pg_type == "timestamptz":
                 values = values.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US
             rec[f"v{i}"] = values
-        parts.append(rec.tobytes())
-    parts.append(TRAILER)
-    return b"".join(parts)
+            del values
+        offset += rec.nbytes
+        del rec
+    out[offset:] = TRAILER
+    return out

@@ -1,23 +1,44 @@
 """Readers that turn delivered bytes or files (CSV, JSON lines, Parquet) into Arrow tables.
 
 Readers only parse; they never validate values (``validate`` does) and never touch the
-database. Values are read as text where the format has no types, so one bad value gets
-its row rejected instead of failing the whole file.
+database. A column whose values do not all parse as one type is kept as text, so one bad
+value gets its row rejected instead of failing the whole file; a column that parses whole
+(every CSV value a number, every JSON value of one type) is handed over typed, which is
+what makes validation of text input fast.
+
+JSON lines are parsed by Arrow's vectorised reader; a body it refuses (values of mixed
+types in a column, a line that is not an object, invalid JSON) is parsed again line by
+line, which keeps the per-row semantics and names the first unreadable line.
+
+``iter_file`` reads a file in chunks of a fixed number of rows, so memory stays bounded
+whatever the file's size (docs/ingest.md, "Large files").
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import io
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from controller.ingest import validate
 
 FORMATS = ("csv", "jsonl", "parquet")
+CHUNK_ROWS = 200_000  # rows per chunk of a file (``iter_file``); see docs/ingest.md
+# Columns that are text whatever they look like (Arrow would read an ISO date as a timestamp).
+_TEXT_COLUMNS = ("experiment", "arm", "ts", "unit_id")
+# Columns offered a typed reading of CSV text: kept as text unless the whole column parses.
+_CSV_TYPED = {"revenue": pa.float64(), "latency_ms": pa.float64(), "error": pa.bool_()}
+_JSON_SIMPLE = (pa.types.is_boolean, pa.types.is_integer, pa.types.is_floating, pa.types.is_string)
 
 
 class ReadError(validate.BatchRefused):
@@ -59,6 +80,124 @@ def read_bytes(data: bytes, fmt: str) -> pa.Table:
     raise ReadError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
 
 
+def iter_file(
+    path: Path, fmt: str | None = None, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[pa.Table]:
+    """Read a file as consecutive tables of exactly ``chunk_rows`` rows (the last may be shorter).
+
+    Only about one chunk is held at a time: Parquet is read by record batches, CSV by
+    Arrow's streaming reader, JSON lines by lines. Chunk boundaries depend only on the row
+    count, never on how the reader happens to block the file. A missing file or an unknown
+    format raises ``ReadError`` here; a part that is unreadable raises it (naming the file)
+    when its chunk is reached.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if not path.exists():
+        raise ReadError(f"{path}: no such file")
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise ReadError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if fmt == "parquet":
+        try:
+            source = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
+        return _rechunk(_parquet_batches(path, source, chunk_rows), chunk_rows)
+    if fmt == "csv":
+        return (_typed_csv(chunk) for chunk in _rechunk(_csv_batches(path), chunk_rows))
+    return _jsonl_chunks(path, chunk_rows)
+
+
+def _parquet_batches(
+    path: Path, source: pq.ParquetFile, chunk_rows: int
+) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from source.iter_batches(batch_size=chunk_rows)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
+
+
+def _rechunk(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.Table]:
+    """Regroup record batches of any sizes into tables of exactly ``chunk_rows`` rows."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        del batch
+        while held >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            chunk = table.slice(0, chunk_rows).combine_chunks()
+            rest = table.slice(chunk_rows)
+            pending, held = rest.to_batches(), rest.num_rows
+            del table, rest  # hold nothing but the rest while the chunk is loaded
+            yield chunk
+            del chunk
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def _open_text(path: Path) -> IO[bytes]:
+    if path.suffix.lower() == ".gz":
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def _csv_options(header_line: bytes) -> pacsv.ConvertOptions:
+    header = next(csv.reader([header_line.decode("utf-8", "replace").strip()]), [])
+    return pacsv.ConvertOptions(
+        column_types={name.strip(): pa.string() for name in header},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+
+
+def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    with _open_text(path) as handle:
+        header = handle.readline()
+        if not header.strip():
+            raise ReadError(f"{path}: the CSV input is empty (a header line is required)")
+        handle.seek(0)
+        try:
+            reader = pacsv.open_csv(
+                handle,
+                read_options=pacsv.ReadOptions(block_size=4 << 20),
+                convert_options=_csv_options(header),
+            )
+            yield from reader
+        except pa.ArrowInvalid as exc:
+            raise ReadError(f"{path}: not a readable CSV file: {exc}") from exc
+
+
+def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
+    """Runs of lines holding ``chunk_rows`` objects (blank lines kept, so line numbers hold)."""
+    lines: list[bytes] = []
+    first = 1  # the file line number of lines[0]
+    rows = 0
+    any_rows = False
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not lines:
+                first = number
+            lines.append(line)
+            if line.strip():
+                rows += 1
+                if rows == chunk_rows:
+                    yield _read_jsonl_of(path, b"".join(lines), first)
+                    lines, rows, any_rows = [], 0, True
+    if rows or not any_rows:
+        yield _read_jsonl_of(path, b"".join(lines), first)
+
+
+def _read_jsonl_of(path: Path, data: bytes, first_line: int) -> pa.Table:
+    try:
+        return _read_jsonl(data, first_line=first_line)
+    except ReadError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
+
+
 def read_file(path: Path, fmt: str | None = None) -> pa.Table:
     """Read a file (format from its extension unless given)."""
     if not path.exists():
@@ -73,12 +212,12 @@ def read_file(path: Path, fmt: str | None = None) -> pa.Table:
 
 
 def _read_csv(data: bytes) -> pa.Table:
-    """CSV as text columns; a row with another number of fields than the header is kept as
-    an empty row at the end of the table, with its problem (line number, fields, text)."""
+    """CSV with numbers and flags typed where a whole column parses (else text); a row with
+    another number of fields than the header is kept as an empty row at the end of the
+    table, with its problem (line number, fields, text), and the columns stay text."""
     if not data.strip():
         raise ReadError("the CSV input is empty (a header line is required)")
-    header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
-    types = {name.strip(): pa.string() for name in header}
+    options = _csv_options(data.split(b"\n", 1)[0])
     ragged: list[str] = []
 
     def keep(row: pacsv.InvalidRow) -> str:
@@ -94,12 +233,7 @@ def _read_csv(data: bytes) -> pa.Table:
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(use_threads=threads),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=options,
         )
 
     try:
@@ -110,7 +244,7 @@ def _read_csv(data: bytes) -> pa.Table:
     except pa.ArrowInvalid as exc:
         raise ReadError(f"not a readable CSV file: {_first_line(exc)}") from exc
     if not ragged:
-        return table
+        return _typed_csv(table)
     empty = pa.Table.from_arrays(
         [pa.nulls(len(ragged), f.type) for f in table.schema], schema=table.schema
     )
@@ -119,9 +253,71 @@ def _read_csv(data: bytes) -> pa.Table:
     return table.append_column(validate.PROBLEM_COLUMN, pa.array(problems, type=pa.string()))
 
 
-def _read_jsonl(data: bytes) -> pa.Table:
+def _typed_csv(table: pa.Table) -> pa.Table:
+    """Numbers and flags typed where the whole column parses to finite values; else text.
+
+    A column with a NaN or an infinity stays text, so its rejected rows are stored with
+    the text as given (a float NaN has no JSON form).
+    """
+    for name, target in _CSV_TYPED.items():
+        if table.column_names.count(name) != 1:
+            continue
+        index = table.column_names.index(name)
+        try:
+            typed = pc.cast(table.column(index), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        if pa.types.is_floating(target) and pc.all(pc.is_finite(typed)).as_py() is False:
+            continue
+        table = table.set_column(index, name, typed)
+    return table
+
+
+def _read_jsonl(data: bytes, first_line: int = 1) -> pa.Table:
+    fast = _read_jsonl_vectorised(data)
+    if fast is not None:
+        return fast
+    return _read_jsonl_rows(data, first_line)
+
+
+def _read_jsonl_vectorised(data: bytes) -> pa.Table | None:
+    """Arrow's JSON reader, or None when the body needs the line-by-line reader.
+
+    The known text columns are declared as strings (only those whose name occurs in the
+    body, so a missing column stays missing); others keep the type Arrow infers when it is
+    a plain one (boolean, integer, float, string; a column of nulls becomes text) and, for
+    floats, holds no NaN or infinity.
+    """
+    text = [pa.field(n, pa.string()) for n in _TEXT_COLUMNS if f'"{n}"'.encode() in data]
+    try:
+        table = pajson.read_json(
+            io.BytesIO(data),
+            read_options=pajson.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=pa.schema(text), unexpected_field_behavior="infer"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_null(field.type):
+            column = column.cast(pa.string())
+        elif not any(check(field.type) for check in _JSON_SIMPLE):
+            return None
+        elif pa.types.is_floating(field.type) and pc.all(pc.is_finite(column)).as_py() is False:
+            return None  # NaN or Infinity: as text, so a rejected row is stored as written
+        if field.name in _TEXT_COLUMNS and column.null_count == len(column):
+            return None  # the name occurs, but maybe never as a key: let the rows decide
+        columns.append(column)
+    if not table.num_rows:
+        return None
+    return pa.table(columns, names=table.column_names)
+
+
+def _read_jsonl_rows(data: bytes, first_line: int) -> pa.Table:
     rows = []
-    for number, line in enumerate(data.splitlines(), start=1):
+    for number, line in enumerate(data.splitlines(), start=first_line):
         if not line.strip():
             continue
         try:

@@ -1,0 +1,148 @@
+"""Large files through ``canaryctl ingest load``: read in chunks, loaded whole and exactly once.
+
+The CLI commits from its own connection: these tests use ``truncating_engine``. Chunks are
+made small (``--chunk-rows``) so a file of a few hundred rows spans several of them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from controller.cli.main import app
+from controller.ingest import readers
+from controller.storage import db, experiments
+from tests.storage.helpers import T0, outcomes
+
+START = T0.replace(day=20)
+ROWS = 1_000
+CHUNK = 128  # 1,000 rows: 7 full chunks and one of 104
+
+
+@pytest.fixture
+def registered(truncating_engine: sa.Engine) -> int:
+    with truncating_engine.begin() as conn:
+        return experiments.register_experiment(conn, "default/ranker")
+
+
+def _cli(database_url: str, *args: str) -> object:
+    return CliRunner().invoke(app, list(args), env={db.ENV_DATABASE_URL: database_url})
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    if path.suffix == ".csv":
+        pacsv.write_csv(table, path)
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, row_group_size=300)  # row groups that straddle chunks
+    else:
+        path.write_text("\n".join(json.dumps(r, default=str) for r in table.to_pylist()) + "\n\n")
+
+
+def _counts(engine: sa.Engine) -> tuple[int, int, int, int]:
+    """Observations, distinct (ts, latency) pairs among them, batches, rollup total."""
+    with engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            int(conn.execute(sa.text(sql)).scalar_one() or 0)
+            for sql in (
+                "SELECT count(*) FROM observations",
+                "SELECT count(DISTINCT (ts, latency_ms)) FROM observations",
+                "SELECT count(*) FROM ingest_batches",
+                "SELECT sum(n) FROM rollups_minute",
+            )
+        )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_iter_file_gives_chunks_of_exactly_the_asked_rows_in_order(
+    tmp_path: Path, suffix: str
+) -> None:
+    table = outcomes(ROWS, seed=3, start=START)
+    path = tmp_path / f"outcomes{suffix}"
+    _write(table, path)
+    chunks = list(readers.iter_file(path, chunk_rows=CHUNK))
+    assert [c.num_rows for c in chunks] == [CHUNK] * 7 + [ROWS - 7 * CHUNK]
+    latency = [v for c in chunks for v in c["latency_ms"].cast(pa.float64()).to_pylist()]
+    assert latency == table["latency_ms"].to_pylist()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_file_larger_than_a_chunk_loads_completely_once_and_a_rerun_loads_nothing(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"outcomes{suffix}"
+    _write(outcomes(ROWS, seed=5, start=START), path)
+    first = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(CHUNK))
+    assert first.exit_code == 0, first.output
+    assert f"received {ROWS}, loaded {ROWS}, rejected 0" in first.output
+    assert _counts(truncating_engine) == (ROWS, ROWS, 8, ROWS)
+    with truncating_engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT batch_key FROM ingest_batches ORDER BY id")).scalars()
+        keys = list(keys)
+    assert keys[0].startswith("sha256:") and keys[1:] == [f"{keys[0]}:{n}" for n in range(2, 9)]
+    for chunk_rows in (CHUNK, 7, 10_000):  # the same chunks, or others: nothing twice
+        again = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(chunk_rows))
+        assert again.exit_code == 0 and "already ingested" in again.output, again.output
+    assert _counts(truncating_engine) == (ROWS, ROWS, 8, ROWS)
+
+
+def test_rejects_are_numbered_by_their_row_in_the_file(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
+) -> None:
+    table = outcomes(ROWS, seed=6, start=START)
+    latency = table["latency_ms"].to_pylist()
+    latency[600] = -1.0  # row 601 of the file, row 89 of chunk 5
+    path = tmp_path / "outcomes.parquet"
+    _write(table.set_column(4, "latency_ms", pa.array(latency)), path)
+    result = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(CHUNK))
+    assert result.exit_code == 1
+    assert "row 601: latency_ms is negative" in result.output
+    assert _counts(truncating_engine)[0] == ROWS - 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_file_unreadable_after_its_first_chunks_stores_nothing(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"outcomes{suffix}"
+    _write(outcomes(ROWS, seed=8, start=START - timedelta(days=200)), path)
+    with path.open("a") as handle:  # the last chunk is broken
+        handle.write('{"experiment": \n' if suffix == ".jsonl" else 'a,"b\n')
+    result = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(CHUNK))
+    assert result.exit_code == 3  # refused whole (docs/ingest.md: exit codes)
+    message = result.output.strip().splitlines()
+    assert len(message) == 1 and "refused whole, nothing stored" in message[0], result.output
+    assert str(path) in message[0]
+    assert _counts(truncating_engine) == (0, 0, 0, 0)
+    with truncating_engine.connect() as conn:  # not even the partition of its day
+        names = conn.execute(
+            sa.text("SELECT relname FROM pg_class WHERE relname LIKE 'observations_p%'")
+        ).scalars()
+        assert not [n for n in names if n.endswith(f"{(START - timedelta(days=200)):%Y%m%d}")]
+
+
+def test_a_chunks_partitions_are_created_before_the_files_transaction(
+    truncating_engine: sa.Engine, registered: int
+) -> None:
+    from controller.cli import ingest
+    from controller.storage import partitions
+
+    day = START - timedelta(days=300)
+    chunk = outcomes(10, seed=9, start=day, seconds=60)
+    as_text = chunk.set_column(2, "ts", chunk["ts"].cast(pa.string()))
+    name = partitions.partition_name(day.date())
+    assert ingest._precreate(truncating_engine, as_text) == [name]
+    assert ingest._precreate(truncating_engine, chunk) == []  # it exists now
+    absurd = outcomes(3, seed=9, start=day.replace(year=1990), seconds=60)
+    assert ingest._precreate(truncating_engine, absurd) == []  # left to the load itself
+    ingest._drop_if_empty(truncating_engine, [name])
+    with truncating_engine.connect() as conn:
+        assert name not in partitions.existing_partitions(conn)
