@@ -24,6 +24,7 @@ from controller.clock import SimulatedClock
 from controller.ingest import client as client_mod
 from controller.ingest import server, spool
 from controller.storage import experiments
+from tests import serving
 from tests.storage.helpers import T0
 
 NOW = T0 + timedelta(hours=3, minutes=1)
@@ -51,23 +52,7 @@ def _observations(engine: sa.Engine) -> int:
 
 def _serve(app: ASGIApp) -> tuple[str, Callable[[], None]]:
     """Run ``app`` under uvicorn in a thread on a free local port; returns its URL and a stop."""
-    import uvicorn
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "the ingest server did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-
-    def stop() -> None:
-        srv.should_exit = True
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
+    return serving.serve(app)
 
 
 def _ingest_app(engine: sa.Engine) -> ASGIApp:

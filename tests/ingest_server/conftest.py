@@ -6,10 +6,7 @@ The server commits from its worker threads, so these tests use ``truncating_engi
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,34 +15,11 @@ import sqlalchemy as sa
 
 from controller.clock import SimulatedClock
 from controller.storage import experiments
+from tests.serving import running as running
 from tests.storage.helpers import T0, row
 
 NOW = T0 + timedelta(hours=3, minutes=1)
 CLOCK = SimulatedClock(NOW)
-
-
-@contextmanager
-def running(app: Any, **listen: Any) -> Iterator[str]:
-    """Serve ``app`` with ``listen.Listen(**listen)`` in a thread; yields its base URL."""
-    import uvicorn
-
-    from controller.ingest import listen as listen_
-
-    tls = listen.get("tls_cert") is not None
-    where = listen_.Listen(**{"host": "127.0.0.1", "port": 0, **listen})
-    srv = uvicorn.Server(listen_.config(app, where, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from controller.cli.main import app
 from controller.clock import SimulatedClock
 from controller.ingest import server, writer
 from controller.storage import db, experiments
+from tests import serving
 from tests.storage.helpers import T0, outcomes, row
 
 NOW = T0 + timedelta(hours=3, minutes=1)
@@ -104,24 +106,12 @@ def test_cli_missing_file_and_unknown_format(database_url: str, tmp_path: Path) 
 
 
 @pytest.fixture
-def endpoint(truncating_engine: sa.Engine, registered: int) -> object:
-    import uvicorn
-
+def endpoint(truncating_engine: sa.Engine, registered: int) -> Iterator[str]:
     api = server.create_app(
         truncating_engine, token="s3cret", max_bytes=64_000, clock=SimulatedClock(NOW)
     )
-    config = uvicorn.Config(api, host="127.0.0.1", port=0, log_level="error", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "the ingest server did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving.running(api) as url:
+        yield url
 
 
 def _jsonl(n: int) -> bytes:
