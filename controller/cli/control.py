@@ -47,13 +47,13 @@ def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -
     request the operator has not handled yet is only replaced by a rollback.
     """
     from controller.decide import manual
-    from controller.experiment.spec import Phase
+    from controller.experiment.spec import TERMINAL_PHASES
 
     A = manual.RequestAction
     st = body.get("status") or {}
     phase = st.get("phase", "Pending")
     pending = output.pending_request(body)
-    finished = phase in {p.value for p in Phase if p.terminal}
+    finished = phase in TERMINAL_PHASES
     if pending is not None and action is not A.ROLLBACK and not finished:
         return f"an earlier request is still waiting for the operator: {pending}"
     holds = [

@@ -81,11 +81,11 @@ def list_(
 
 def wait_outcome(phase: str, target: str | None) -> int | None:
     """The exit code once ``phase`` settles the wait for ``target`` (None: keep waiting)."""
-    from controller.experiment.spec import Phase
+    from controller.experiment.spec import TERMINAL_PHASES
 
     if target is not None and phase == target:
         return EXIT_REACHED
-    if phase in {p.value for p in Phase if p.terminal}:
+    if phase in TERMINAL_PHASES:
         return EXIT_OTHER_END if target is not None else EXIT_REACHED
     return None
 

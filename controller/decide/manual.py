@@ -114,7 +114,6 @@ def format_request(request: ManualRequest) -> dict[str, str]:
     return {REQUEST_ANNOTATION: json.dumps(raw, sort_keys=True)}
 
 
-_FINISHED = tuple(p.value for p in spec.Phase if p.terminal)
 _PROMOTABLE_WITH_FULL = (spec.Phase.PROGRESSING.value, spec.Phase.PAUSED.value)
 _ONLY_FROM = {
     RequestAction.PAUSE: spec.Phase.PROGRESSING.value,
@@ -134,7 +133,7 @@ def refusal(
     (database unreachable, challenger not ready, no analysis); pause from Progressing;
     resume from Paused.
     """
-    if phase in _FINISHED:
+    if phase in spec.TERMINAL_PHASES:
         return f"the experiment has finished ({phase})"
     if action is RequestAction.ROLLBACK:
         return None

@@ -96,6 +96,10 @@ class Phase(StrEnum):
         return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
 
 
+#: ``status.phase`` values an experiment never leaves (for readers of raw status).
+TERMINAL_PHASES = frozenset(phase.value for phase in Phase if phase.terminal)
+
+
 class Verdict(StrEnum):
     """Outcome of a guardrail, or of the whole analysis (values as ``analysis.Verdict``, mapped in ``operate``)."""
 

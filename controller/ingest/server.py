@@ -38,7 +38,6 @@ from starlette.routing import Route
 
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.ingest import auth, load, readers, servermetrics, tokenreview, validate
-from controller.storage import experiments
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +83,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 def _scope_pairs(table: pa.Table) -> list[tuple[str | None, str | None]]:
     """The distinct (experiment, arm) pairs a batch would write, named as the core names them.
 
-    Experiments are normalised as validation does (whitespace trimmed, a bare name is in the
-    ``default`` namespace), so the scope is checked against the key a row is stored under;
+    Experiments are trimmed and keyed by ``validate.experiment_key``, as validation does, so the scope is checked against the key a row is stored under;
     rows without an experiment, and arms that are not an arm, write nothing and are left to
     validation (which quarantines them).
     """
@@ -106,8 +104,7 @@ def _scope_pairs(table: pa.Table) -> list[tuple[str | None, str | None]]:
         exp, arm_name = item["experiment"], item["arm"]
         if not exp:
             continue
-        key = exp if "/" in exp else f"{experiments.DEFAULT_NAMESPACE}/{exp}"
-        out.add((key, arm_name if arm_name in validate.ARMS else None))
+        out.add((validate.experiment_key(exp), arm_name if arm_name in validate.ARMS else None))
     return sorted(out, key=lambda p: (p[0], p[1] or ""))
 
 

@@ -319,6 +319,12 @@ def _parse_iso(value: str | None) -> int | None:
     return delta // timedelta(microseconds=1)
 
 
+def experiment_key(name: str) -> str:
+    """The key a row naming experiment ``name`` (trimmed) is stored under: a bare name is in
+    the default namespace."""
+    return name if "/" in name else f"{DEFAULT_NAMESPACE}/{name}"
+
+
 def _experiment_keys(
     col: pa.ChunkedArray | pa.Array,
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
@@ -327,7 +333,7 @@ def _experiment_keys(
         pc.utf8_trim_whitespace(pc.fill_null(_text(col, "experiment"), "")), "experiment"
     )
     keys = np.array(
-        [u if (u is None or "/" in u or not u) else f"{DEFAULT_NAMESPACE}/{u}" for u in uniq],
+        [u if not u else experiment_key(u) for u in uniq],
         dtype=object,
     )
     return keys, index

@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 FINALIZER = executor.FINALIZER
 GROUP, VERSION, PLURAL = sp.API_GROUP, sp.API_VERSION, sp.PLURAL
-_FINISHED = tuple(phase.value for phase in obs.Phase if phase.terminal)
 RouterFactory = assemble.RouterFactory
 TickResult = assemble.TickResult
 
@@ -197,7 +196,11 @@ class Operator:
         if seen is None or seen.fingerprint != self._fingerprint(body):
             return True
         pending = (body.get("status") or {}).get("pendingDecisions")
-        if phase in _FINISHED and not body["metadata"].get("deletionTimestamp") and not pending:
+        if (
+            phase in sp.TERMINAL_PHASES
+            and not body["metadata"].get("deletionTimestamp")
+            and not pending
+        ):
             return False
         return now >= seen.due
 
