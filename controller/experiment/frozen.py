@@ -11,6 +11,7 @@ display what was recorded and never recompute it. Pure functions; no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -146,7 +147,24 @@ def freeze(
     derived_thresholds_ms: Mapping[str, float] | None = None,
 ) -> FrozenSettings:
     """Freeze ``s``'s analysis with the values derived from the baseline (if any)."""
-    a = s.analysis
+    return freeze_analysis(
+        s.analysis,
+        at,
+        routing_of(s),
+        derived_cap=derived_cap,
+        derived_thresholds_ms=derived_thresholds_ms,
+    )
+
+
+def freeze_analysis(
+    a: spec.Analysis,
+    at: datetime,
+    routing: Routing | None,
+    *,
+    derived_cap: float | None = None,
+    derived_thresholds_ms: Mapping[str, float] | None = None,
+) -> FrozenSettings:
+    """``freeze`` for analysis settings and routing known apart (as 0.1's record kept them)."""
     thresholds = dict(derived_thresholds_ms or {})
     each = multiplicity.alpha_each(a.alpha, len(a.guardrails), srm_check=a.srm_enabled)
     cap = None
@@ -160,7 +178,7 @@ def freeze(
         revenue_cap_source=_cap_source(a.revenue_cap),
         guardrails=tuple(_test(g, each, thresholds) for g in a.guardrails),
         srm=SrmTest(a.srm_enabled, each if a.srm_enabled else 0.0),
-        routing=routing_of(s),
+        routing=routing,
     )
 
 
@@ -258,31 +276,17 @@ def _from_v0(d: Mapping[str, Any], at: datetime) -> FrozenSettings:
     a = validation.analysis_from_raw(d["analysis"])
     derived = d.get("derived") or {}
     routing = d.get("routing")
-    stub = spec.ExperimentSpec(
-        champion=spec.Arm("champion", "champion", "champion"),
-        challenger=spec.Arm("challenger", "challenger", "challenger"),
-        router=spec.ReplicasRouter(2),
-        steps=(),
-        analysis=a,
-        promotion=spec.PromotionMode.AUTOMATIC,
-        failure_policy=spec.FailurePolicy(*(3 * [spec.parse_duration("0s")])),
-        max_duration=spec.parse_duration("0s"),
-    )
-    out = freeze(
-        stub,
+    out = freeze_analysis(
+        a,
         at,
+        None if routing is None else routing_from_raw(routing),
         derived_cap=derived.get("revenueCap"),
         derived_thresholds_ms=derived.get("thresholdsMs"),
     )
-    return FrozenSettings(
+    return dataclasses.replace(
+        out,
         digest=str(d.get("digest", out.digest)),
-        frozen_at=out.frozen_at,
-        analysis=a,
         revenue_cap=d.get("revenueCap", out.revenue_cap),
-        revenue_cap_source=out.revenue_cap_source,
-        guardrails=out.guardrails,
-        srm=out.srm,
-        routing=None if routing is None else routing_from_raw(routing),
     )
 
 
