@@ -69,7 +69,7 @@ _EXPORTS = {  # module -> the names it exports here
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 # Submodules reachable as attributes of the package, as when it imported them all eagerly.
-_SUBMODULES = frozenset({*_EXPORTS, "engine"})
+_SUBMODULES = frozenset({*_EXPORTS, "engine", "arms"})
 
 __all__ = [  # noqa: RUF022 - plain sorted(), pinned by tests/analysis/test_api.py
     "AnalysisSettings",
