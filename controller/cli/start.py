@@ -284,8 +284,7 @@ def start(
     try:
         validation.parse_experiment(body)
     except validation.SpecError as exc:
-        issues = "; ".join(str(i) for i in exc.issues)
-        fail(f"{source}: invalid spec: {issues}", EXIT_USAGE)
+        fail(f"{source}: invalid spec: {exc}", EXIT_USAGE)
     body.setdefault("apiVersion", f"{spec.API_GROUP}/{spec.API_VERSION}")
     body.setdefault("kind", spec.KIND)
     body.pop("status", None)
