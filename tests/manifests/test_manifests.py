@@ -257,3 +257,46 @@ def test_dockerfile() -> None:
     assert 'ENTRYPOINT ["canaryctl"]' in text
     for path in ("pyproject.toml", "analysis", "controller", "migrations"):
         assert f"COPY {path}" in text
+
+
+def test_health_and_metrics_listen_on_the_pod_ip_and_prometheus_finds_them() -> None:
+    """The binary listens on 127.0.0.1 by default; the manifest gives it the pod IP."""
+    (deployment,) = [d for d in _docs("operator.yaml") if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    args = container["args"]
+    assert "--bind-address=$(POD_IP)" in args and "--metrics-bind-address=$(POD_IP)" in args
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert f"--metrics-port={ports['metrics']}" in args
+    assert f"--health-port={ports['health']}" in args
+    (service,) = [d for d in _docs("operator.yaml") if d["kind"] == "Service"]
+    (monitor,) = _docs("servicemonitor.yaml")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["kind"] == "ServiceMonitor"
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    service_ports = {p["name"] for p in service["spec"]["ports"]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    assert "metrics" in service_ports
+
+
+def test_the_operator_binary_listens_on_localhost_by_default() -> None:
+    import inspect
+
+    from controller.cli import operator
+    from controller.operate import metrics
+
+    defaults = {
+        name: p.default.default if hasattr(p.default, "default") else p.default
+        for name, p in inspect.signature(operator.run).parameters.items()
+    }
+    assert defaults["bind_address"] == "127.0.0.1"
+    assert defaults["metrics_bind_address"] is None  # the same as --bind-address
+    server, _ = metrics.serve(metrics.Metrics(), lambda: True, port=0)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+        server.server_close()
