@@ -9,9 +9,10 @@ simulated minute at ``speed`` times real time. It writes a kubeconfig, an exampl
 Experiment and its state file (:data:`STATE`) into the sandbox directory, and runs until
 SIGTERM, when it stops the operator, the emulator and the embedded Postgres.
 
-Its simulated clock starts at the wall clock's time; faster than real time it runs ahead
-of the wall clock, so ages the CLI computes from the wall clock read short. The product
-never imports this module.
+Its simulated clock starts at the wall clock's time (to the minute) and, at ``speed`` 1,
+keeps it; faster than real time it runs ahead of the wall clock, so the ages and the step
+progress the CLI computes from the wall clock read short. The product never imports this
+module.
 """
 
 from __future__ import annotations
@@ -85,10 +86,38 @@ def _database(directory: Path, url: str | None) -> Iterator[tuple[str, str | Non
 
 
 def example_experiment() -> dict[str, Any]:
-    """The sandbox's example: the demo's Experiment on the sandbox's route and Deployments."""
-    from canaryctl_demo.demo import demo_experiment
+    """The sandbox's example, chosen to decide within minutes of real time at the sandbox's
+    traffic (30,000 requests a minute): two short steps, alpha 0.05, manual promotion (a
+    good challenger waits in AwaitingPromotion for ``canaryctl promote``)."""
+    from canaryctl_demo.world import experiment_body
 
-    return demo_experiment("ranker-v2")
+    return experiment_body(
+        "ranker-v2",
+        namespace=NAMESPACE,
+        steps=[
+            {"weight": 10, "minDuration": "3m", "minSamples": 2000},
+            {"weight": 50, "minDuration": "3m", "minSamples": 10000},
+        ],
+        analysis={
+            "interval": "1m",
+            "alpha": 0.05,
+            "revenueCap": {"value": 20.0},
+            "burnIn": {"minRequests": 1000, "minNonZeroRevenue": 80},
+            "allowedLateness": "0s",
+            "guardrails": [
+                {
+                    "name": "revenue",
+                    "kind": "mean",
+                    "direction": "higherIsBetter",
+                    "margin": {"relative": 0.05},
+                },
+                {"name": "latency-p99", "kind": "tail", "thresholdMs": 70.0, "kappa": 1.25},
+                {"name": "errors", "kind": "rate", "kappa": 1.5},
+            ],
+        },
+        promotion="manual",
+        max_duration="2h",
+    )
 
 
 def serve(directory: Path, *, database_url: str | None, speed: float, challenger: str) -> None:
@@ -157,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="canaryctl-sandbox")
     parser.add_argument("directory", type=Path)
     parser.add_argument("--database-url")
-    parser.add_argument("--speed", type=float, default=60.0)
+    parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--challenger", default="good")
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -92,9 +92,11 @@ def up(
     speed: Annotated[
         float,
         typer.Option(
-            min=1.0, help="Simulated minutes per real minute (60: one a second); 1 is real time."
+            min=1.0,
+            help="Simulated minutes per real minute; 1 keeps real time (faster: the ages "
+            "status shows run behind the sandbox's clock).",
         ),
-    ] = 60.0,
+    ] = 1.0,
     challenger: Annotated[
         str, typer.Option(help=f"How the challenger behaves: {CHALLENGERS}.")
     ] = "good",

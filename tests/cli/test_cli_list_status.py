@@ -132,15 +132,7 @@ def test_list_table_json_yaml(cli: Run, cluster: Cluster) -> None:
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
     assert lines[0].split() == [
-        "NAME",
-        "PHASE",
-        "HELD",
-        "WEIGHT",
-        "STEP",
-        "VERDICT",
-        "CHAMPION",
-        "CHALLENGER",
-        "AGE",
+        *("NAME", "PHASE", "HELD", "WEIGHT", "STEP", "VERDICT", "CHAMPION", "CHALLENGER", "AGE")
     ]
     assert lines[1].split()[:8] == [
         "exp-a",

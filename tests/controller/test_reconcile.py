@@ -271,11 +271,12 @@ ROWS = [
     ),
     Row("challenger not ready: no advance", observed(ready=False), verdicts()),
     Row(
-        "challenger not ready past the grace rolls back",
+        "challenger not ready past the grace rolls back (and the hold no longer says it holds)",
         observed(ready=False, conditions=NOT_READY_LONG),
         verdicts(),
         phase=Ph.ROLLED_BACK,
         code="challenger_not_ready",
+        conditions=((obs.ConditionType.CHALLENGER_READY, "Unknown"),),
     ),
     Row(
         "database unreachable: hold",
@@ -679,14 +680,6 @@ ROWS = [
         observed(Ph.ROLLED_BACK, weight=0, conditions=DB_DOWN_LONG),
         None,
         conditions=((obs.ConditionType.DATABASE_REACHABLE, "True"),),
-    ),
-    Row(
-        "a rollback leaves no hold saying it holds",
-        observed(ready=False, conditions=NOT_READY_LONG),
-        verdicts(),
-        phase=Ph.ROLLED_BACK,
-        code="challenger_not_ready",
-        conditions=((obs.ConditionType.CHALLENGER_READY, "Unknown"),),
     ),
     Row("rolled back re-finalises a drifted route", observed(Ph.ROLLED_BACK, weight=5), None),
     Row(
