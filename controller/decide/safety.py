@@ -37,7 +37,7 @@ def _hold_or_clear(
     type_: obs.ConditionType,
     *,
     ok: bool,
-    grace: timedelta | None,
+    grace: timedelta,
     failed: str,
     holding: tuple[str, str],
     fine: tuple[str, str],
@@ -47,43 +47,32 @@ def _hold_or_clear(
         tick.condition(type_, True, *fine)
         return None
     code = _HOLDS[type_]
-    if grace is not None and tick.now - tick.false_since(type_) >= grace:
+    if tick.now - tick.false_since(type_) >= grace:
         return tick.end(_ROLLED_BACK, code, failed.format(_fmt(grace)))
-    tick.condition(type_, False, holding[0], holding[1].format(_fmt(grace) if grace else ""))
-    tick.holds.append(code)
+    _hold(tick, type_, holding[0], holding[1].format(_fmt(grace)))
     return None
 
 
+def _hold(tick: Tick, type_: obs.ConditionType, reason: str, message: str) -> None:
+    """Hold with no grace period: the condition False, its code in ``tick.holds``."""
+    tick.condition(type_, False, reason, message)
+    tick.holds.append(_HOLDS[type_])
+
+
 def _route(tick: Tick) -> bool:
-    """The route found and this Experiment's (or free): True, else hold without a grace."""
-    r = tick.observed.router
-    ct = obs.ConditionType
+    """The route found and this Experiment's (or free): True, else a hold (no grace)."""
+    r, ct = tick.observed.router, obs.ConditionType
     if r.missing is not None:
         reason, message = r.missing
-        _hold_or_clear(
-            tick,
-            ct.ROUTE_FOUND,
-            ok=False,
-            grace=None,
-            failed="",
-            holding=(reason, f"holding; {message}"),
-            fine=("", ""),
-        )
+        _hold(tick, ct.ROUTE_FOUND, reason, f"holding; {message}")
         return False
     tick.condition(ct.ROUTE_FOUND, True, "Found", f"{r.route} found")
-    _hold_or_clear(
-        tick,
-        ct.ROUTE_AVAILABLE,
-        ok=r.other_owner is None,
-        grace=None,
-        failed="",
-        holding=(
-            "OwnedByAnotherExperiment",
-            f"holding; {r.route} is owned by {r.other_owner}; waiting until it finishes",
-        ),
-        fine=("Available", f"{r.route} is free or this experiment's"),
-    )
-    return r.other_owner is None
+    if r.other_owner is not None:
+        message = f"holding; {r.route} is owned by {r.other_owner}; waiting until it finishes"
+        _hold(tick, ct.ROUTE_AVAILABLE, "OwnedByAnotherExperiment", message)
+        return False
+    tick.condition(ct.ROUTE_AVAILABLE, True, "Available", f"{r.route} is free or this experiment's")
+    return True
 
 
 def _verdicts(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | None:
