@@ -9,10 +9,10 @@ simulated minute at ``speed`` times real time. It writes a kubeconfig, an exampl
 Experiment and its state file (:data:`STATE`) into the sandbox directory, and runs until
 SIGTERM, when it stops the operator, the emulator and the embedded Postgres.
 
-Its simulated clock starts at the wall clock's time (to the minute) and, at ``speed`` 1,
-keeps it; faster than real time it runs ahead of the wall clock, so the ages and the step
-progress the CLI computes from the wall clock read short. The product never imports this
-module.
+Its simulated clock starts at the wall clock's minute and, at ``speed`` 1, keeps it (less
+than a minute behind); faster than real time it runs ahead of the wall clock, so the ages
+and the step progress the CLI computes from the wall clock read short. The emulator takes
+its timestamps from the same clock. The product never imports this module.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ LOG = "sandbox.log"
 KUBECONFIG = "kubeconfig"
 PG_DIR = "postgres"
 NAMESPACE = "ranking"
+_PASS = 2.0  # real seconds between the operator's passes within a simulated minute
 EXAMPLE = "ranker-v2.yaml"
 
 logger = logging.getLogger("canaryctl.sandbox")
@@ -135,6 +137,8 @@ def serve(directory: Path, *, database_url: str | None, speed: float, challenger
         start = datetime.now(UTC).replace(second=0, microsecond=0)
         try:
             with World.start(engine, start=start, namespace=NAMESPACE) as world:
+                # every time the sandbox writes (creation, status, decisions) is its clock's
+                world.served.emulator.store.clock = world.clock.now
                 kubeconfig = directory / KUBECONFIG
                 kubeconfig.write_text(yaml.safe_dump(world.served.kubeconfig(NAMESPACE)))
                 example = directory / EXAMPLE
@@ -154,15 +158,30 @@ def serve(directory: Path, *, database_url: str | None, speed: float, challenger
                 (directory / STATE).write_text(json.dumps(asdict(state), indent=2) + "\n")
                 logger.info("sandbox up: %s", state)
                 world.advance(timedelta(0))
-                while not stop.wait(60 / speed):
-                    _minute(world, scenario)
+                minute = 60 / speed
+                next_minute = time.monotonic() + minute
+                while not stop.wait(max(0.0, min(_PASS, next_minute - time.monotonic()))):
+                    if time.monotonic() >= next_minute:
+                        next_minute += minute
+                        _minute(world, scenario)
+                    else:  # between minutes: act on new Experiments and requests at once
+                        _guarded(world.advance, timedelta(0))
         finally:
             engine.dispose()
     logger.info("sandbox stopped")
 
 
+def _guarded(step: Any, *args: Any) -> None:
+    """One step of the loop; an error is logged, and the sandbox goes on."""
+    try:
+        step(*args)
+    except Exception:
+        logger.exception("sandbox step failed")
+
+
 def _minute(world: Any, scenario: Any) -> None:
-    """One simulated minute: traffic for every running Experiment, then the operator's pass."""
+    """One simulated minute: traffic for every Experiment that routes (started, not finished;
+    a queued one waits without traffic), then the operator's pass."""
     from controller.experiment.spec import TERMINAL_PHASES
 
     try:
@@ -172,13 +191,14 @@ def _minute(world: Any, scenario: Any) -> None:
         items = []
     for body in items:
         name = body["metadata"]["name"]
-        if (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        phase = (body.get("status") or {}).get("phase", "Pending")
+        if phase == "Pending" or phase in TERMINAL_PHASES:  # no route of its own to follow
             continue
         try:
             world.send_minute(name, scenario)
         except Exception as exc:  # an invalid spec or a missing route: no traffic for it
             logger.info("%s: no traffic this minute: %s", name, exc)
-    world.advance()
+    _guarded(world.advance)
 
 
 def main(argv: list[str] | None = None) -> None:
