@@ -17,13 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from canaryctl_demo import sandbox_cli
-
 if TYPE_CHECKING:
     from types import ModuleType
 
 app = typer.Typer()
-app.add_typer(sandbox_cli.app, name="sandbox")
 
 SCENARIO_HELP = "good, revenue-drop, latency-regression, error-spike, srm, aa, or all"
 

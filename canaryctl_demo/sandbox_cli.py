@@ -1,6 +1,7 @@
 """``canaryctl sandbox up|status|down``: a world to try every command on, without a cluster.
 
-Part of the demo plugin (``canaryctl_demo.cli`` adds it as the ``sandbox`` group). ``up``
+A plugin like ``canaryctl demo``: ``pyproject.toml`` registers :data:`app` (a Typer named
+``sandbox``, so a group) under the ``canaryctl.commands`` entry points. ``up``
 starts ``canaryctl_demo.sandbox`` as a background process of its own (its own session,
 its output in ``sandbox.log``), waits until it has written its state file, and prints the
 two ``export`` lines on stdout (so ``eval "$(canaryctl sandbox up)"`` works); everything
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from canaryctl_demo.sandbox import State
 
 app = typer.Typer(
+    name="sandbox",
     help="A sandbox to try canaryctl: the API emulator, Postgres, the operator and traffic "
     "in the background.",
     no_args_is_help=True,
