@@ -75,6 +75,21 @@ def database_url(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def empty_database(server_url: str) -> Iterator[str]:
+    """A database of its own with no schema, dropped after the test."""
+    name = f"canaryctl_empty_{uuid.uuid4().hex[:8]}"
+    admin = db.make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def _session_engine(database_url: str) -> Iterator[sa.Engine]:
     engine = db.make_engine(database_url)

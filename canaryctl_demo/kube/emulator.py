@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp.web
 import attrs
+import jsonpatch
 import kmock
 import kubernetes.client
 from typing_extensions import override
@@ -233,6 +234,8 @@ class Emulator(kmock.KubernetesScaffold):
 
     def _serve(self, request: kmock.Request, kind: Kind) -> tuple[int, dict[str, Any]]:
         ns, name, sub, data = request.namespace, request.name, request.subresource, request.data
+        if sub == "scale" and kind.plural in _SCALABLE and name is not None:
+            return self._scale(request, kind, ns, name)
         if sub not in (None, "status"):
             raise store_.ApiError(404, "NotFound", f"subresource {sub!r} is not served", kind)
         method = request.method.value
@@ -256,6 +259,42 @@ class Emulator(kmock.KubernetesScaffold):
         elif method == "DELETE":
             return 200, self.store.delete(kind, ns, name)
         raise store_.ApiError(405, "MethodNotAllowed", f"{method} {request.url.path}", kind)
+
+    def _scale(
+        self, request: kmock.Request, kind: Kind, ns: str | None, name: str
+    ) -> tuple[int, dict[str, Any]]:
+        """The ``scale`` subresource (``autoscaling/v1`` ``Scale``): GET, PUT and PATCH.
+
+        As on the API server, a write changes only ``spec.replicas`` of the object (labels,
+        annotations and the pod template cannot be reached through it), and a
+        ``metadata.resourceVersion`` in the body is a precondition (409 when stale).
+        """
+        method = request.method.value
+        current = self.store.get(kind, ns, name)
+        if method == "GET":
+            return 200, _scale_of(current)
+        if method == "PUT":
+            wanted = request.data or {}
+        elif method == "PATCH":
+            content_type = request.headers.get("Content-Type", store_.MERGE_PATCH)
+            if content_type.startswith(store_.JSON_PATCH):
+                try:
+                    wanted = jsonpatch.apply_patch(_scale_of(current), request.data or [])
+                except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                    raise store_.ApiError(422, "Invalid", f"json patch: {exc}", kind) from exc
+            else:  # merge and strategic merge patches agree on a Scale's few scalar fields
+                wanted = store_.merge_patch(_scale_of(current), request.data or {})
+        else:
+            raise store_.ApiError(405, "MethodNotAllowed", f"{method} {request.url.path}", kind)
+        replicas = (wanted.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise store_.ApiError(422, "Invalid", "spec.replicas: must be an integer >= 0", kind)
+        patch: dict[str, Any] = {"spec": {"replicas": replicas}}
+        sent = (wanted.get("metadata") or {}).get("resourceVersion")
+        if sent:
+            patch["metadata"] = {"resourceVersion": sent}
+        updated = self.store.patch(kind, ns, name, patch, store_.MERGE_PATCH, None)
+        return 200, _scale_of(updated)
 
     async def _watch(self, request: kmock.Request, kind: Kind) -> aiohttp.web.StreamResponse:
         """Stream the backlog (see ``Store.subscribe``), then every change, until timeout/hangup."""
@@ -292,6 +331,30 @@ class Emulator(kmock.KubernetesScaffold):
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+
+#: Resources whose ``scale`` subresource the emulator serves.
+_SCALABLE = ("deployments",)
+
+
+def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object's ``autoscaling/v1`` ``Scale``, as the API server derives it."""
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    labels = ((spec.get("selector") or {}).get("matchLabels")) or {}
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": int(spec.get("replicas", 1))},
+        "status": {
+            "replicas": int(status.get("replicas") or 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        },
+    }
 
 
 class Served:

@@ -149,8 +149,8 @@ def matches_selector(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _wall_clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _content(obj: Body) -> Body:
@@ -171,6 +171,9 @@ class Store:
         self._counter = itertools.count(1)
         self._rv = 0
         self.listeners: list[Listener] = []  # called with (event type, kind, object) on changes
+        # What creationTimestamp and deletionTimestamp are taken from (a simulated world may
+        # set its clock here, so that they agree with the times its operator writes).
+        self.clock: Callable[[], datetime.datetime] = _wall_clock
         self._history: collections.deque[tuple[int, str, Kind, Body]] = collections.deque(
             maxlen=10_000
         )  # recent events, replayed to watches that start at a resourceVersion
@@ -178,6 +181,9 @@ class Store:
     @property
     def resource_version(self) -> str:
         return str(self._rv)
+
+    def _now(self) -> str:
+        return self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _bump(self) -> str:
         self._rv = next(self._counter)
@@ -277,7 +283,7 @@ class Store:
                 meta.pop(field, None)
             meta.update(
                 uid=str(uuid.uuid4()),
-                creationTimestamp=_now(),
+                creationTimestamp=self._now(),
                 generation=1,
                 resourceVersion=self._bump(),
             )
@@ -353,7 +359,7 @@ class Store:
             if meta.get("finalizers"):
                 if not meta.get("deletionTimestamp"):
                     meta.update(
-                        deletionTimestamp=_now(),
+                        deletionTimestamp=self._now(),
                         deletionGracePeriodSeconds=0,
                         resourceVersion=self._bump(),
                     )

@@ -28,13 +28,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
-# Conditions whose False status is a hold, named as reconcile names the hold.
-_HOLDS = {
-    "DatabaseReachable": "database_unreachable",
-    "DataFresh": "no_data",
-    "AnalysisAvailable": "analysis_unavailable",
-    "ChallengerReady": "challenger_not_ready",
-}
 _ATTEMPTS = 3
 
 
@@ -56,11 +49,7 @@ def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -
     finished = phase in TERMINAL_PHASES
     if pending is not None and action is not A.ROLLBACK and not finished:
         return f"an earlier request is still waiting for the operator: {pending}"
-    holds = [
-        _HOLDS[c["type"]]
-        for c in st.get("conditions") or []
-        if c.get("type") in _HOLDS and c.get("status") == "False"
-    ]
+    holds = [code for code, _ in output.holds(body)]
     why = manual.refusal(action, full=full, phase=phase, holds=holds)
     if why is not None:
         if action is A.PROMOTE and not full and phase in ("Progressing", "Paused"):

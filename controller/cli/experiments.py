@@ -100,6 +100,9 @@ def _summary(body: dict[str, Any]) -> str:
         parts.append(f"step {st['step']}")
     if st.get("verdict"):
         parts.append(f"verdict {st['verdict']}")
+    held = [c.get("reason") or code for code, c in output.holds(body)]
+    if held:
+        parts.append(f"held: {', '.join(held)}")
     return ", ".join(parts)
 
 

@@ -36,7 +36,21 @@ def run(
     leader_election: Annotated[
         bool, typer.Option(help="Elect one acting replica through a coordination.k8s.io Lease.")
     ] = True,
+    bind_address: Annotated[
+        str,
+        typer.Option(
+            envvar="CANARYCTL_BIND_ADDRESS",
+            help="Address /healthz and /readyz listen on; the manifest passes the pod IP.",
+        ),
+    ] = "127.0.0.1",
     health_port: Annotated[int, typer.Option(help="Port of /healthz and /readyz.")] = 8080,
+    metrics_bind_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CANARYCTL_METRICS_BIND_ADDRESS",
+            help="Address /metrics listens on (default: --bind-address).",
+        ),
+    ] = None,
     metrics_port: Annotated[int, typer.Option(help="Port of /metrics (Prometheus).")] = 9090,
     workers: Annotated[int, typer.Option(min=1, help="Experiments reconciled in parallel.")] = 8,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
@@ -64,18 +78,21 @@ def run(
     )
     operator = Operator(cluster.api, engine, config=config)
     stop = threading.Event()
+    health_at = (bind_address, health_port)
+    metrics_at = (metrics_bind_address or bind_address, metrics_port)
     try:
-        health, _ = metrics_mod.serve(operator.metrics, operator.ready, port=health_port)
+        health, _ = metrics_mod.serve(operator.metrics, operator.ready, *health_at)
         scrape = health
-        if metrics_port != health_port:
-            scrape, _ = metrics_mod.serve(operator.metrics, operator.ready, port=metrics_port)
+        if metrics_at != health_at:
+            scrape, _ = metrics_mod.serve(operator.metrics, operator.ready, *metrics_at)
     except OSError as exc:
-        fail(f"cannot listen on the health or metrics port: {exc}")
+        fail(f"cannot listen on {health_at} or {metrics_at} (health and metrics): {exc}")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     typer.echo(
         f"canaryctl operator {config.identity}: watching "
-        f"{', '.join(config.namespaces) or 'all namespaces'}; health on :{health_port}, metrics on :{metrics_port}"
+        f"{', '.join(config.namespaces) or 'all namespaces'}; health on "
+        f"{_where(*health_at)}, metrics on {_where(*metrics_at)}"
     )
     try:
         operator.run(stop, leader_election=leader_election)
@@ -84,3 +101,7 @@ def run(
         if scrape is not health:
             scrape.shutdown()
         engine.dispose()
+
+
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -80,9 +80,37 @@ def _dash(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+def holds(body: Body) -> list[tuple[str, Mapping[str, Any]]]:
+    """What holds the experiment: each hold's code and its False condition (none once finished).
+
+    The holds are ``observed.HOLDS``, the table reconcile sets them from.
+    """
+    from controller.decide.observed import HOLDS
+    from controller.experiment.spec import TERMINAL_PHASES
+
+    st = body.get("status") or {}
+    if st.get("phase", "Pending") in TERMINAL_PHASES:
+        return []
+    return [
+        (HOLDS[c["type"]], c)
+        for c in st.get("conditions") or []
+        if c.get("type") in HOLDS and c.get("status") == "False"
+    ]
+
+
 def list_table(items: Sequence[Body], now: datetime, with_namespace: bool = False) -> str:
-    """The ``canaryctl list`` table: the CRD's printer columns plus the arms."""
-    headers = ["NAME", "PHASE", "WEIGHT", "STEP", "VERDICT", "CHAMPION", "CHALLENGER", "AGE"]
+    """The ``canaryctl list`` table: the CRD's printer columns, what holds it, and the arms."""
+    headers = [
+        "NAME",
+        "PHASE",
+        "HELD",
+        "WEIGHT",
+        "STEP",
+        "VERDICT",
+        "CHAMPION",
+        "CHALLENGER",
+        "AGE",
+    ]
     if with_namespace:
         headers.insert(0, "NAMESPACE")
     rows = []
@@ -92,6 +120,7 @@ def list_table(items: Sequence[Body], now: datetime, with_namespace: bool = Fals
         row = [
             meta.get("name", ""),
             st.get("phase", "Pending"),
+            ",".join(c.get("reason") or code for code, c in holds(item)) or "-",
             "-" if weight is None else f"{weight}%",
             _dash(st.get("step")),
             _dash(st.get("verdict")),
@@ -216,9 +245,16 @@ def status_view(body: Body, now: datetime) -> str:
         + (f", step {st['step']}" if st.get("step") else ""),
         f"Verdict:      {_dash(st.get('verdict'))}",
     ]
+    held = holds(body)
+    lines += [
+        f"Held:         {c.get('reason', code)}: {c.get('message', '')} (since "
+        f"{age(parse_time(c.get('lastTransitionTime')), now)})"
+        for code, c in held
+    ]
     if st.get("reasonCode") or st.get("message"):
         lines.append(f"Reason:       {_dash(st.get('reasonCode'))}: {st.get('message', '')}")
-    lines += _progress(body, st, now)
+    if not held:  # while held, a progress bar would look healthy
+        lines += _progress(body, st, now)
     if phase == "AwaitingPromotion":
         lines.append(
             f"Next:         every guardrail passed; `canaryctl promote {meta.get('name')}`"
@@ -247,9 +283,10 @@ def status_view(body: Body, now: datetime) -> str:
         header = ["NAME", "KIND", "ESTIMATE", "BOUNDS", "VERDICT", "REASON"]
         lines += ["  " + line for line in table(header, rows).splitlines()]
     conditions = st.get("conditions") or []
-    bad = [c for c in conditions if c.get("status") != "True"]
+    held_types = {c.get("type") for _, c in held}
+    bad = [c for c in conditions if c.get("status") == "False" and c.get("type") not in held_types]
     if bad:
-        lines.append("Holds:")
+        lines.append("Conditions:")
         lines += [f"  {c['type']}={c['status']}: {c.get('message', '')}" for c in bad]
     pending = pending_request(body)
     if pending is not None:

@@ -19,6 +19,8 @@ from controller.cli import kube, output
 from controller.cli.common import EXIT_USAGE, fail
 
 app = typer.Typer()
+#: ``start`` refused: another live Experiment already routes through the same objects.
+EXIT_ROUTE_TAKEN = 5
 _DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
@@ -143,6 +145,38 @@ def _router_from_flags(
 _FLAGS = "Without -f (the common case)"
 
 
+def route_users(parsed: Any, name: str, namespace: str, items: list[dict[str, Any]]) -> str | None:
+    """The live Experiments (not finished) routing through the objects ``parsed`` would use.
+
+    ``parsed`` is the new Experiment's ``spec.ExperimentSpec``; the answer names each other
+    Experiment with its phase and the object, e.g. ``ml/ranker-bad (Progressing) on
+    HTTPRoute ml/ranker``, or is None when the route is free.
+    """
+    from controller.experiment import validation
+    from controller.experiment.spec import TERMINAL_PHASES
+    from controller.routers import base
+
+    def objects(s: Any, owner: str) -> frozenset[str]:
+        config = base.config_for(namespace, owner, s.champion, s.challenger, s.router)
+        return base.routing_objects(config)
+
+    mine = objects(parsed, name)
+    found = []
+    for item in items:
+        meta, st = item.get("metadata") or {}, item.get("status") or {}
+        phase = st.get("phase", "Pending")
+        if meta.get("name") == name or phase in TERMINAL_PHASES:
+            continue
+        try:
+            theirs = objects(validation.parse_experiment(item), str(meta.get("name")))
+        except (validation.SpecError, ValueError):
+            continue  # an invalid spec never routes
+        shared = sorted(mine & theirs)
+        if shared:
+            found.append(f"{namespace}/{meta.get('name')} ({phase}) on {', '.join(shared)}")
+    return "; ".join(found) or None
+
+
 @app.command()
 def start(
     filename: Annotated[
@@ -229,6 +263,14 @@ def start(
         output.Format,
         typer.Option("-o", "--output", help="Format of the --dry-run object: yaml or json."),
     ] = output.Format.YAML,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Create it even when another live Experiment uses the same route; it then "
+            "waits (held) until the route is free.",
+        ),
+    ] = False,
     kubeconfig: kube.Kubeconfig = None,
     context: kube.Context = None,
     namespace: kube.Namespace = None,
@@ -239,7 +281,7 @@ def start(
 
     `canaryctl start --champion ranker-v41 --challenger ranker-v42 --http-route ranker --steps 5:1h,25:2h,50:2h --latency-ms 250 --dry-run`
 
-    Exit codes: 0 created (or printed), 2 bad input (missing file, invalid spec: the field is named), 1 other errors (e.g. it exists already).
+    Exit codes: 0 created (or printed), 2 bad input (missing file, invalid spec: the field is named), 5 another live Experiment uses the same route (--force creates it anyway, held until the route is free), 1 other errors (e.g. it exists already).
     """
     from controller.experiment import spec, validation
 
@@ -282,10 +324,9 @@ def start(
         )
         source = "flags"
     try:
-        validation.parse_experiment(body)
+        parsed = validation.parse_experiment(body)
     except validation.SpecError as exc:
-        issues = "; ".join(str(i) for i in exc.issues)
-        fail(f"{source}: invalid spec: {issues}", EXIT_USAGE)
+        fail(f"{source}: invalid spec: {exc}", EXIT_USAGE)
     body.setdefault("apiVersion", f"{spec.API_GROUP}/{spec.API_VERSION}")
     body.setdefault("kind", spec.KIND)
     body.pop("status", None)
@@ -323,8 +364,21 @@ def start(
         )
         return
     assert cluster is not None
+    experiments = kube.Experiments(cluster)
     try:
-        kube.Experiments(cluster).create(body)
+        taken = route_users(parsed, str(meta["name"]), target, experiments.list())
+    except kube.KubeError as exc:
+        fail(str(exc))
+    if taken:
+        what = f"{taken} already uses the same route"
+        if not force:
+            fail(
+                f"{what}; wait until it finishes, or pass --force to queue behind it",
+                EXIT_ROUTE_TAKEN,
+            )
+        typer.echo(f"warning: {what}; {meta['name']} will wait until it is free", err=True)
+    try:
+        experiments.create(body)
     except kube.KubeError as exc:
         fail(str(exc))
     typer.echo(f"experiment.{spec.API_GROUP}/{meta['name']} created in namespace {target}")

@@ -38,6 +38,24 @@ class ConditionType(StrEnum):
     DATA_FRESH = "DataFresh"
     ANALYSIS_AVAILABLE = "AnalysisAvailable"
     BASELINE_READY = "BaselineReady"
+    ROUTE_FOUND = "RouteFound"
+    ROUTE_AVAILABLE = "RouteAvailable"
+
+
+#: The conditions whose False status holds an experiment (no step up, no start, no
+#: promotion), each with the code the hold goes by in ``Tick.holds``, in the manual
+#: request rules and in the CLI. The one list of holds: ``safety`` sets these conditions,
+#: ``stepping`` and ``manual.refusal`` read the codes, ``canaryctl list`` and ``status``
+#: show the conditions. A new hold (e.g. a forecast that says the experiment cannot
+#: decide in time) is added here with its condition type.
+HOLDS: Mapping[ConditionType, str] = {
+    ConditionType.ROUTE_FOUND: "route_not_found",
+    ConditionType.ROUTE_AVAILABLE: "route_owned",
+    ConditionType.DATABASE_REACHABLE: "database_unreachable",
+    ConditionType.DATA_FRESH: "no_data",
+    ConditionType.ANALYSIS_AVAILABLE: "analysis_unavailable",
+    ConditionType.CHALLENGER_READY: "challenger_not_ready",
+}
 
 
 @dataclass(frozen=True)
@@ -72,10 +90,19 @@ class StoredStatus:
 
 @dataclass(frozen=True)
 class RouterState:
-    """What the traffic router reports now."""
+    """What the traffic router reports now.
+
+    ``route`` names the routing object(s) for messages; ``other_owner`` is the Experiment
+    that owns them when it is not this one; ``missing`` is a reason (``RouteNotFound`` or
+    ``BackendNotFound``) and a sentence saying what could not be found (the routing object, a
+    Deployment, a backend in it) when the router could not read the split.
+    """
 
     challenger_weight: int
     challenger_ready: bool
+    route: str = ""
+    other_owner: str | None = None
+    missing: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ def _invalid(tick: Tick, error: validation.SpecError) -> p.Plan:
         p.EmitEvent(p.EventType.WARNING, "InvalidSpec", message),
     )
     _reject_any(tick, "the spec is invalid; the experiment failed")
+    tick.settle_holds()
     return tick.plan()
 
 
@@ -78,6 +79,7 @@ def _terminal(tick: Tick) -> p.Plan:
     ):
         tick.add(p.FinalizeRoute())
     _reject_any(tick, f"the experiment has finished ({phase.value})")
+    tick.settle_holds()
     return tick.plan()
 
 

@@ -2,12 +2,16 @@
 
 4. a guardrail FAIL or a sample-ratio mismatch (phases where the challenger has traffic);
 5. the maximum duration reached without PASS (reason ``inconclusive``);
-6. the database unreachable, data missing, analysis unavailable or the challenger not
-   ready: hold the current weight, and roll back once the condition lasted its grace
-   period.
+6. the route missing or owned by another Experiment: hold (a queued experiment waits
+   for the route; only ``maxDuration`` ends the wait); the database unreachable, data
+   missing, analysis unavailable or the challenger not ready: hold the current weight,
+   and roll back once the condition lasted its grace period.
 
 ``check`` returns the rollback plan, or None with the holding conditions added to the
-tick (``tick.holds`` names them for the stepping that follows). Pure: no I/O, no clock.
+tick (``tick.holds`` names them for the stepping that follows); every hold is a
+condition of ``observed.HOLDS``, set False with a reason and a message (and a Warning
+event) while it holds and True once its cause has gone (``Tick.settle_holds`` clears
+them when the experiment finishes). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from controller.experiment import spec
 
 ACTIVE = (obs.Phase.PROGRESSING, obs.Phase.PAUSED, obs.Phase.AWAITING_PROMOTION)
 _ROLLED_BACK = obs.Phase.ROLLED_BACK
+_HOLDS = obs.HOLDS
 
 
 def _fmt(d: timedelta) -> str:
@@ -33,7 +38,6 @@ def _hold_or_clear(
     *,
     ok: bool,
     grace: timedelta,
-    code: str,
     failed: str,
     holding: tuple[str, str],
     fine: tuple[str, str],
@@ -42,11 +46,33 @@ def _hold_or_clear(
     if ok:
         tick.condition(type_, True, *fine)
         return None
+    code = _HOLDS[type_]
     if tick.now - tick.false_since(type_) >= grace:
         return tick.end(_ROLLED_BACK, code, failed.format(_fmt(grace)))
-    tick.condition(type_, False, holding[0], holding[1].format(_fmt(grace)))
-    tick.holds.append(code)
+    _hold(tick, type_, holding[0], holding[1].format(_fmt(grace)))
     return None
+
+
+def _hold(tick: Tick, type_: obs.ConditionType, reason: str, message: str) -> None:
+    """Hold with no grace period: the condition False, its code in ``tick.holds``."""
+    tick.condition(type_, False, reason, message)
+    tick.holds.append(_HOLDS[type_])
+
+
+def _route(tick: Tick) -> bool:
+    """The route found and this Experiment's (or free): True, else a hold (no grace)."""
+    r, ct = tick.observed.router, obs.ConditionType
+    if r.missing is not None:
+        reason, message = r.missing
+        _hold(tick, ct.ROUTE_FOUND, reason, f"holding; {message}")
+        return False
+    tick.condition(ct.ROUTE_FOUND, True, "Found", f"{r.route} found")
+    if r.other_owner is not None:
+        message = f"holding; {r.route} is owned by {r.other_owner}; waiting until it finishes"
+        _hold(tick, ct.ROUTE_AVAILABLE, "OwnedByAnotherExperiment", message)
+        return False
+    tick.condition(ct.ROUTE_AVAILABLE, True, "Available", f"{r.route} is free or this experiment's")
+    return True
 
 
 def _verdicts(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | None:
@@ -84,7 +110,9 @@ def _data_fresh(tick: Tick, a: spec.Analysis, grace: timedelta) -> p.Plan | None
     last = tick.observed.last_data_at or tick.status.started_at or now
     age = now - last
     if age > stale_after + grace:
-        return tick.end(_ROLLED_BACK, "no_data", f"no new data for {_fmt(age)}")
+        return tick.end(
+            _ROLLED_BACK, _HOLDS[obs.ConditionType.DATA_FRESH], f"no new data for {_fmt(age)}"
+        )
     if age > stale_after:
         tick.condition(
             obs.ConditionType.DATA_FRESH,
@@ -92,7 +120,7 @@ def _data_fresh(tick: Tick, a: spec.Analysis, grace: timedelta) -> p.Plan | None
             "NoData",
             f"holding; no data newer than {_fmt(stale_after)}; rolling back after {_fmt(grace)} more",
         )
-        tick.holds.append("no_data")
+        tick.holds.append(_HOLDS[obs.ConditionType.DATA_FRESH])
     else:
         tick.condition(obs.ConditionType.DATA_FRESH, True, "Fresh", "data is arriving")
     return None
@@ -106,12 +134,12 @@ def check(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | None
     phase, o = tick.status.phase, tick.observed
     policy = s.failure_policy
     ct = obs.ConditionType
+    route_ok = _route(tick)
     ended = _hold_or_clear(
         tick,
         ct.DATABASE_REACHABLE,
         ok=o.database_reachable,
         grace=policy.database_unreachable_grace,
-        code="database_unreachable",
         failed="the database has been unreachable for {}",
         holding=(
             "DatabaseUnreachable",
@@ -127,7 +155,6 @@ def check(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | None
             ct.ANALYSIS_AVAILABLE,
             ok=tick.verdicts is not None,
             grace=policy.missing_data_grace,
-            code="analysis_unavailable",
             failed="no analysis result for {}",
             holding=(
                 "AnalysisUnavailable",
@@ -135,13 +162,12 @@ def check(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | None
             ),
             fine=("Available", "the analysis ran"),
         )
-    if ended is None:
+    if ended is None and route_ok:  # a route missing or taken says nothing of the challenger
         ended = _hold_or_clear(
             tick,
             ct.CHALLENGER_READY,
             ok=o.router.challenger_ready,
             grace=policy.challenger_not_ready_grace,
-            code="challenger_not_ready",
             failed="the challenger has not been ready for {}",
             holding=(
                 "ChallengerNotReady",

@@ -17,6 +17,14 @@ from controller.decide import observed as obs
 from controller.decide.tick import Tick
 from controller.experiment import frozen, spec
 
+#: Holds under which the route is not claimed for a baseline (it is missing, taken, or the
+#: decision could not be recorded).
+_NO_CLAIM = {
+    obs.HOLDS[obs.ConditionType.ROUTE_FOUND],
+    obs.HOLDS[obs.ConditionType.ROUTE_AVAILABLE],
+    obs.HOLDS[obs.ConditionType.DATABASE_REACHABLE],
+}
+
 
 def manual_request(tick: Tick, req: manual.ManualRequest, requeue: timedelta) -> p.Plan | None:
     """Step 7: act on promote, pause or resume; the plan when this tick is complete."""
@@ -164,7 +172,7 @@ def _pending(tick: Tick, s: spec.ExperimentSpec) -> None:
         if not tick.holds:
             _start(tick, s)
         return
-    if "database_unreachable" in tick.holds:
+    if set(tick.holds) & _NO_CLAIM:
         return
     # The route becomes this Experiment's now, so that a rollback during the baseline has
     # something to finalise (setting the weight claims it as well).

@@ -20,7 +20,7 @@ from controller.decide import manual
 from controller.decide import observed as obs
 from controller.experiment import spec
 
-_T, _F = obs.ConditionStatus.TRUE, obs.ConditionStatus.FALSE
+_T, _F, _U = obs.ConditionStatus.TRUE, obs.ConditionStatus.FALSE, obs.ConditionStatus.UNKNOWN
 
 
 def _status_fields(
@@ -83,6 +83,7 @@ class Tick:
             kind = p.DecisionKind.PROMOTE
             event = p.EmitEvent(p.EventType.NORMAL, "Promoted", message)
         handled = [p.MarkRequestHandled(request.id)] if request is not None else []
+        self.settle_holds()
         return self._plan(
             (
                 route,
@@ -111,16 +112,50 @@ class Tick:
             full.setdefault("analysis", dict(self.verdicts.evidence))
         return p.RecordDecision(kind, code, message, actor, self.now, full, key=key)
 
-    def condition(self, type_: obs.ConditionType, ok: bool, reason: str, message: str) -> None:
-        """Upsert a condition when it changed; warn on a transition to False."""
-        status = _T if ok else _F
-        old = self.status.condition(type_)
+    def condition(
+        self, type_: obs.ConditionType, ok: bool | None, reason: str, message: str
+    ) -> None:
+        """Upsert a condition when it changed (``ok`` None: Unknown); an event on a transition.
+
+        A Warning event when it turns False; a Normal one when a hold (``observed.HOLDS``)
+        turns True again, so that the end of a wait is as visible as its start.
+        """
+        status = _U if ok is None else _T if ok else _F
+        was = self.current(type_)
+        old = self._latest(type_)
         if old and (old.status, old.reason, old.message) == (status, reason, message):
             return
         since = old.last_transition_time if old and old.status == status else self.now
         self.add(p.SetCondition(obs.Condition(type_, status, reason, message, since)))
-        if not ok and (old is None or old.status != status):
+        if status is _F and was is not _F:
             self.add(p.EmitEvent(p.EventType.WARNING, reason, message))
+        elif status is _T and was is _F and type_ in obs.HOLDS:
+            self.add(p.EmitEvent(p.EventType.NORMAL, reason, f"no longer holding: {message}"))
+
+    def _latest(self, type_: obs.ConditionType) -> obs.Condition | None:
+        """The condition as this tick left it so far (else as stored)."""
+        for action in reversed(self.actions):
+            if isinstance(action, p.SetCondition) and action.condition.type == type_:
+                return action.condition
+        return self.status.condition(type_)
+
+    def current(self, type_: obs.ConditionType) -> obs.ConditionStatus | None:
+        """The condition's status as this tick left it so far (None: never set)."""
+        latest = self._latest(type_)
+        return None if latest is None else latest.status
+
+    def settle_holds(self) -> None:
+        """A finished experiment holds nothing: its holding conditions stop saying it holds.
+
+        The database's condition follows what this tick saw (True once it answers again);
+        any other hold still False becomes Unknown (reason ``Finished``): no longer checked.
+        """
+        db = obs.ConditionType.DATABASE_REACHABLE
+        if self.observed.database_reachable and self.current(db) is _F:
+            self.condition(db, True, "Reachable", "the database answers")
+        for type_ in obs.HOLDS:
+            if type_ is not db and self.current(type_) is _F:
+                self.condition(type_, None, "Finished", "not checked since the experiment finished")
 
     def false_since(self, type_: obs.ConditionType) -> datetime:
         """Since when a condition has been False (now if it is not False yet)."""

@@ -33,14 +33,14 @@ class SpecIssue:
 
 
 class SpecError(ValueError):
-    """A spec that cannot run; ``issues`` names every bad field (the first one in ``str``)."""
+    """A spec that cannot run; ``issues`` names every bad field, and so does ``str`` (all of
+    them, ``; ``-separated: the status message, the event and the decision log show it)."""
 
     def __init__(self, issues: list[SpecIssue] | tuple[SpecIssue, ...]) -> None:
         if not issues:
             raise ValueError("issues: a SpecError needs at least one issue")
         self.issues: tuple[SpecIssue, ...] = tuple(issues)
-        more = f" (and {len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
-        super().__init__(f"{self.issues[0]}{more}")
+        super().__init__("; ".join(str(i) for i in self.issues))
 
     @property
     def field(self) -> str:

@@ -63,6 +63,7 @@ class Work:
     reachable: bool = False
     flushed: bool = False
     route: routers.RouteState | None = None
+    route_missing: tuple[str, str] | None = None
     last_data_at: datetime | None = None
     found: evaluate.Input = field(default_factory=lambda: evaluate.Input(obs.ArmCounts()))
     evaluation: analysis.Evaluation | None = None
@@ -122,7 +123,7 @@ class Assembler:
                 logger.warning("%s: database still unreachable: %s", res.key, describe(exc))
                 reachable = False
         work.exp_id, work.reachable = exp_id, reachable
-        work.route = observe.route(router)
+        work.route, work.route_missing = observe.route_or_missing(router)
         if reachable and exp_id is not None and isinstance(spec_or_error, sp.ExperimentSpec):
             assert self.engine is not None
             try:
@@ -199,6 +200,7 @@ class Assembler:
             last_data_at=work.last_data_at,
             baseline=found.baseline,
             held_flushed=work.flushed,
+            route_missing=work.route_missing,
         )
         plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
         outcome = self._apply(work, plan)

@@ -8,6 +8,7 @@ and ``/metrics``. Nothing here decides anything.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,10 +66,18 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def serve(
-    metrics: Metrics, ready: Callable[[], bool], *, host: str = "0.0.0.0", port: int = 8080
+    metrics: Metrics, ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 8080
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    """Serve /healthz, /readyz and /metrics in a background thread; returns the server."""
+    """Serve /healthz, /readyz and /metrics in a background thread; returns the server.
+
+    Unauthenticated, so it listens on localhost unless told otherwise (the manifest gives
+    the pod IP, where the kubelet's probes and Prometheus reach it; IPv6 addresses work).
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -92,7 +101,8 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+    server = server_class((host, port), Handler)
     thread = threading.Thread(target=server.serve_forever, name="canaryctl-http", daemon=True)
     thread.start()
     return server, thread

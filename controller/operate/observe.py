@@ -75,6 +75,23 @@ def route(router: routers.TrafficRouter | None) -> routers.RouteState | None:
     return router.observe() if router is not None else None
 
 
+def route_or_missing(
+    router: routers.TrafficRouter | None,
+) -> tuple[routers.RouteState | None, tuple[str, str] | None]:
+    """The route, or what of it is missing: ``(reason, message)`` (the object, a
+    Deployment, a backend in it).
+
+    A missing route is something to report in a condition and wait for, not a failed tick;
+    other errors (the API server away, a refusal) still end the tick.
+    """
+    try:
+        return route(router), None
+    except routers.RouteNotFoundError as exc:
+        return None, ("RouteNotFound", str(exc))
+    except routers.BackendNotFoundError as exc:
+        return None, ("BackendNotFound", str(exc))
+
+
 def store(conn: sa.Connection, exp_id: int) -> tuple[datetime | None, Mapping[str, Any]]:
     """When the newest data ends, and the analysis state the previous tick saved."""
     last_minute, persisted = looks.freshness_and_state(conn, exp_id)
@@ -91,12 +108,21 @@ def observed(
     last_data_at: datetime | None,
     baseline: obs.BaselineResult | None,
     held_flushed: bool,
+    route_missing: tuple[str, str] | None = None,
 ) -> obs.Observed:
     """Everything reconcile reads about the world at this tick."""
     if route_state is not None:
-        router = obs.RouterState(route_state.challenger_weight, bool(route_state.challenger_ready))
-    else:  # no router to ask: the weight the status last recorded, not ready
-        router = obs.RouterState(int(res.raw_status.get("challengerWeight", 0)), False)
+        owner = route_state.owner
+        router = obs.RouterState(
+            route_state.challenger_weight,
+            bool(route_state.challenger_ready),
+            route=route_state.route,
+            other_owner=owner if owner not in (None, res.key) else None,
+        )
+    else:  # no route to ask: the weight the status last recorded, not ready
+        router = obs.RouterState(
+            int(res.raw_status.get("challengerWeight", 0)), False, missing=route_missing
+        )
     return obs.Observed(
         created_at=res.created_at or now,
         status=res.stored,

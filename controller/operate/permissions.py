@@ -1,9 +1,11 @@
 """Every Kubernetes API request the operator makes, listed once.
 
-``manifests/rbac.yaml`` grants exactly these and nothing more; a test compares the two,
-so a new request (a router that patches something new, say) must be added here first,
-with a reason. The operator's own code should not reach for anything not listed. Values
-only; no I/O.
+``manifests/rbac.yaml`` grants exactly these and nothing more (a Role in each watched
+namespace and one in the operator's; ``rbac-cluster-wide.yaml`` the same as a ClusterRole,
+for an operator that watches every namespace); a test compares the manifests with this
+list, and another runs the operator and fails on a request not listed here or a grant no
+request uses. A new request (a router that patches something new, say) is added here
+first, with a reason. Values only; no I/O.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ _GROUP, _PLURAL = spec.API_GROUP, spec.PLURAL
 class Scope(StrEnum):
     """Where a permission is granted."""
 
-    CLUSTER = "cluster"  # ClusterRole: every namespace that holds Experiments
+    # A Role in each namespace the operator watches (rbac.yaml), or, as an explicit option
+    # for an operator watching every namespace, a ClusterRole (rbac-cluster-wide.yaml).
+    WATCHED_NAMESPACE = "watched-namespace"
     OPERATOR_NAMESPACE = "operator-namespace"  # Role in the operator's own namespace
 
 
@@ -31,58 +35,51 @@ class Permission:
     resource: str
     verbs: frozenset[str]
     why: str
-    scope: Scope = Scope.CLUSTER
+    scope: Scope = Scope.WATCHED_NAMESPACE
 
 
-_READ = frozenset({"get", "list", "watch"})
-_WRITE = frozenset({"patch", "update"})
+_GET, _PATCH = frozenset({"get"}), frozenset({"patch"})
+_OPERATOR_NS = Scope.OPERATOR_NAMESPACE
 
 OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         _GROUP,
         _PLURAL,
-        _READ | _WRITE,
-        "watch Experiments; patch metadata (the finalizer)",
+        frozenset({"list", "watch", "patch"}),
+        "list and watch Experiments; patch metadata (the finalizer)",
     ),
-    Permission(_GROUP, f"{_PLURAL}/status", frozenset({"get", "patch", "update"}), "write status"),
-    Permission(
-        _GROUP,
-        f"{_PLURAL}/finalizers",
-        frozenset({"update"}),
-        "set the finalizer that restores the route on delete",
-    ),
-    Permission("", "events", frozenset({"create", "patch"}), "events on Experiments (core/v1)"),
-    Permission(
-        "events.k8s.io", "events", frozenset({"create", "patch"}), "events on Experiments (v1)"
-    ),
+    Permission(_GROUP, f"{_PLURAL}/status", _PATCH, "write status"),
+    Permission("", "events", frozenset({"create"}), "events on Experiments (core/v1)"),
     Permission(
         "coordination.k8s.io",
         "leases",
-        _READ | frozenset({"create"}) | _WRITE,
-        "leader election between operator replicas",
-        Scope.OPERATOR_NAMESPACE,
+        frozenset({"get", "create", "update"}),
+        "leader election between operator replicas (renewed with PUT)",
+        _OPERATOR_NS,
     ),
-    Permission(
-        "gateway.networking.k8s.io", "httproutes", _READ | _WRITE, "gatewayAPI router: backendRefs"
-    ),
-    Permission("networking.istio.io", "virtualservices", _READ | _WRITE, "istio router: weights"),
+    Permission("gateway.networking.k8s.io", "httproutes", _GET | _PATCH, "gatewayAPI router"),
+    Permission("networking.istio.io", "virtualservices", _GET | _PATCH, "istio router: weights"),
     Permission(
         "serving.kserve.io",
         "inferenceservices",
-        _READ | _WRITE,
-        "kserve router: canaryTrafficPercent",
-    ),
-    Permission(
-        "serving.kserve.io",
-        "inferenceservices/status",
-        frozenset({"get"}),
-        "kserve router: traffic split and readiness of the latest revision",
+        _GET | _PATCH,
+        "kserve router: canaryTrafficPercent; traffic and readiness from its status",
     ),
     Permission(
         "apps",
         "deployments",
-        _READ | _WRITE,
-        "challenger readiness; replicas router scales the two Deployments",
+        _GET,
+        "challenger readiness; the replicas router reads replicas (read-only: a write could "
+        "change the pod template)",
+    ),
+    Permission(
+        "apps", "deployments/scale", _PATCH, "replicas router: spec.replicas and nothing else"
+    ),
+    Permission(
+        "coordination.k8s.io",
+        "leases",
+        frozenset({"get", "create", "patch"}),
+        "replicas router: a Lease per Deployment records the Experiment that owns it",
     ),
 )
 

@@ -216,6 +216,27 @@ def config_for(
     )
 
 
+_ROUTE_KINDS = {
+    RouterKind.GATEWAY_API: "HTTPRoute",
+    RouterKind.ISTIO: "VirtualService",
+    RouterKind.KSERVE: "InferenceService",
+}
+
+
+def routing_objects(config: RouterConfig) -> frozenset[str]:
+    """The objects a router writes, as ``Kind namespace/name``.
+
+    Two Experiments whose sets meet cannot run at once: the first to claim the objects
+    owns them, the other holds (``RouteAvailable=False``) until they are released.
+    """
+    ns = config.namespace
+    if config.kind is RouterKind.REPLICAS:
+        return frozenset(
+            f"Deployment {ns}/{b.deployment_name}" for b in (config.champion, config.challenger)
+        )
+    return frozenset({f"{_ROUTE_KINDS[config.kind]} {ns}/{config.route}"})
+
+
 def check_weight(challenger_weight: int) -> int:
     if isinstance(challenger_weight, bool) or not 0 <= challenger_weight <= 100:
         raise ValueError(f"challenger_weight: must be in [0, 100], got {challenger_weight!r}")

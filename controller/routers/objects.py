@@ -44,6 +44,7 @@ class KubeRouter(readwrite.ReadModifyWrite):
     def __init__(self, config: base.RouterConfig, api_client: kubernetes.client.ApiClient) -> None:
         self.config = config
         self._api = kubernetes.client.CustomObjectsApi(api_client)
+        self._apps = kubernetes.client.AppsV1Api(api_client)
 
     def _read(self) -> dict[Ref, Body | None]:
         objs: dict[Ref, Body | None] = {}
@@ -65,12 +66,27 @@ class KubeRouter(readwrite.ReadModifyWrite):
 
     def _write(self, ref: Ref, patch: Body) -> None:
         try:
-            self._api.patch_namespaced_custom_object(
-                ref.group, ref.version, ref.namespace, ref.plural, ref.name, patch
-            )
+            if ref.subresource == "scale" and (ref.group, ref.plural) == ("apps", "deployments"):
+                self._apps.patch_namespaced_deployment_scale(ref.name, ref.namespace, patch)
+            elif ref.subresource is None:
+                self._api.patch_namespaced_custom_object(
+                    ref.group, ref.version, ref.namespace, ref.plural, ref.name, patch
+                )
+            else:
+                raise ValueError(f"{ref}: no client call for this subresource")
         except ApiException as exc:
             if exc.status == 404:
                 raise base.RouteNotFoundError(f"{ref} not found") from None
+            if exc.status == 409:
+                raise readwrite.WriteConflict(str(ref)) from None
+            raise
+
+    def _create(self, ref: Ref, body: Body) -> None:
+        try:
+            self._api.create_namespaced_custom_object(
+                ref.group, ref.version, ref.namespace, ref.plural, body
+            )
+        except ApiException as exc:
             if exc.status == 409:
                 raise readwrite.WriteConflict(str(ref)) from None
             raise

@@ -23,7 +23,11 @@ Body = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class Ref:
-    """A namespaced object reached through ``CustomObjectsApi`` (any group but the core one)."""
+    """A namespaced object (any group but the core one), or one of its subresources.
+
+    A patch to a subresource (``scale``) is guarded and verified through the object it
+    belongs to (``main``), which is the one read.
+    """
 
     group: str
     version: str
@@ -31,9 +35,15 @@ class Ref:
     kind: str
     namespace: str
     name: str
+    subresource: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
+        where = f"{self.kind} {self.namespace}/{self.name}"
+        return where if self.subresource is None else f"{where} ({self.subresource})"
+
+    @property
+    def main(self) -> Ref:
+        return dataclasses.replace(self, subresource=None)
 
 
 def owner_of(obj: Body) -> str | None:
@@ -79,6 +89,11 @@ class ReadModifyWrite(abc.ABC):
     def _write(self, ref: Ref, patch: Body) -> None:
         """Send one merge patch (it carries the resourceVersion guard); 409: ``WriteConflict``."""
 
+    def _create(self, ref: Ref, body: Body) -> None:
+        """Create a missing object of ``_refs`` (a "patch" to an object read as None);
+        409 (someone created it first): ``WriteConflict``."""
+        raise NotImplementedError(f"{type(self).__name__} creates no objects ({ref})")
+
     # -- the interface ----------------------------------------------------------------------------
     def observe(self) -> base.RouteState:
         return self._state(self._read())
@@ -114,12 +129,14 @@ class ReadModifyWrite(abc.ABC):
             ref, patch = patches[0]
             if ref == just_written:
                 raise base.RouteVerifyError(f"{ref} did not keep the write {patch}")
-            current = objs[ref]
-            assert current is not None  # patches are only made for objects that exist
-            guard = {"resourceVersion": current["metadata"]["resourceVersion"]}
-            patch = {**patch, "metadata": {**patch.get("metadata", {}), **guard}}
+            current = objs[ref.main]
             try:
-                self._write(ref, patch)
+                if current is None:  # a patch to an object that does not exist creates it
+                    self._create(ref, patch)
+                else:
+                    guard = {"resourceVersion": current["metadata"]["resourceVersion"]}
+                    patch = {**patch, "metadata": {**patch.get("metadata", {}), **guard}}
+                    self._write(ref, patch)
             except WriteConflict:
                 conflicts += 1
                 if conflicts >= self.config.max_attempts:

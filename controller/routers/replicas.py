@@ -9,22 +9,40 @@ weights the split of ``spec.replicas`` (rounded to whole percent) and as ``chall
 ratio actually achieved, ``ready_challenger / (ready_challenger + ready_champion)`` from
 ``status.readyReplicas`` — the number the sample-ratio check needs.
 
+Least privilege: the Deployments are read, and their replicas written only through the
+``deployments/scale`` subresource, which reaches ``spec.replicas`` and nothing else (a
+write to a Deployment itself could change its pod template, i.e. run any code). So the
+owner cannot be an annotation on the Deployments: each Deployment's owner is the holder of
+a ``coordination.k8s.io`` Lease named ``canaryctl-deployment-<name>`` in the namespace
+(created on the first claim, its ``holderIdentity`` cleared on release).
+
 Unlike the other routers this one does not refuse weights for a challenger that is not ready:
 scaling it up is how it becomes ready, and the Service sends traffic only to ready pods. A
 challenger scaled to zero counts as ready (nothing was asked of it yet); once scaled up, it is
 ready when its Deployment is. Scaling
 up goes first (the challenger when its share grows, else the champion) so capacity never dips.
-Both Deployments carry the owner annotation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from controller.routers import base, objects
 
 Body = dict[str, Any]
 Ref = objects.Ref
+LEASE_PREFIX = "canaryctl-deployment-"
+
+
+def lease_ref(namespace: str, deployment: str) -> Ref:
+    """The Lease whose holder owns a Deployment for the replicas router."""
+    name = (LEASE_PREFIX + deployment)[:253]
+    return Ref("coordination.k8s.io", "v1", "leases", "Lease", namespace, name)
+
+
+def _holder(lease: Body | None) -> str | None:
+    return None if lease is None else (lease.get("spec") or {}).get("holderIdentity") or None
 
 
 def split(total: int, challenger_weight: int) -> tuple[int, int]:
@@ -59,8 +77,17 @@ class ReplicasRouter(objects.KubeRouter):
     def _challenger(self) -> Ref:
         return objects.deployment_ref(self.config.namespace, self.config.challenger.deployment_name)
 
+    @property
+    def _leases(self) -> tuple[Ref, Ref]:
+        ns, c = self.config.namespace, self.config
+        return lease_ref(ns, c.champion.deployment_name), lease_ref(
+            ns, c.challenger.deployment_name
+        )
+
     def _refs(self) -> list[tuple[Ref, bool]]:
-        return [(self._champion, True), (self._challenger, True)]
+        return [(self._champion, True), (self._challenger, True)] + [
+            (lease, False) for lease in self._leases
+        ]
 
     def _pair(self, objs: dict[Ref, Body | None]) -> tuple[Body, Body]:
         champion, challenger = objs[self._champion], objs[self._challenger]
@@ -73,7 +100,7 @@ class ReplicasRouter(objects.KubeRouter):
         weight = base.percent(n_challenger, n_champion + n_challenger)
         ready_champion, ready_challenger = _ready(champion), _ready(challenger)
         ready_total = ready_champion + ready_challenger
-        owners = [o for o in map(objects.owner_of, (champion, challenger)) if o is not None]
+        owners = [o for o in (_holder(objs[lease]) for lease in self._leases) if o is not None]
         foreign = [o for o in owners if o != self.config.owner]
         return base.RouteState(
             route=f"Deployments {self.config.namespace}/{self._champion.name} and "
@@ -95,16 +122,36 @@ class ReplicasRouter(objects.KubeRouter):
             wanted = (_replicas(champion), _replicas(challenger))
         else:
             wanted = split(self.config.total_replicas, target.challenger_weight)
-        patches: list[tuple[Ref, Body]] = []
-        for ref, obj, replicas in (
-            (self._champion, champion, wanted[0]),
-            (self._challenger, challenger, wanted[1]),
-        ):
-            patch = objects.owner_patch(obj, target)
-            if _replicas(obj) != replicas:
-                patch = {**patch, "spec": {"replicas": replicas}}
-            if patch:
-                patches.append((ref, patch))
+        scales: list[tuple[Ref, Body]] = [
+            (dataclasses.replace(ref, subresource="scale"), {"spec": {"replicas": replicas}})
+            for ref, obj, replicas in (
+                (self._champion, champion, wanted[0]),
+                (self._challenger, challenger, wanted[1]),
+            )
+            if _replicas(obj) != replicas
+        ]
         if wanted[1] > _replicas(challenger):
-            patches.reverse()  # grow the challenger before shrinking the champion
-        return patches
+            scales.reverse()  # grow the challenger before shrinking the champion
+        owners: list[tuple[Ref, Body]] = []
+        for lease in self._leases:
+            current = objs[lease]
+            if _holder(current) == target.owner:
+                continue
+            if current is None:
+                owners.append((lease, self._new_lease(lease, target.owner)))
+            else:
+                owners.append((lease, {"spec": {"holderIdentity": target.owner}}))
+        # claimed before any replica moves; released once they are where they should be
+        return owners + scales if target.owner is not None else scales + owners
+
+    def _new_lease(self, lease: Ref, owner: str | None) -> Body:
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": lease.name,
+                "namespace": lease.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "canaryctl"},
+            },
+            "spec": {"holderIdentity": owner},
+        }

@@ -59,14 +59,20 @@ PROGRESSING = {
             "message": "the spec is valid",
             "lastTransitionTime": iso(NOW),
         },
-        {
-            "type": "DataFresh",
-            "status": "False",
-            "reason": "NoData",
-            "message": "holding; no data newer than 3m",
-            "lastTransitionTime": iso(NOW),
-        },
     ],
+}
+TAKEN = {
+    "type": "RouteAvailable",
+    "status": "False",
+    "reason": "OwnedByAnotherExperiment",
+    "message": "holding; HTTPRoute ml/ranker is owned by ml/ranker-bad; waiting until it finishes",
+    "lastTransitionTime": iso(NOW - timedelta(minutes=12)),
+}
+BLOCKED = {
+    "phase": "Baseline",
+    "phaseStartedAt": iso(NOW - timedelta(hours=1)),
+    "challengerWeight": 0,
+    "conditions": [TAKEN],
 }
 
 
@@ -88,7 +94,22 @@ def test_status_view_renders_progress_guardrails_and_samples() -> None:
     # a relative mean reads as a percentage change, a count test as a ratio
     assert "  revenue   mean   -0.40 %    [-1.20 %, +0.41 %]   continue   inconclusive" in view
     assert "  errors    rate   ×0.9       [×0.7, ×1.1]         pass       passed" in view
-    assert "  DataFresh=False: holding; no data newer than 3m" in view
+    assert "Held" not in view
+
+
+def test_status_view_of_a_held_experiment_says_so_instead_of_a_progress_bar() -> None:
+    """The review's finding: a canary queued on a taken route read 'Baseline 15m of 15m (100%)'."""
+    spec = experiment("exp-b")["spec"]
+    spec["analysis"] = {**spec["analysis"], "baseline": {"duration": "15m"}}
+    body = {"spec": spec, "status": BLOCKED, "metadata": {"name": "exp-b", "namespace": "ml"}}
+    view = output.status_view(body, NOW)
+    assert (
+        "Held:         OwnedByAnotherExperiment: holding; HTTPRoute ml/ranker is owned by "
+        "ml/ranker-bad; waiting until it finishes (since 12m)"
+    ) in view.splitlines()
+    assert "Baseline:" not in view and "Next:" not in view
+    finished = {**body, "status": {**BLOCKED, "phase": "RolledBack"}}
+    assert "Held" not in output.status_view(finished, NOW)
 
 
 def test_status_view_of_a_new_experiment_has_no_numbers_to_show() -> None:
@@ -104,30 +125,35 @@ def test_list_table_json_yaml(cli: Run, cluster: Cluster) -> None:
     cluster.create(experiment("exp-a"))
     cluster.create(experiment("exp-b"))
     cluster.set_status("exp-b", PROGRESSING)
+    cluster.create(experiment("exp-c"))
+    cluster.set_status("exp-c", BLOCKED)
     cluster.create(experiment("elsewhere"), namespace="other")
     table = cli("list")
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
     assert lines[0].split() == [
-        "NAME",
-        "PHASE",
-        "WEIGHT",
-        "STEP",
-        "VERDICT",
-        "CHAMPION",
-        "CHALLENGER",
-        "AGE",
+        *("NAME", "PHASE", "HELD", "WEIGHT", "STEP", "VERDICT", "CHAMPION", "CHALLENGER", "AGE")
     ]
-    assert lines[1].split()[:7] == ["exp-a", "Pending", "-", "-", "-", "ranker-v1", "ranker-v2"]
-    assert lines[2].split()[:5] == ["exp-b", "Progressing", "50%", "2/2", "continue"]
-    assert len(lines) == 3
+    assert lines[1].split()[:8] == [
+        "exp-a",
+        "Pending",
+        "-",
+        "-",
+        "-",
+        "-",
+        "ranker-v1",
+        "ranker-v2",
+    ]
+    assert lines[2].split()[:6] == ["exp-b", "Progressing", "-", "50%", "2/2", "continue"]
+    assert lines[3].split()[:4] == ["exp-c", "Baseline", "OwnedByAnotherExperiment", "0%"]
+    assert len(lines) == 4
     listed = json.loads(cli("list", "-o", "json").stdout)
     assert listed["kind"] == "List"
-    assert [i["metadata"]["name"] for i in listed["items"]] == ["exp-a", "exp-b"]
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["exp-a", "exp-b", "exp-c"]
     as_yaml = yaml.safe_load(cli("list", "-o", "yaml").stdout)
     assert as_yaml["items"][1]["status"]["phase"] == "Progressing"
     everywhere = cli("list", "-A").stdout.splitlines()
-    assert everywhere[0].startswith("NAMESPACE") and len(everywhere) == 4
+    assert everywhere[0].startswith("NAMESPACE") and len(everywhere) == 5
 
 
 def test_list_nothing(cli: Run) -> None:

@@ -163,3 +163,36 @@ def test_a_bad_name_is_refused_before_sending(cli: Run, cluster: Cluster, tmp_pa
     result = cli("start", "-f", str(write(tmp_path, nameless)))
     assert result.exit_code == 2 and result.stderr.endswith("metadata.name: is required\n")
     assert cluster.writes() == []
+
+
+def test_start_refuses_a_route_another_live_experiment_uses(
+    cli: Run, cluster: Cluster, tmp_path: Path
+) -> None:
+    """The review's finding: a second Experiment on a taken route was accepted silently."""
+    cluster.create(experiment("ranker-bad"))
+    cluster.set_status("ranker-bad", {"phase": "Progressing", "challengerWeight": 10})
+    second = write(tmp_path, experiment("ranker-third"))
+    result = cli("start", "-f", str(second))
+    assert result.exit_code == 5
+    assert result.stderr == (
+        f"error: {NAMESPACE}/ranker-bad (Progressing) on HTTPRoute {NAMESPACE}/ranker already "
+        "uses the same route; wait until it finishes, or pass --force to queue behind it\n"
+    )
+    assert [w for w in cluster.writes() if w.method == "POST"] == []
+    forced = cli("start", "-f", str(second), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert forced.stderr.startswith(f"warning: {NAMESPACE}/ranker-bad (Progressing) on HTTPRoute")
+    assert cluster.get("ranker-third")["metadata"]["name"] == "ranker-third"
+
+
+def test_start_takes_a_route_whose_experiment_has_finished_or_another_route(
+    cli: Run, cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.create(experiment("old"))
+    cluster.set_status("old", {"phase": "RolledBack", "challengerWeight": 0})
+    cluster.create(experiment("other-route", router={"gatewayAPI": {"httpRoute": "search"}}))
+    result = cli("start", "-f", str(write(tmp_path, experiment("new"))))
+    assert (result.exit_code, result.stderr) == (
+        0,
+        "follow it: canaryctl status new -n ml --watch\n",
+    )

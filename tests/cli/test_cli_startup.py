@@ -91,7 +91,14 @@ def heavy(modules: set[str], allowed: tuple[str, ...] = ()) -> list[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["version"], ["list", "--help"], ["status", "--help"], ["db", "--help"]],
+    [
+        ["--help"],
+        ["version"],
+        ["list", "--help"],
+        ["status", "--help"],
+        ["db", "--help"],
+        ["sandbox", "--help"],
+    ],
     ids=" ".join,
 )
 def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
@@ -180,6 +187,11 @@ def test_plugins_join_the_cli_and_a_broken_one_says_why(
 def test_the_demo_is_a_plugin() -> None:
     listed = CliRunner().invoke(app, ["--help"]).stdout
     assert "demo" in listed and "unavailable" not in listed
+
+
+def test_the_sandbox_is_a_plugin_group() -> None:
+    listed = CliRunner().invoke(app, ["sandbox", "--help"]).stdout
+    assert all(f"  {command} " in listed for command in ("up", "status", "down"))
 
 
 def test_ingest_load_and_serve_are_subcommands() -> None:

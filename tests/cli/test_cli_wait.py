@@ -198,3 +198,19 @@ def test_deleted_while_waiting_is_an_error(cli: Run, cluster: Cluster) -> None:
     result = cli("status", "exp-a", "--wait-for", "Promoted", *FAST)
     assert result.exit_code == 1
     assert result.stderr.endswith('error: experiments.canaryctl.dev "exp-a" not found\n')
+
+
+def test_waiting_says_what_holds_the_experiment(cli: Run, cluster: Cluster) -> None:
+    """A CI log of a wait shows a hold, not just a phase that never moves."""
+    cluster.create(experiment("exp-a"))
+    taken = {
+        "type": "RouteAvailable",
+        "status": "False",
+        "reason": "OwnedByAnotherExperiment",
+        "message": "holding; HTTPRoute ml/ranker is owned by ml/exp-b; waiting until it finishes",
+        "lastTransitionTime": "2026-11-26T10:00:00Z",
+    }
+    cluster.set_status("exp-a", {"phase": "Pending", "conditions": [taken]})
+    result = cli("status", "exp-a", "--wait-for", "Promoted", "--timeout", "50ms", *FAST)
+    assert result.exit_code == experiments.EXIT_TIMEOUT
+    assert result.stderr.splitlines()[0] == "exp-a: Pending, held: OwnedByAnotherExperiment"

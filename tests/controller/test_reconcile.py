@@ -97,6 +97,8 @@ def observed(
     handled: tuple[str, ...] = (),
     baseline: obs.BaselineResult | None = None,
     frozen: frozen_settings.FrozenSettings | None = FROZEN,
+    other_owner: str | None = None,
+    missing: tuple[str, str] | None = None,
 ) -> obs.Observed:
     """An observation that is healthy unless told otherwise."""
     before_start = phase in (obs.Phase.PENDING, obs.Phase.BASELINE)
@@ -114,7 +116,13 @@ def observed(
             handled_requests=handled,
             conditions=conditions,
         ),
-        router=obs.RouterState(challenger_weight=weight, challenger_ready=ready),
+        router=obs.RouterState(
+            challenger_weight=weight,
+            challenger_ready=ready and missing is None,
+            route="HTTPRoute ml/ranker",
+            other_owner=other_owner,
+            missing=missing,
+        ),
         samples=obs.ArmCounts(champion=samples * 19, challenger=samples),
         database_reachable=db,
         last_data_at=last_data,
@@ -149,6 +157,8 @@ GRACE_AGO = NOW - timedelta(minutes=11)
 DB_DOWN_LONG = (cond(obs.ConditionType.DATABASE_REACHABLE, "False", GRACE_AGO),)
 NOT_READY_LONG = (cond(obs.ConditionType.CHALLENGER_READY, "False", GRACE_AGO),)
 NO_ANALYSIS_LONG = (cond(obs.ConditionType.ANALYSIS_AVAILABLE, "False", GRACE_AGO),)
+OWNED_LONG = (cond(obs.ConditionType.ROUTE_AVAILABLE, "False", GRACE_AGO),)
+NO_ROUTE = ("RouteNotFound", "HTTPRoute ml/ranker not found")
 LAST = 2  # index of the last step
 Ph = obs.Phase
 
@@ -261,11 +271,12 @@ ROWS = [
     ),
     Row("challenger not ready: no advance", observed(ready=False), verdicts()),
     Row(
-        "challenger not ready past the grace rolls back",
+        "challenger not ready past the grace rolls back (and the hold no longer says it holds)",
         observed(ready=False, conditions=NOT_READY_LONG),
         verdicts(),
         phase=Ph.ROLLED_BACK,
         code="challenger_not_ready",
+        conditions=((obs.ConditionType.CHALLENGER_READY, "Unknown"),),
     ),
     Row(
         "database unreachable: hold",
@@ -626,7 +637,50 @@ ROWS = [
         handled="malformed-abc",
         step=1,
     ),
+    # Holds on the route: no grace, no claim, no step while they last
+    Row(
+        "pending waits while another experiment owns the route",
+        observed(Ph.PENDING, other_owner="ml/ranker-bad"),
+        None,
+        conditions=((obs.ConditionType.ROUTE_AVAILABLE, "False"),),
+    ),
+    Row(
+        "pending with a baseline waits (no claim) while the route is taken",
+        observed(Ph.PENDING, other_owner="ml/ranker-bad", conditions=OWNED_LONG),
+        None,
+        spec=DERIVED,
+    ),
+    Row(
+        "pending starts once the route is free",
+        observed(Ph.PENDING, conditions=OWNED_LONG),
+        None,
+        phase=Ph.PROGRESSING,
+        weight=5,
+        code="started",
+        step=0,
+        conditions=((obs.ConditionType.ROUTE_AVAILABLE, "True"),),
+    ),
+    Row(
+        "route missing holds the step (no rollback, no advance)",
+        observed(
+            missing=NO_ROUTE, conditions=(cond(obs.ConditionType.ROUTE_FOUND, "False", GRACE_AGO),)
+        ),
+        verdicts(),
+        conditions=((obs.ConditionType.ROUTE_FOUND, "False"),),
+    ),
+    Row(
+        "a backend missing from the route holds pending",
+        observed(Ph.PENDING, missing=("BackendNotFound", "no backendRef to Service 'ranker-v42'")),
+        None,
+        conditions=((obs.ConditionType.ROUTE_FOUND, "False"),),
+    ),
     # Terminal phases
+    Row(
+        "rolled back clears DatabaseReachable once the database answers",
+        observed(Ph.ROLLED_BACK, weight=0, conditions=DB_DOWN_LONG),
+        None,
+        conditions=((obs.ConditionType.DATABASE_REACHABLE, "True"),),
+    ),
     Row("rolled back re-finalises a drifted route", observed(Ph.ROLLED_BACK, weight=5), None),
     Row(
         "promoted rejects a late request",
@@ -695,6 +749,67 @@ def test_transition(row: Row) -> None:
         assert plan.actions[0] == p.PromoteRoute()
     for a in plan.of_type(p.SetPhase):
         assert a.at == NOW
+
+
+def test_a_taken_route_is_a_condition_and_an_event_naming_the_owner() -> None:
+    plan = reconcile.reconcile(BASE, observed(Ph.PENDING, other_owner="ml/ranker-bad"), None, NOW)
+    (held,) = [
+        a.condition
+        for a in plan.of_type(p.SetCondition)
+        if a.condition.type is obs.ConditionType.ROUTE_AVAILABLE
+    ]
+    assert (held.status, held.reason) == (obs.ConditionStatus.FALSE, "OwnedByAnotherExperiment")
+    assert "HTTPRoute ml/ranker is owned by ml/ranker-bad" in held.message
+    (event,) = [e for e in plan.of_type(p.EmitEvent) if e.reason == "OwnedByAnotherExperiment"]
+    assert event.type is p.EventType.WARNING and "ml/ranker-bad" in event.message
+    assert not plan.of_type(p.ClaimRoute) and not plan.of_type(p.SetWeight)
+
+
+def test_a_hold_that_clears_says_so_once() -> None:
+    plan = reconcile.reconcile(BASE, observed(Ph.PENDING, conditions=OWNED_LONG), None, NOW)
+    cleared = [e for e in plan.of_type(p.EmitEvent) if e.message.startswith("no longer holding")]
+    assert [(e.type, e.reason) for e in cleared] == [(p.EventType.NORMAL, "Available")]
+    again = observed(
+        Ph.PENDING,
+        conditions=(
+            obs.Condition(
+                obs.ConditionType.ROUTE_AVAILABLE,
+                obs.ConditionStatus.TRUE,
+                "Available",
+                "HTTPRoute ml/ranker is free or this experiment's",
+                NOW,
+            ),
+        ),
+    )
+    plan = reconcile.reconcile(BASE, again, None, NOW)
+    assert not [e for e in plan.of_type(p.EmitEvent) if "holding" in e.message]
+
+
+def test_every_hold_code_comes_from_the_one_table() -> None:
+    """Each hold reconcile puts in ``tick.holds`` is a code of ``observed.HOLDS``."""
+    cases = [
+        observed(Ph.PENDING, other_owner="ml/x"),
+        observed(missing=NO_ROUTE),
+        observed(db=False),
+        observed(ready=False),
+        observed(last_data=NOW - timedelta(minutes=5)),
+    ]
+    from controller.decide import safety
+    from controller.decide.tick import Tick
+
+    seen: set[str] = set()
+    for o in cases:
+        tick = Tick(o, verdicts() if o.status.phase is Ph.PROGRESSING else None, NOW)
+        assert safety.check(tick, BASE, BASE.analysis) is None
+        seen |= set(tick.holds)
+    assert seen <= set(obs.HOLDS.values())
+    assert {
+        "route_owned",
+        "route_not_found",
+        "database_unreachable",
+        "challenger_not_ready",
+        "no_data",
+    } <= seen
 
 
 def test_rolled_back_route_is_finalised_again() -> None:

@@ -100,3 +100,5 @@ def test_operator_process_runs_an_experiment_and_serves_probes_and_metrics(
             api.close()
         assert proc.returncode == 0, out
         assert "watching ml" in out
+        # unauthenticated endpoints listen on localhost unless told otherwise
+        assert f"health on 127.0.0.1:{health}, metrics on 127.0.0.1:{scrape}" in out

@@ -213,6 +213,15 @@ def test_an_unreachable_database_holds_then_rolls_back_and_never_promotes(
     assert (
         _decisions(truncating_engine, "ml/dbdown").count(("rollback", "database_unreachable")) == 1
     )
+    # ...and the condition no longer says the database is away (it did, finished or not)
+    conditions = {c["type"]: c for c in world.status("dbdown")["conditions"]}
+    assert (
+        conditions["DatabaseReachable"]["status"],
+        conditions["DatabaseReachable"]["reason"],
+    ) == (
+        "True",
+        "Reachable",
+    )
 
 
 @pytest.mark.parametrize("point", ["after_decide", "after_route", "after_log", "after_status"])

@@ -342,3 +342,36 @@ def test_leader_election_acquires_and_renews(served: emulator.Served) -> None:
         ("POST", 201),
         ("PUT", 200),
     ]
+
+
+def test_deployment_scale_subresource(api: kubernetes.client.ApiClient) -> None:
+    """GET/PATCH/PUT ``deployments/{name}/scale`` as the API server serves them."""
+    apps = kubernetes.client.AppsV1Api(api)
+    kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": "ml"}})
+    seed.Cluster(api, "ml").create_deployment("ranker-v1", replicas=3)
+    scale = apps.read_namespaced_deployment_scale("ranker-v1", "ml")
+    assert (scale.kind, scale.spec.replicas, scale.status.selector) == ("Scale", 3, "app=ranker-v1")
+    before = apps.read_namespaced_deployment("ranker-v1", "ml")
+    # a patch reaches spec.replicas only: annotations and the pod template are out of reach
+    apps.patch_namespaced_deployment_scale(
+        "ranker-v1",
+        "ml",
+        {"metadata": {"annotations": {"x": "y"}}, "spec": {"replicas": 5}},
+    )
+    after = apps.read_namespaced_deployment("ranker-v1", "ml")
+    assert after.spec.replicas == 5 and not (after.metadata.annotations or {}).get("x")
+    assert after.spec.template == before.spec.template
+    # a stale resourceVersion is a conflict; PUT works like PATCH
+    stale = {
+        "metadata": {"resourceVersion": before.metadata.resource_version},
+        "spec": {"replicas": 1},
+    }
+    with pytest.raises(ApiException) as caught:
+        apps.patch_namespaced_deployment_scale("ranker-v1", "ml", stale)
+    assert caught.value.status == 409
+    current = apps.read_namespaced_deployment_scale("ranker-v1", "ml")
+    current.spec.replicas = 2
+    assert apps.replace_namespaced_deployment_scale("ranker-v1", "ml", current).spec.replicas == 2
+    with pytest.raises(ApiException) as missing:
+        apps.read_namespaced_deployment_scale("nope", "ml")
+    assert missing.value.status == 404

@@ -29,7 +29,7 @@ def _docs(name: str) -> list[dict[str, Any]]:
 
 BUILT_IN = [
     pytest.param(doc, id=f"{name}:{doc['kind']}:{doc['metadata']['name']}")
-    for name in ("crd.yaml", "rbac.yaml", "operator.yaml")
+    for name in ("crd.yaml", "rbac.yaml", "rbac-cluster-wide.yaml", "operator.yaml")
     for doc in _docs(name)
 ]
 
@@ -183,10 +183,12 @@ def test_one_example_per_router() -> None:
 # -- RBAC ------------------------------------------------------------------------------
 
 
-def _rules(kind: str) -> set[tuple[str, str, str]]:
+def _rules(
+    kind: str, namespace: str | None = None, name: str = "rbac.yaml"
+) -> set[tuple[str, str, str]]:
     out = set()
-    for doc in _docs("rbac.yaml"):
-        if doc["kind"] != kind:
+    for doc in _docs(name):
+        if doc["kind"] != kind or doc["metadata"].get("namespace") != namespace:
             continue
         for rule in doc["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
@@ -201,16 +203,41 @@ def _rules(kind: str) -> set[tuple[str, str, str]]:
     return out
 
 
-def test_cluster_role_grants_exactly_what_the_operator_uses() -> None:
-    assert _rules("ClusterRole") == permissions.granted(permissions.Scope.CLUSTER)
+def _watched_namespaces() -> list[str]:
+    (deployment,) = [d for d in _docs("operator.yaml") if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return [a.split("=", 1)[1] for a in container["args"] if a.startswith("--watch-namespace=")]
 
 
-def test_namespaced_role_grants_exactly_what_the_operator_uses() -> None:
-    assert _rules("Role") == permissions.granted(permissions.Scope.OPERATOR_NAMESPACE)
+def test_a_role_in_each_watched_namespace_grants_exactly_what_the_operator_uses() -> None:
+    watched = _watched_namespaces()
+    assert watched, "the manifest's operator watches named namespaces (least privilege)"
+    for namespace in watched:
+        assert _rules("Role", namespace) == permissions.granted(permissions.Scope.WATCHED_NAMESPACE)
+    assert not [d for d in _docs("rbac.yaml") if d["kind"].startswith("Cluster")]
+
+
+def test_leader_election_role_grants_exactly_what_the_operator_uses() -> None:
+    assert _rules("Role", "canaryctl-system") == permissions.granted(
+        permissions.Scope.OPERATOR_NAMESPACE
+    )
+
+
+def test_cluster_wide_is_an_explicit_option_with_the_same_rules() -> None:
+    assert _rules("ClusterRole", name="rbac-cluster-wide.yaml") == permissions.granted(
+        permissions.Scope.WATCHED_NAMESPACE
+    )
+
+
+def test_deployments_are_read_only_and_scaled_through_the_subresource() -> None:
+    deployments = {(r, v) for g, r, v in permissions.granted() if g == "apps"}
+    assert deployments == {("deployments", "get"), ("deployments/scale", "patch")}
 
 
 def test_rbac_never_touches_secrets_or_escalates() -> None:
-    everything = _rules("ClusterRole") | _rules("Role")
+    everything = _rules("ClusterRole", name="rbac-cluster-wide.yaml") | {
+        rule for ns in [*_watched_namespaces(), "canaryctl-system"] for rule in _rules("Role", ns)
+    }
     resources = {r for _, r, _ in everything}
     assert not resources & {"secrets", "pods/exec", "roles", "clusterroles", "rolebindings"}
     assert not {v for _, _, v in everything} & {"escalate", "bind", "impersonate", "delete"}
@@ -220,13 +247,19 @@ def test_bindings_point_at_the_operator_service_account() -> None:
     (deployment,) = [d for d in _docs("operator.yaml") if d["kind"] == "Deployment"]
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     namespace = deployment["metadata"]["namespace"]
-    roles = {(d["kind"], d["metadata"]["name"]) for d in _docs("rbac.yaml") if "rules" in d}
-    for doc in _docs("rbac.yaml"):
+    docs = _docs("rbac.yaml") + _docs("rbac-cluster-wide.yaml")
+    roles = {
+        (d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
+        for d in docs
+        if "rules" in d
+    }
+    for doc in docs:
         if doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             assert doc["subjects"] == [
                 {"kind": "ServiceAccount", "name": account, "namespace": namespace}
             ]
-            assert (doc["roleRef"]["kind"], doc["roleRef"]["name"]) in roles
+            ref = doc["roleRef"]
+            assert (ref["kind"], ref["name"], doc["metadata"].get("namespace")) in roles
     sa = [d for d in _docs("rbac.yaml") if d["kind"] == "ServiceAccount"]
     assert [(d["metadata"]["name"], d["metadata"]["namespace"]) for d in sa] == [
         (account, namespace)
@@ -257,3 +290,46 @@ def test_dockerfile() -> None:
     assert 'ENTRYPOINT ["canaryctl"]' in text
     for path in ("pyproject.toml", "analysis", "controller", "migrations"):
         assert f"COPY {path}" in text
+
+
+def test_health_and_metrics_listen_on_the_pod_ip_and_prometheus_finds_them() -> None:
+    """The binary listens on 127.0.0.1 by default; the manifest gives it the pod IP."""
+    (deployment,) = [d for d in _docs("operator.yaml") if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    args = container["args"]
+    assert "--bind-address=$(POD_IP)" in args and "--metrics-bind-address=$(POD_IP)" in args
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert f"--metrics-port={ports['metrics']}" in args
+    assert f"--health-port={ports['health']}" in args
+    (service,) = [d for d in _docs("operator.yaml") if d["kind"] == "Service"]
+    (monitor,) = _docs("servicemonitor.yaml")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["kind"] == "ServiceMonitor"
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    service_ports = {p["name"] for p in service["spec"]["ports"]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    assert "metrics" in service_ports
+
+
+def test_the_operator_binary_listens_on_localhost_by_default() -> None:
+    import inspect
+
+    from controller.cli import operator
+    from controller.operate import metrics
+
+    defaults = {
+        name: p.default.default if hasattr(p.default, "default") else p.default
+        for name, p in inspect.signature(operator.run).parameters.items()
+    }
+    assert defaults["bind_address"] == "127.0.0.1"
+    assert defaults["metrics_bind_address"] is None  # the same as --bind-address
+    server, _ = metrics.serve(metrics.Metrics(), lambda: True, port=0)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+        server.server_close()

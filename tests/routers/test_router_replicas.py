@@ -80,12 +80,49 @@ def test_effective_share_comes_from_ready_replicas(
 
 
 def scale_writes(served: emulator.Served) -> list[str]:
-    """Names of the Deployments written, in order (not counting the test's status writes)."""
+    """Names of the Deployments scaled, in order (through their ``scale`` subresource)."""
     return [
-        w.path.rsplit("/", 1)[-1]
+        w.path.removesuffix("/scale").rsplit("/", 1)[-1]
         for w in served.emulator.writes("/deployments/ranker")
-        if not w.path.endswith("/status")
+        if w.path.endswith("/scale")
     ]
+
+
+def test_deployments_are_only_scaled_never_written(
+    served: emulator.Served, kube: seed.Cluster, router: base.TrafficRouter
+) -> None:
+    """Least privilege: ``deployments/scale`` reaches spec.replicas only; the Deployment
+    itself (its pod template) is never written, and ownership lives in Leases."""
+    router.apply(25)
+    router.promote()
+    router.finalize()
+    deployment_writes = [
+        (w.method, w.path) for w in served.emulator.writes("/deployments/") if w.status < 400
+    ]
+    test_writes = [p for m, p in deployment_writes if p.endswith("/status")]  # the test's own
+    assert deployment_writes and all(
+        p.endswith("/scale") or p in test_writes for _, p in deployment_writes
+    )
+    assert {m for m, p in deployment_writes if p.endswith("/scale")} == {"PATCH"}
+    leases = [w for w in served.emulator.writes("/leases")]
+    assert [w.method for w in leases][:2] == ["POST", "POST"]  # one Lease per Deployment
+    for name in ("ranker-v1", "ranker-v2"):
+        annotations = kube.apps.read_namespaced_deployment(name, "ml").metadata.annotations
+        assert base.OWNER_ANNOTATION not in (annotations or {})
+
+
+def test_ownership_is_the_holder_of_a_lease_per_deployment(
+    api: kubernetes.client.ApiClient, router: base.TrafficRouter
+) -> None:
+    coordination = kubernetes.client.CoordinationV1Api(api)
+    router.claim()
+    for name in ("ranker-v1", "ranker-v2"):
+        lease = coordination.read_namespaced_lease(f"canaryctl-deployment-{name}", "ml")
+        assert lease.spec.holder_identity == "ml/exp-a"
+    router.finalize()
+    lease = coordination.read_namespaced_lease("canaryctl-deployment-ranker-v2", "ml")
+    assert lease.spec.holder_identity is None
+    assert router.observe().owner is None
 
 
 def test_scale_up_goes_first(served: emulator.Served, router: base.TrafficRouter) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -14,21 +12,6 @@ from typer.testing import CliRunner
 
 from controller.cli.main import app
 from controller.storage import db, models
-from tests.conftest import _with_database
-
-
-@pytest.fixture
-def empty_database(server_url: str) -> Iterator[str]:
-    name = f"canaryctl_empty_{uuid.uuid4().hex[:8]}"
-    admin = db.make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(server_url, name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _tables(url: str) -> set[str]:
