@@ -123,9 +123,35 @@ class Cluster:
     kubeconfig_user: str | None
 
 
+def _check_kubeconfig_file(path: str) -> None:
+    """Refuse, in one line, a kubeconfig file that is empty, not YAML or not a mapping.
+
+    The Kubernetes client would raise the YAML parser's multi-line error, or a
+    ``TypeError`` deep inside, for these.
+    """
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return  # a missing file in a $KUBECONFIG list is skipped, as kubectl does
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KubeError(f"kubeconfig {path}: cannot read it: {exc}") from exc
+    if not text.strip():
+        raise KubeError(f"kubeconfig {path}: the file is empty")
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise KubeError(f"kubeconfig {path}: not valid YAML{at}: {problem}") from exc
+    if not isinstance(loaded, dict):
+        raise KubeError(f"kubeconfig {path}: not a kubeconfig (expected a YAML mapping)")
+
+
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Cluster:
     """Build the client as kubectl would: kubeconfig and context, else in-cluster config."""
-    import yaml
     from kubernetes import client, config
 
     path = _kubeconfig_path(kubeconfig)
@@ -144,9 +170,7 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None) 
     if kubeconfig is not None and not all(Path(p).exists() for p in paths):
         raise KubeError(f"--kubeconfig: {kubeconfig}: no such file")
     for p in paths:
-        with contextlib.suppress(OSError, yaml.YAMLError):
-            if not isinstance(yaml.safe_load(Path(p).read_text()) or {}, dict):
-                raise KubeError(f"kubeconfig {p}: not a kubeconfig (expected a YAML mapping)")
+        _check_kubeconfig_file(p)
     try:
         contexts, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
         chosen = active
