@@ -42,6 +42,12 @@ class View(StrEnum):
     JSON = "json"
     YAML = "yaml"
     JSONPATH = "jsonpath"  # jsonpath=TEMPLATE
+    HTML = "html"  # report only
+    CSV = "csv"  # report only
+
+
+#: The views of ``list`` and ``status``.
+READ_VIEWS = ("table", "wide", "name", "json", "yaml", "jsonpath")
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class Output:
         return {View.JSON: Format.JSON, View.YAML: Format.YAML}.get(self.view)
 
 
-def parse_output(text: str, allowed: Sequence[str] = tuple(View)) -> Output:
+def parse_output(text: str, allowed: Sequence[str] = READ_VIEWS) -> Output:
     """``-o``'s value: ``table``, ``wide``, ``name``, ``json``, ``yaml`` or ``jsonpath=TEMPLATE``.
 
     Raises ``ValueError`` with a one-line message naming what is allowed (``allowed``: the
@@ -66,7 +72,7 @@ def parse_output(text: str, allowed: Sequence[str] = tuple(View)) -> Output:
     name, eq, template = text.partition("=")
     name = name.strip().lower()
     if name in allowed and name != View.JSONPATH and not eq:
-        return Output(View(name) if name in tuple(View) else View.TABLE, "")
+        return Output(View(name), "")
     if name == View.JSONPATH and View.JSONPATH in allowed:
         if not template.strip():
             raise ValueError("jsonpath needs a template, e.g. -o jsonpath='{.status.phase}'")
