@@ -29,6 +29,7 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
+        metavar="URL",
         envvar=ENV_DATABASE_URL,
         help="Postgres URL (postgresql://user@host:port/db); defaults to $CANARYCTL_DATABASE_URL.",
         show_envvar=True,

@@ -86,6 +86,7 @@ Kubeconfig = Annotated[
     str | None,
     typer.Option(
         "--kubeconfig",
+        metavar="PATH",
         help="Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
         show_default=False,
         rich_help_panel="Cluster",
@@ -95,6 +96,7 @@ Context = Annotated[
     str | None,
     typer.Option(
         "--context",
+        metavar="NAME",
         help="The kubeconfig context to use (default: its current context).",
         autocompletion=_complete_contexts,
         show_default=False,
@@ -106,6 +108,7 @@ Namespace = Annotated[
     typer.Option(
         "-n",
         "--namespace",
+        metavar="NAMESPACE",
         help="Namespace (default: the context's namespace, else 'default').",
         show_default=False,
         rich_help_panel="Cluster",

@@ -147,7 +147,12 @@ _FLAGS = "Without -f (the common case)"
 def start(
     filename: Annotated[
         str | None,
-        typer.Option("-f", "--filename", help="Experiment manifest (YAML or JSON; - for stdin)."),
+        typer.Option(
+            "-f",
+            "--filename",
+            metavar="FILE",
+            help="Experiment manifest (YAML or JSON; - for stdin).",
+        ),
     ] = None,
     name: Annotated[
         str | None,
@@ -216,7 +221,9 @@ def start(
     manual_promotion: Annotated[
         bool,
         typer.Option(
-            help="Wait in AwaitingPromotion for `canaryctl promote`.", rich_help_panel=_FLAGS
+            "--manual-promotion",
+            help="Wait in AwaitingPromotion for `canaryctl promote`.",
+            rich_help_panel=_FLAGS,
         ),
     ] = False,
     max_duration: Annotated[
