@@ -42,8 +42,12 @@ EXIT_USAGE = 2  # bad input: options, a missing file, an invalid spec (click use
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one line ``error: …`` to stderr and exit with ``code`` (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+    """Print one line ``error: …`` to stderr and exit with ``code`` (no traceback).
+
+    Newlines and runs of spaces in ``message`` (a driver's or a parser's text) become one
+    space, so the promise of one line holds whatever the message says.
+    """
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
