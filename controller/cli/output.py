@@ -471,7 +471,7 @@ def _weight(st: Mapping[str, Any], phase: str) -> str:
     observed = (st.get("srm") or {}).get("observedShare")
     if phase in _ACTIVE and isinstance(observed, (int, float)):
         text += f" (set); {numbers.share(observed)} of requests observed"
-    return text + (f", step {st['step']}" if st.get("step") else "")
+    return text + (f", step {st['step']}" if st.get("step") and phase in _ACTIVE else "")
 
 
 def _reason(st: Mapping[str, Any], scales: Mapping[str, str], wide: bool) -> str | None:
@@ -495,14 +495,14 @@ def _steps_line(body: Body, st: Mapping[str, Any]) -> str | None:
     phase = st.get("phase", "Pending")
     if not steps or phase in ("Pending", "Failed"):
         return None
-    index = int(st.get("stepIndex", 0)) if phase in _ACTIVE else -1
+    index = int(st.get("stepIndex", 0)) if phase in (*_ACTIVE, "RolledBack") else -1
     marks = []
     for i, step in enumerate(steps):
         weight = f"{step.get('weight')}%"
-        if phase == "Promoted" or (phase in _ACTIVE and i < index):
+        if phase == "Promoted" or i < index:
             marks.append(f"{weight} ✓")
         elif i == index:
-            marks.append(f"{weight} (now)")
+            marks.append(f"{weight} ✗" if phase == "RolledBack" else f"{weight} (now)")
         else:
             marks.append(weight)
     end = {"Promoted": "promoted ✓", "RolledBack": "rolled back"}.get(phase, "promotion")

@@ -36,6 +36,9 @@ def test_a_slower_challenger_shows_its_share_of_slow_requests_and_its_p99(world:
     world.create(experiment_body("slow"))
     status = world.run("slow", BASE.with_effect(latency_factor=1.3), until=DONE, max_minutes=240)
     assert status["reasonCode"] == "guardrail_failed:latency-p99", status.get("message")
+    # the reason says the guardrail's name once (not "… latency-p99 failed: latency-p99: …")
+    assert status["message"].startswith("guardrail latency-p99 failed: challenger worse than")
+    assert status["message"].count("latency-p99") == 1
     tail = _guardrail(status, "latency-p99")
     assert tail["metric"] == "share_slower" and tail["unit"] == "share"
     assert tail["thresholdMs"] > 0
