@@ -188,7 +188,7 @@ def _summary(body: dict[str, Any]) -> str:
     weight = st.get("challengerWeight")
     parts = [st.get("phase", "Pending")]
     if weight is not None:
-        parts.append(f"weight {weight}%")
+        parts.append(f"weight {weight} %")
     if st.get("step"):
         parts.append(f"step {st['step']}")
     if st.get("verdict"):

@@ -210,7 +210,7 @@ def list_table(
         row = [
             meta.get("name", ""),
             phase,
-            "0%" if weight is None else f"{weight}%",
+            "0%" if weight is None else f"{weight}%",  # no space in a column
             _dash(st.get("step")),
             _dash(st.get("verdict")) if phase in _ACTIVE else "-",
             _dash((sp.get("champion") or {}).get("name")),
@@ -236,7 +236,7 @@ def list_table(
 
 
 def _pct(done: float, total: float) -> str:
-    return "100%" if total <= 0 else f"{min(100, int(100 * done / total))}%"
+    return "100 %" if total <= 0 else f"{min(100, int(100 * done / total))} %"
 
 
 def _number(value: Any) -> str:
@@ -428,7 +428,7 @@ def _progress(body: Body, st: Mapping[str, Any], now: datetime) -> list[str]:
     what = "promotion" if index == len(s.steps) - 1 else f"step {index + 2}"
     lines = [
         f"Next:         {what} after {spec.format_duration(step.min_duration)} and "
-        f"{step.min_samples:,} samples per arm at {step.weight}%",
+        f"{step.min_samples:,} samples per arm at {step.weight} %",
         f"  time        {spec.format_duration(_seconds(min(done, step.min_duration)))} of "
         f"{spec.format_duration(step.min_duration)} "
         f"({_pct(done.total_seconds(), step.min_duration.total_seconds())})",
@@ -459,18 +459,19 @@ def plain(message: str) -> str:
 
 
 def _weight(st: Mapping[str, Any], phase: str) -> str:
-    """The weight set on the challenger, the share of requests it got, and the step."""
+    """The weight set on the challenger, the share of the step's requests it got, the step."""
     from controller import numbers
 
     weight = st.get("challengerWeight")
     if phase == "Baseline":
-        return "0% on the challenger (baseline: the champion is measured alone)"
+        return "0 % on the challenger (baseline: the champion is measured alone)"
     if weight is None:
-        return "0% on the challenger (not started)"
-    text = f"{weight}% on the challenger"
-    observed = (st.get("srm") or {}).get("observedShare")
-    if phase in _ACTIVE and isinstance(observed, (int, float)):
-        text += f" (set); {numbers.share(observed)} of requests observed"
+        return "0 % on the challenger (not started)"
+    text = f"{weight} % on the challenger"
+    samples = st.get("samples") or {}
+    a, b = samples.get("champion"), samples.get("challenger")
+    if phase in _ACTIVE and isinstance(a, int) and isinstance(b, int) and a + b > 0:
+        text += f" (set); {numbers.share(b / (a + b))} of this step's requests"
     return text + (f", step {st['step']}" if st.get("step") and phase in _ACTIVE else "")
 
 
@@ -498,7 +499,7 @@ def _steps_line(body: Body, st: Mapping[str, Any]) -> str | None:
     index = int(st.get("stepIndex", 0)) if phase in (*_ACTIVE, "RolledBack") else -1
     marks = []
     for i, step in enumerate(steps):
-        weight = f"{step.get('weight')}%"
+        weight = f"{step.get('weight')} %"
         if phase == "Promoted" or i < index:
             marks.append(f"{weight} ✓")
         elif i == index:

@@ -78,14 +78,14 @@ def test_status_view_renders_progress_guardrails_and_samples() -> None:
         "Name:         exp-a   (namespace ml)",
         "Arms:         champion ranker-v1, challenger ranker-v2",
         "Phase:        Progressing for 3h",
-        "Weight:       50% on the challenger, step 2/2",
-        "Steps:        10% ✓ → 50% (now) → promotion",
+        "Weight:       50 % on the challenger (set); 45.5 % of this step's requests, step 2/2",
+        "Steps:        10 % ✓ → 50 % (now) → promotion",
         "Verdict:      continue (last look)",
         "Reason:       step 1/2 complete",
     ]
-    assert "Next:         promotion after 2h and 50,000 samples per arm at 50%" in view
-    assert "  time        30m of 2h (25%)" in view
-    assert "  samples     25,000 of 50,000 in the smaller arm (50%)" in view
+    assert "Next:         promotion after 2h and 50,000 samples per arm at 50 %" in view
+    assert "  time        30m of 2h (25 %)" in view
+    assert "  samples     25,000 of 50,000 in the smaller arm (50 %)" in view
     assert "Samples:      champion 30,000, challenger 25,000 (this step)" in view
     # a relative mean reads as a percentage change, a count test as a ratio
     rows = {line.split()[0]: line for line in view.splitlines() if line.startswith("  ")}
@@ -103,7 +103,7 @@ def test_status_view_of_a_new_experiment_has_no_numbers_to_show() -> None:
     body["metadata"] = {"name": "exp-a", "namespace": "ml", "creationTimestamp": iso(NOW)}
     view = output.status_view(body, NOW + timedelta(seconds=5))
     assert "Phase:        Pending for 5s" in view
-    assert "Weight:       0% on the challenger (not started)" in view
+    assert "Weight:       0 % on the challenger (not started)" in view
     assert "Guardrails" not in view and "Samples" not in view and "Verdict" not in view
 
 

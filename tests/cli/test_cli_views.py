@@ -117,15 +117,19 @@ def test_the_baseline_says_the_champion_is_measured_alone() -> None:
     body = _body(status, "base")
     body["spec"]["analysis"]["baseline"] = {"duration": "15m"}
     view = output.status_view(body, NOW)
-    assert "Weight:       0% on the challenger (baseline: the champion is measured alone)" in view
-    assert "Steps:        baseline (now) → 10% → 50% → promotion" in view
+    assert "Weight:       0 % on the challenger (baseline: the champion is measured alone)" in view
+    assert "Steps:        baseline (now) → 10 % → 50 % → promotion" in view
 
 
 def test_set_and_observed_weight_and_the_refresh_time_while_watching() -> None:
     status = {**ROLLED_BACK, "phase": "Progressing", "challengerWeight": 5, "step": "1/2"}
+    status["samples"] = {"champion": 9502, "challenger": 498}
     status["lastAnalysisAt"] = iso(NOW - timedelta(seconds=40))
     view = output.status_view(_body(status), NOW, refreshed=True)
-    assert "Weight:       5% on the challenger (set); 4.98 % of requests observed, step 1/2" in view
+    assert (
+        "Weight:       5 % on the challenger (set); 4.98 % of this step's requests, step 1/2"
+        in view
+    )
     assert "Updated:      last analysis 40s ago" in view
     assert "Refreshed:    12:00:00 UTC (Ctrl-C to stop)" in view
 

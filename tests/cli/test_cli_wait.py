@@ -70,7 +70,7 @@ def test_wait_for_exit_codes(
     assert result.exit_code == code, result.output
     assert result.stderr.splitlines()[:2] == [
         "exp-a: Pending",
-        "exp-a: Progressing, weight 10%, step 1/2",
+        "exp-a: Progressing, weight 10 %, step 1/2",
     ]
     assert message in result.stderr
 
@@ -81,7 +81,7 @@ def test_wait_for_times_out_with_exit_4(cli: Run, cluster: Cluster) -> None:
     result = cli("status", "exp-a", "--wait-for", "Promoted", "--timeout", "50ms", *FAST)
     assert result.exit_code == experiments.EXIT_TIMEOUT
     assert result.stderr.splitlines()[-1] == (
-        "exp-a timed out after 50ms waiting for Promoted; it is Progressing, weight 10%"
+        "exp-a timed out after 50ms waiting for Promoted; it is Progressing, weight 10 %"
     )
 
 
