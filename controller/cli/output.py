@@ -331,6 +331,14 @@ def guardrail_line(g: Mapping[str, Any], scales: Mapping[str, str]) -> str:
     return f"{g.get('name', '?')}:{values} {_change(g, scales)}"
 
 
+def beyond_margin(g: Mapping[str, Any], scales: Mapping[str, str]) -> str:
+    """``beyond its margin ×1.25`` (or ``−5.0 %``), from the margin line the test used."""
+    line = g.get("marginLine")
+    if not isinstance(line, (int, float)) or isinstance(line, bool):
+        return "beyond its margin"
+    return f"beyond its margin {_effect(float(line), g, scales)}"
+
+
 def guardrail_table(body: Body, wide: bool = False) -> list[str]:
     """The guardrail rows of ``status``: each metric in both arms, the change and the verdict.
 
@@ -486,7 +494,7 @@ def _reason(st: Mapping[str, Any], scales: Mapping[str, str], wide: bool) -> str
     name = code.removeprefix("guardrail_failed:") if code.startswith("guardrail_failed:") else ""
     g = next((g for g in st.get("guardrails") or [] if g.get("name") == name), None)
     if g is not None:
-        return f"guardrail {guardrail_line(g, scales)} (beyond its margin)"
+        return f"guardrail {guardrail_line(g, scales)}, {beyond_margin(g, scales)}"
     return plain(message) or code
 
 

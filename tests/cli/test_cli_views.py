@@ -48,6 +48,7 @@ ROLLED_BACK: dict[str, Any] = {
             "champion": 0.0121,
             "challenger": 0.0470,
             "thresholdMs": 80.5884,
+            "marginLine": 1.25,
         },
         {
             "name": "revenue",
@@ -103,7 +104,7 @@ def test_a_rollback_says_why_once_without_test_statistics() -> None:
     (reason,) = [line for line in view.splitlines() if line.startswith("Reason:")]
     assert reason == (
         "Reason:       guardrail latency: share slower than 80.6 ms 1.21 % → 4.7 %, "
-        "×3.89 [×2.04, ×7.08] (beyond its margin)"
+        "×3.89 [×2.04, ×7.08], beyond its margin ×1.25"
     )
     assert reason.count("latency") == 1
     assert "Verdict" not in view  # no "RolledBack … Verdict: continue"
