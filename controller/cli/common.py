@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -129,6 +130,27 @@ def require_url(url: str | None) -> str:
     except db.DatabaseConfigError as exc:
         fail(str(exc))
     return found
+
+
+def output_option(allowed: Sequence[str], help: str) -> Any:
+    """The ``-o``/``--output`` option of a read command, taking the views in ``allowed``.
+
+    Its value is parsed into an :class:`output.Output` (a bad view or jsonpath template is
+    a usage error, before anything is read).
+    """
+    from controller.cli import output
+
+    def parse(value: str | output.Output) -> output.Output:
+        if isinstance(value, output.Output):
+            return value
+        try:
+            return output.parse_output(value, allowed)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return typer.Option(
+        "-o", "--output", parser=parse, metavar="FORMAT", help=help, show_default=False
+    )
 
 
 def emit_json(value: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from controller.cli import kube, output
-from controller.cli.common import EXIT_ERROR, EXIT_USAGE, fail
+from controller.cli.common import EXIT_ERROR, EXIT_USAGE, fail, output_option
 from controller.clock import SYSTEM_CLOCK
 
 app = typer.Typer()
@@ -35,25 +35,12 @@ class WaitTarget(StrEnum):
     AWAITING_PROMOTION = "AwaitingPromotion"
 
 
-def _output(value: str | output.Output) -> output.Output:
-    if isinstance(value, output.Output):
-        return value
-    try:
-        return output.parse_output(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
 Output = Annotated[
     output.Output,
-    typer.Option(
-        "-o",
-        "--output",
-        parser=_output,
-        metavar="FORMAT",
-        help="table, wide (more columns, and the statistics), name, json, yaml, or "
+    output_option(
+        output.READ_VIEWS,
+        "table, wide (more columns, and the statistics), name, json, yaml, or "
         "jsonpath=TEMPLATE (kubectl's, e.g. '{.status.phase}').",
-        show_default=False,
     ),
 ]
 TABLE = output.Output(output.View.TABLE)

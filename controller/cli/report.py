@@ -15,7 +15,14 @@ from typing import Annotated
 import typer
 
 from controller.cli import kube, output
-from controller.cli.common import EXIT_USAGE, DatabaseUrl, database_error, fail, require_url
+from controller.cli.common import (
+    EXIT_USAGE,
+    DatabaseUrl,
+    database_error,
+    fail,
+    output_option,
+    require_url,
+)
 
 app = typer.Typer()
 
@@ -46,15 +53,6 @@ VIEWS = ("html", "json", "csv", "yaml", "jsonpath")
 HTML = output.Output(output.View.HTML)
 
 
-def _output(value: str | output.Output) -> output.Output:
-    if isinstance(value, output.Output):
-        return value
-    try:
-        return output.parse_output(value, allowed=VIEWS)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
 @app.command()
 def report(
     name: Annotated[
@@ -63,14 +61,10 @@ def report(
     ],
     out: Annotated[
         output.Output,
-        typer.Option(
-            "-o",
-            "--output",
-            parser=_output,
-            metavar="FORMAT",
-            help="html (one self-contained file), json (the whole report), csv (the time "
+        output_option(
+            VIEWS,
+            "html (one self-contained file), json (the whole report), csv (the time "
             "series), yaml (the json as YAML) or jsonpath=TEMPLATE (over the json).",
-            show_default=False,
         ),
     ] = HTML,
     legacy_format: Annotated[
@@ -106,7 +100,10 @@ def report(
     from controller.storage import db, experiments
 
     if legacy_format is not None:
-        out = _output(legacy_format)
+        try:
+            out = output.parse_output(legacy_format, VIEWS)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--format") from None
     key = _key(name, namespace, kubeconfig, context)
     url = require_url(database_url)
     engine = db.make_engine(url)

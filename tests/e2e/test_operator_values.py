@@ -8,24 +8,12 @@ real operator run on simulated traffic whose effect is known.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-
 import pytest
-import sqlalchemy as sa
 
-from analysis import Scenario
 from canaryctl_demo.world import World, experiment_body
+from tests.e2e.test_operator_e2e import BASE, DONE, world
 
-T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-BASE = Scenario(requests_per_minute=10_000)
-DONE = {"Promoted", "RolledBack", "Failed"}
-
-
-@pytest.fixture
-def world(truncating_engine: sa.Engine) -> Iterator[World]:
-    with World.start(truncating_engine, start=T0) as w:
-        yield w
+__all__ = ["world"]  # the fixture, shared with the other end-to-end tests
 
 
 def _guardrail(status: dict, name: str) -> dict:
