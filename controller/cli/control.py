@@ -63,8 +63,6 @@ def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -
     ]
     why = manual.refusal(action, full=full, phase=phase, holds=holds)
     if why is not None:
-        if action is A.PROMOTE and not full and phase in ("Progressing", "Paused"):
-            why += "; pass --full to skip the remaining steps"
         return why
     if action is A.PROMOTE:
         failing = [

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from controller.cli import kube, output
-from controller.cli.common import EXIT_USAGE, fail
+from controller.cli.common import EXIT_USAGE, fail, output_option
 
 app = typer.Typer()
 _DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -141,6 +141,7 @@ def _router_from_flags(
 
 
 _FLAGS = "Without -f (the common case)"
+DRY_RUN_YAML = output.Output(output.View.YAML)
 
 
 @app.command()
@@ -233,9 +234,9 @@ def start(
         bool, typer.Option("--dry-run", help="Validate and print the object; create nothing.")
     ] = False,
     out: Annotated[
-        output.Format,
-        typer.Option("-o", "--output", help="Format of the --dry-run object: yaml or json."),
-    ] = output.Format.YAML,
+        output.Output,
+        output_option(("yaml", "json"), "Format of the --dry-run object: yaml or json."),
+    ] = DRY_RUN_YAML,
     kubeconfig: kube.Kubeconfig = None,
     context: kube.Context = None,
     namespace: kube.Namespace = None,
@@ -322,7 +323,8 @@ def start(
         target = namespace or in_file or "default"
     meta["namespace"] = target
     if dry_run:
-        typer.echo(output.dump(body, out), nl=False)
+        assert out.format is not None  # yaml or json, as the option allows
+        typer.echo(output.dump(body, out.format), nl=False)
         typer.echo(
             f"dry run: experiment.{spec.API_GROUP}/{meta['name']} would be created in "
             f"namespace {target} (nothing was sent)",

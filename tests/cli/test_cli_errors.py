@@ -190,6 +190,8 @@ def test_an_unknown_flag(words: list[str]) -> None:
         (["rollback", "x"], "Missing option '--reason'"),
         (["start", "--champion", "a"], "give -f FILE, or at least --champion, --challenger"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        # it printed YAML, silently, for a table
+        (["start", "--dry-run", "-o", "table"], "'table' is not one of yaml, json"),
     ],
 )
 def test_bad_values_and_missing_arguments(args: list[str], says: str) -> None:
