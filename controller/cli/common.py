@@ -77,6 +77,22 @@ class OneLineError(click.ClickException):
 ENV_DEBUG = "CANARYCTL_DEBUG"
 
 
+#: How an option's value is named in help when the option does not name it (click's own
+#: ``<str>``, ``<int range>`` read as noise): upper case, as kubectl and click used to.
+_METAVARS = {"str": "TEXT", "int": "N", "int range": "N", "float": "NUMBER", "path": "PATH"}
+
+
+def _name_metavars(command: Any) -> None:
+    """Give every value-taking option of ``command`` (and of its subcommands) a plain metavar."""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _name_metavars(sub)
+    for param in getattr(command, "params", ()):
+        if param.metavar is None and not getattr(param, "is_flag", False):
+            name = _METAVARS.get(param.type.name)
+            if name is not None and param.param_type_name == "option":
+                param.metavar = name
+
+
 class Group(TyperGroup):
     """The root command group: every error of every command ends as one line on stderr.
 
@@ -85,6 +101,12 @@ class Group(TyperGroup):
     expected becomes one line naming it, exit 1, unless ``$CANARYCTL_DEBUG`` is set.
     Asking for help (``no_args_is_help``) still prints the help.
     """
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _name_metavars(command)
+        return command
 
     @staticmethod
     def _usage(exc: click.UsageError, fallback: str) -> OneLineError:

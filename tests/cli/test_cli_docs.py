@@ -86,3 +86,20 @@ def test_the_reference_names_every_command_option_and_exit_code(
 
 def test_the_reference_names_no_command_that_does_not_exist() -> None:
     assert set(_reference()) == {words for words, _ in _leaves()}
+
+
+@pytest.mark.parametrize(
+    ("words", "command"), _leaves(), ids=lambda x: x if isinstance(x, str) else ""
+)
+def test_help_names_values_plainly(words: str, command: typer.core.TyperCommand) -> None:
+    """No click-style ``<str>``/``<bool>`` metavars, no ``--x / --no-x`` pair for a plain flag."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [*words.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    options = result.stdout.split("Options:", 1)[-1]
+    assert not re.search(r"^\s+-[^\n]*<(str|int|float|bool|int range|path)>", options, re.M)
+    pairs = re.findall(r"--([a-z-]+) / --no-\1", options)
+    assert set(pairs) <= {"leader-election"}, (
+        pairs
+    )  # on by default: the pair says how to turn it off
