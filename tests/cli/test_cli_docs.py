@@ -103,3 +103,20 @@ def test_help_names_values_plainly(words: str, command: typer.core.TyperCommand)
     assert set(pairs) <= {"leader-election"}, (
         pairs
     )  # on by default: the pair says how to turn it off
+
+
+SHORT_FLAGS = {"-w": "--watch", "-f": "--filename", "-o": "--output", "-n": "--namespace"}
+
+
+@pytest.mark.parametrize(
+    ("words", "command"), _leaves(), ids=lambda x: x if isinstance(x, str) else ""
+)
+def test_a_short_flag_means_the_same_everywhere(
+    words: str, command: typer.core.TyperCommand
+) -> None:
+    """kubectl's meanings: -w is --watch (not operator run's --watch-namespace), -f a file
+    (not report's --format), -o the output, -n the namespace."""
+    for param in command.params:
+        for short, long in SHORT_FLAGS.items():
+            if short in param.opts:
+                assert long in param.opts, f"canaryctl {words}: {short} is {param.opts}"
