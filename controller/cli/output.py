@@ -380,11 +380,42 @@ def _p(x: Any) -> str:
     return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
 
 
-def arm_lines(st: Mapping[str, Any]) -> list[str]:
-    """Latency quantiles of both arms and the revenue impact at full traffic, when written."""
+def split_line(st: Mapping[str, Any]) -> str | None:
+    """The sample-ratio check in counts: the challenger's requests against those expected.
+
+    ``status.srm``'s shares with ``status.arms``' requests (both over the evaluated steps).
+    """
+    from controller import numbers
+
+    srm, arms = st.get("srm") or {}, st.get("arms") or {}
+    a = (arms.get("champion") or {}).get("requests")
+    b = (arms.get("challenger") or {}).get("requests")
+    observed, expected = srm.get("observedShare"), srm.get("expectedShare")
+    if not (
+        isinstance(a, int)
+        and isinstance(b, int)
+        and isinstance(observed, (int, float))
+        and isinstance(expected, (int, float))
+    ):
+        return None
+    total = a + b
+    verdict = "mismatch: results void" if srm.get("mismatch") else "as set"
+    return (
+        f"Split:        challenger {numbers.count(b)} of {numbers.count(total)} requests "
+        f"({numbers.share(observed)}), expected {numbers.count(expected * total)} "
+        f"({numbers.share(expected)}); {verdict}"
+    )
+
+
+def arm_lines(st: Mapping[str, Any], wide: bool = False) -> list[str]:
+    """Latency quantiles of both arms and the revenue impact at full traffic, when written;
+    the split in counts when it does not match (always in ``wide``)."""
     from controller import numbers
 
     lines = []
+    split = split_line(st)
+    if split is not None and (wide or (st.get("srm") or {}).get("mismatch")):
+        lines.append(split)
     arms = st.get("arms") or {}
     a = (arms.get("champion") or {}).get("latencyMs") or {}
     b = (arms.get("challenger") or {}).get("latencyMs") or {}
@@ -560,7 +591,7 @@ def status_view(body: Body, now: datetime, wide: bool = False, refreshed: bool =
     rows = guardrail_table(body, wide)
     if rows:
         lines += ["Guardrails:", *rows]
-    lines += arm_lines(st)
+    lines += arm_lines(st, wide)
     conditions = st.get("conditions") or []
     bad = [c for c in conditions if c.get("status") != "True"]
     if bad:

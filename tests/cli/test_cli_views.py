@@ -193,3 +193,23 @@ def test_list_watch_prints_each_change(
         ["Progressing", "10%"],
         ["Promoted", "100%"],
     ]
+
+
+def test_a_sample_ratio_mismatch_shows_the_counts() -> None:
+    """The review: for the SRM rollback only shares were shown, not 5,448 against ~6,065."""
+    status = {
+        **ROLLED_BACK,
+        "reasonCode": "srm",
+        "message": "sample-ratio mismatch: challenger got 4.49 % of requests, the router "
+        "reported 5.00 % (ln BF = 21.80); results void",
+        "srm": {"mismatch": True, "observedShare": 0.0449, "expectedShare": 0.05},
+        "arms": {"champion": {"requests": 115_890}, "challenger": {"requests": 5_448}},
+    }
+    view = output.status_view(_body(status), NOW)
+    assert (
+        "Split:        challenger 5,448 of 121,338 requests (4.49 %), expected 6,067 (5 %); "
+        "mismatch: results void" in view
+    )
+    assert "ln BF" not in view
+    calm = output.status_view(_body({**status, "srm": {**status["srm"], "mismatch": False}}), NOW)
+    assert "Split:" not in calm
