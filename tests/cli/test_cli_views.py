@@ -213,3 +213,12 @@ def test_a_sample_ratio_mismatch_shows_the_counts() -> None:
     assert "ln BF" not in view
     calm = output.status_view(_body({**status, "srm": {**status["srm"], "mismatch": False}}), NOW)
     assert "Split:" not in calm
+
+
+def test_wait_for_takes_a_phase_in_any_case(cli: Run, cluster: Cluster) -> None:
+    """It answered "Value error, 'promoted' is not one of …"."""
+    cluster.create(experiment("exp-a"))
+    cluster.set_status("exp-a", {"phase": "Promoted", "reasonCode": "promoted"})
+    result = cli("status", "exp-a", "--wait-for", "promoted", "--interval", "10ms")
+    assert result.exit_code == 0, result.output
+    assert "exp-a reached Promoted" in result.stderr
