@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -52,14 +53,58 @@ def _demo_module(*, embedded: bool) -> ModuleType:
 
 
 def _fmt(g: dict[str, Any]) -> str:
+    """A guardrail's estimate and bounds in the CLI's number format (``controller.numbers``)."""
+    from controller import numbers
+
     est, lo, hi = g.get("estimate"), g.get("lower"), g.get("upper")
     if est is None:
-        return "–"
-    if g.get("kind") == "mean":
-        bounds = "" if lo is None or hi is None else f" [{lo:+.1%}, {hi:+.1%}]"
-        return f"{est:+.1%}{bounds}"
-    bounds = "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]"
-    return f"×{est:.2f}{bounds}"
+        return numbers.MISSING
+    scale = g.get("scale") or ("relative" if g.get("kind") == "mean" else "ratio")
+    bounds = (
+        ""
+        if lo is None or hi is None
+        else (f" [{numbers.effect(lo, scale)}, {numbers.effect(hi, scale)}]")
+    )
+    return f"{numbers.effect(est, scale)}{bounds}"
+
+
+#: How an outcome reads: the phase in words, not its code.
+_OUTCOME_WORDS = {"promoted": "promoted", "rolled_back": "rolled back"}
+
+
+def outcome_lines(outcome: Any, expect: tuple[str, str]) -> tuple[str, list[str]]:
+    """The summary of one scenario: the mark (as expected or not) and the lines under it.
+
+    The outcome is said in words ("rolled back"), apart from whether it was the expected
+    one; the reason once, without test statistics; each guardrail with its metric in both
+    arms (``controller.cli.output.guardrail_line``), the change and the verdict.
+    """
+    from controller.cli import output
+    from controller.experiment import spec
+
+    what = _OUTCOME_WORDS.get(outcome.outcome, outcome.outcome)
+    after = spec.format_duration(timedelta(seconds=round(outcome.decided_after_seconds)))
+    if outcome.expected:
+        mark = "as expected"
+    else:
+        wanted = f"{_OUTCOME_WORDS.get(expect[0], expect[0])} ({expect[1]})"
+        mark = f"NOT as expected: expected {wanted}"
+    reason = output.plain(outcome.reason)
+    failed = outcome.reason_code.removeprefix("guardrail_failed:")
+    for g in outcome.guardrails:
+        if outcome.reason_code.startswith("guardrail_failed:") and g.get("name") == failed:
+            reason = f"guardrail {failed} {output.beyond_margin(g, {failed: g.get('scale') or ''})}"
+    lines = [
+        f"{what} after {after} of simulated time: {reason}",
+        f"{outcome.samples['challenger']:,} challenger and {outcome.samples['champion']:,} "
+        f"champion requests; {outcome.wall_seconds:.0f} s of wall time",
+    ]
+    for g in outcome.guardrails:
+        scales = {g.get("name", ""): g.get("scale") or ""}
+        lines.append(f"  {g.get('verdict', '-'):<9} {output.guardrail_line(g, scales)}")
+    if outcome.report:
+        lines.append(f"report: {outcome.report}")
+    return mark, lines
 
 
 def _live_table(scenario: str, minute: int, status: dict[str, Any]) -> Any:
@@ -159,20 +204,15 @@ def demo(
                     if live is not None:
                         live.stop()
                 outcomes.append(outcome)
-                mark = "[green]✓[/green]" if outcome.expected else "[red]✗ unexpected[/red]"
-                console.print(
-                    f"  {mark} {outcome.outcome} ({outcome.reason_code}) after "
-                    f"{outcome.decided_after_seconds / 60:.0f} simulated minutes, "
-                    f"{outcome.samples['challenger']:,} challenger and {outcome.samples['champion']:,} "
-                    f"champion requests; {outcome.wall_seconds:.0f} s"
-                )
-                console.print(f"    {outcome.reason}")
-                for g in outcome.guardrails:
-                    console.print(f"    {g['name']:<12} {_fmt(g):<28} {g['verdict']}")
-                if outcome.report:
-                    console.print(f"    report: {outcome.report}")
+                mark, lines = outcome_lines(outcome, conf["expect"])
+                color = "green" if outcome.expected else "red"
+                console.print(f"  [{color}]{mark}[/{color}]", highlight=False)
+                for line in lines:
+                    console.print(f"  {line}", highlight=False, markup=False)
         finally:
             engine.dispose()
+    met = sum(o.expected for o in outcomes)
+    console.print(f"\n{met} of {len(outcomes)} scenarios ended as expected", highlight=False)
     if json_output:
         summary: Any = (
             outcomes[0].as_dict()

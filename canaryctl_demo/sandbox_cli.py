@@ -87,6 +87,7 @@ def up(
         str | None,
         typer.Option(
             "--database-url",
+            metavar="URL",
             help="Postgres to use (its data is kept by down); default: an embedded Postgres "
             "in the sandbox directory.",
         ),
@@ -95,14 +96,17 @@ def up(
         float,
         typer.Option(
             min=1.0,
+            metavar="X",
             help="Simulated minutes per real minute; 1 keeps real time (faster: the ages "
             "status shows run behind the sandbox's clock).",
         ),
     ] = 1.0,
     challenger: Annotated[
-        str, typer.Option(help=f"How the challenger behaves: {CHALLENGERS}.")
+        str, typer.Option(metavar="SCENARIO", help=f"How the challenger behaves: {CHALLENGERS}.")
     ] = "good",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to come up.")] = 180.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to wait for it to come up.")
+    ] = 180.0,
 ) -> None:
     """Start the sandbox in the background and print the two lines to export.
 

@@ -57,7 +57,7 @@ with World.start(engine, start=START, namespace="ranking") as world:
     show("status", "ranker-v42", *kube)
     show("promote", "ranker-v42", *kube)
     show("report", "ranking/ranker-v42", "--out", str(tmp / "ranker-v42.html"))
-    show("report", "ranking/ranker-v42", "--format", "csv", "--out", str(tmp / "ranker-v42.csv"))
+    show("report", "ranker-v42", "-o", "csv", "--out", str(tmp / "ranker-v42.csv"), *kube)
     show("report", "ranking/nope")
 show("plan", "--rps", "500", "--weight", "25", "--mean", "0.13", "--sd", "0.7", "--effect", "-0.05")
 show("db", "upgrade")

@@ -52,8 +52,6 @@ def refusal(action: manual.RequestAction, full: bool, body: Mapping[str, Any]) -
     holds = [code for code, _ in output.holds(body)]
     why = manual.refusal(action, full=full, phase=phase, holds=holds)
     if why is not None:
-        if action is A.PROMOTE and not full and phase in ("Progressing", "Paused"):
-            why += "; pass --full to skip the remaining steps"
         return why
     if action is A.PROMOTE:
         failing = [
@@ -125,13 +123,23 @@ def send(
 
 
 Name = Annotated[
-    str, typer.Argument(help="Name of the Experiment.", autocompletion=kube.complete_names)
+    str,
+    typer.Argument(
+        metavar="NAME", help="Name of the Experiment.", autocompletion=kube.complete_names
+    ),
 ]
-Reason = Annotated[str, typer.Option(help="Why; recorded in the decision log.")]
+Reason = Annotated[
+    str, typer.Option(metavar="TEXT", help="Why; recorded in the decision log.", show_default=False)
+]
 RequiredReason = Annotated[
-    str, typer.Option(help="Why (required); recorded in the decision log.", show_default=False)
+    str,
+    typer.Option(
+        metavar="TEXT", help="Why (required); recorded in the decision log.", show_default=False
+    ),
 ]
-Full = Annotated[bool, typer.Option(help="Skip the remaining steps (from Progressing or Paused).")]
+Full = Annotated[
+    bool, typer.Option("--full", help="Skip the remaining steps (from Progressing or Paused).")
+]
 EXIT_CODES = (
     "Exit codes: 0 request written, 1 refused (the reason is printed) or other errors, 2 bad input."
 )

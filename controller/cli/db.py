@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from controller.cli.common import DatabaseUrl, fail, require_url
+from controller.cli.common import DatabaseUrl, database_error, fail, require_url
 from controller.clock import SYSTEM_CLOCK
 
 app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
@@ -26,7 +26,7 @@ def upgrade(database_url: DatabaseUrl = None) -> None:
         db.upgrade(url)
         after = db.current_revision(url)
     except sa.exc.OperationalError as exc:
-        fail(f"cannot reach the database: {exc.orig}")
+        fail(database_error(exc))
     if before == after:
         typer.echo(f"schema already at {after}; nothing to do")
     else:
@@ -49,7 +49,7 @@ def check(database_url: DatabaseUrl = None) -> None:
     except alembic_exc.CommandError as exc:
         fail(str(exc))
     except sa.exc.OperationalError as exc:
-        fail(f"cannot reach the database: {exc.orig}")
+        fail(database_error(exc))
     typer.echo("models and migrations agree")
 
 
@@ -69,14 +69,18 @@ def retention(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Drop raw-observation partitions older than --keep; rollups and decisions stay."""
+    import sqlalchemy as sa
+
     from controller.storage import db, partitions
 
-    url = require_url(database_url)
     cutoff = SYSTEM_CLOCK.now() - _parse_days(keep)
+    url = require_url(database_url)
     engine = db.make_engine(url)
     try:
         with engine.begin() as conn:
             result = partitions.drop_partitions_before(conn, cutoff, dry_run=dry_run)
+    except sa.exc.OperationalError as exc:
+        fail(database_error(exc))
     finally:
         engine.dispose()
     verb = "would drop" if dry_run else "dropped"

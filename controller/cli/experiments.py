@@ -14,10 +14,12 @@ from typing import Annotated, Any
 import typer
 
 from controller.cli import kube, output
-from controller.cli.common import EXIT_ERROR, EXIT_USAGE, fail
+from controller.cli.common import EXIT_ERROR, EXIT_USAGE, fail, output_option
 from controller.clock import SYSTEM_CLOCK
 
 app = typer.Typer()
+
+_sleep = time.sleep  # list --watch's pause (a test ends the watch through it)
 
 EXIT_REACHED = 0
 EXIT_OTHER_END = 3
@@ -34,12 +36,39 @@ class WaitTarget(StrEnum):
 
 
 Output = Annotated[
-    output.Format, typer.Option("-o", "--output", help="Output format: table, json or yaml.")
+    output.Output,
+    output_option(
+        output.READ_VIEWS,
+        "table, wide (more columns, and the statistics), name, json, yaml, or "
+        "jsonpath=TEMPLATE (kubectl's, e.g. '{.status.phase}').",
+    ),
 ]
+TABLE = output.Output(output.View.TABLE)
 Name = Annotated[
     str,
-    typer.Argument(help="Name of the Experiment.", autocompletion=kube.complete_names),
+    typer.Argument(
+        metavar="NAME", help="Name of the Experiment.", autocompletion=kube.complete_names
+    ),
 ]
+Interval = Annotated[
+    str,
+    typer.Option(
+        metavar="DURATION", help="How often to read the Experiment while waiting or watching."
+    ),
+]
+
+
+def render(items: list[dict[str, Any]], out: output.Output, *, namespaces: bool) -> str:
+    """``list``'s output for ``items`` in the ``-o`` view (the table without a header)."""
+    if out.view is output.View.NAME:
+        return output.names(items)
+    if out.view is output.View.JSONPATH:
+        return output.jsonpath(out.template, {"apiVersion": "v1", "kind": "List", "items": items})
+    if out.format is not None:
+        return output.dump({"apiVersion": "v1", "kind": "List", "items": items}, out.format)
+    return output.list_table(
+        items, SYSTEM_CLOCK.now(), namespaces, wide=out.view is output.View.WIDE
+    )
 
 
 # -- list -----------------------------------------------------------------------------------
@@ -47,10 +76,15 @@ Name = Annotated[
 
 @app.command("list")
 def list_(
-    out: Output = output.Format.TABLE,
+    out: Output = TABLE,
     all_namespaces: Annotated[
         bool, typer.Option("-A", "--all-namespaces", help="List in every namespace.")
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option("-w", "--watch", help="After listing, print each Experiment that changes."),
+    ] = False,
+    interval: Interval = "2s",
     kubeconfig: kube.Kubeconfig = None,
     context: kube.Context = None,
     namespace: kube.Namespace = None,
@@ -60,20 +94,66 @@ def list_(
     `canaryctl list -n ranking`
 
     `canaryctl list -A -o json`
+
+    `canaryctl list -w`
+
+    Exit codes: 0 listed; 1 cluster errors; 2 bad input; 130 Ctrl-C while watching.
     """
+    pause = _parse_timeout(interval, "--interval") or 0.0
     cluster = kube.connect_or_fail(kubeconfig, context, namespace)
+    experiments = kube.Experiments(cluster)
     try:
-        items = kube.Experiments(cluster).list(all_namespaces)
+        items = experiments.list(all_namespaces)
     except kube.KubeError as exc:
         fail(str(exc))
-    if out is output.Format.TABLE:
-        if not items:
-            where = "any namespace" if all_namespaces else f"namespace {cluster.namespace}"
-            typer.echo(f"no experiments in {where}", err=True)
-            return
-        typer.echo(output.list_table(items, SYSTEM_CLOCK.now(), all_namespaces), nl=False)
+    where = "any namespace" if all_namespaces else f"namespace {cluster.namespace}"
+    if not items and out.view in (output.View.TABLE, output.View.WIDE):
+        typer.echo(f"no experiments in {where}", err=True)
     else:
-        typer.echo(output.dump({"apiVersion": "v1", "kind": "List", "items": items}, out), nl=False)
+        typer.echo(render(items, out, namespaces=all_namespaces), nl=False)
+    if watch:
+        _watch_list(experiments, items, out, all_namespaces, pause)
+
+
+def _watch_list(
+    experiments: kube.Experiments,
+    items: list[dict[str, Any]],
+    out: output.Output,
+    all_namespaces: bool,
+    pause: float,
+) -> None:
+    """``list -w``: poll, and print the rows (or objects) of Experiments that changed."""
+
+    def key(item: dict[str, Any]) -> tuple[str, str]:
+        meta = item.get("metadata") or {}
+        return meta.get("namespace", ""), meta.get("name", "")
+
+    def row(item: dict[str, Any]) -> Any:
+        return {k: v for k, v in item.items() if k != "metadata"}, (item.get("metadata") or {})
+
+    seen = {key(i): row(i) for i in items}
+    try:
+        while True:
+            _sleep(pause)
+            try:
+                now = experiments.list(all_namespaces)
+            except kube.KubeError as exc:
+                if not _transient(exc):
+                    fail(str(exc))
+                typer.echo(f"warning: {exc}; retrying", err=True)
+                continue
+            changed = [i for i in now if seen.get(key(i)) != row(i)]
+            gone = set(seen) - {key(i) for i in now}
+            seen = {key(i): row(i) for i in now}
+            if changed:
+                text = render(changed, out, namespaces=all_namespaces)
+                if out.view in (output.View.TABLE, output.View.WIDE):
+                    text = "".join(text.splitlines(keepends=True)[1:])  # no header again
+                typer.echo(text, nl=False)
+            for ns, name in sorted(gone):
+                typer.echo(f"{ns}/{name} deleted", err=True)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -95,7 +175,7 @@ def _summary(body: dict[str, Any]) -> str:
     weight = st.get("challengerWeight")
     parts = [st.get("phase", "Pending")]
     if weight is not None:
-        parts.append(f"weight {weight}%")
+        parts.append(f"weight {weight} %")
     if st.get("step"):
         parts.append(f"step {st['step']}")
     if st.get("verdict"):
@@ -122,7 +202,7 @@ def _parse_timeout(text: str | None, option: str) -> float | None:
 @app.command()
 def status(
     name: Name,
-    out: Output = output.Format.TABLE,
+    out: Output = TABLE,
     watch: Annotated[
         bool,
         typer.Option(
@@ -133,17 +213,20 @@ def status(
         WaitTarget | None,
         typer.Option(
             "--wait-for",
+            case_sensitive=False,
+            metavar="PHASE",
             help="Block until this phase. Exit 0 when reached, 3 when the experiment ended in "
             "another phase (e.g. rolled back instead), 4 on --timeout, 1 on other errors.",
         ),
     ] = None,
     timeout: Annotated[
         str | None,
-        typer.Option(help="Give up waiting after this long, e.g. 30m (default: no limit)."),
+        typer.Option(
+            metavar="DURATION",
+            help="Give up waiting after this long, e.g. 30m (default: no limit).",
+        ),
     ] = None,
-    interval: Annotated[
-        str, typer.Option(help="How often to read the Experiment while waiting or watching.")
-    ] = "2s",
+    interval: Interval = "2s",
     kubeconfig: kube.Kubeconfig = None,
     context: kube.Context = None,
     namespace: kube.Namespace = None,
@@ -173,11 +256,24 @@ def status(
     _finish(body=body, code=code, target=wait_for, timeout=timeout, out=out)
 
 
-def _show(body: dict[str, Any], out: output.Format) -> None:
-    if out is output.Format.TABLE:
-        typer.echo(output.status_view(body, SYSTEM_CLOCK.now()), nl=False)
-    else:
-        typer.echo(output.dump(body, out), nl=False)
+def show(body: dict[str, Any], out: output.Output, refreshed: bool = False) -> str:
+    """``status``'s output for one Experiment in the ``-o`` view."""
+    if out.view is output.View.NAME:
+        return output.names([body])
+    if out.view is output.View.JSONPATH:
+        return output.jsonpath(out.template, body)
+    if out.format is not None:
+        return output.dump(body, out.format)
+    wide = out.view is output.View.WIDE
+    return output.status_view(body, SYSTEM_CLOCK.now(), wide=wide, refreshed=refreshed)
+
+
+def _show(body: dict[str, Any], out: output.Output) -> None:
+    typer.echo(show(body, out), nl=False)
+
+
+def _human(out: output.Output) -> bool:
+    return out.view in (output.View.TABLE, output.View.WIDE)
 
 
 def _transient(exc: kube.KubeError) -> bool:
@@ -192,7 +288,7 @@ def _follow(
     deadline: float | None,
     pause: float,
     watch: bool,
-    out: output.Format,
+    out: output.Output,
 ) -> tuple[int, dict[str, Any]]:
     """Poll until the wait is settled (or the deadline passes): the exit code, the last body.
 
@@ -200,11 +296,11 @@ def _follow(
     """
     name = body["metadata"]["name"]
     live = None
-    if watch and out is output.Format.TABLE:
+    if watch and _human(out):
         from rich.live import Live
         from rich.text import Text
 
-        live = Live(Text(output.status_view(body, SYSTEM_CLOCK.now())), auto_refresh=False)
+        live = Live(Text(show(body, out, refreshed=True)), auto_refresh=False)
         live.start()
     last = trouble = ""
     try:
@@ -212,7 +308,7 @@ def _follow(
             if live is not None:
                 from rich.text import Text
 
-                live.update(Text(output.status_view(body, SYSTEM_CLOCK.now())), refresh=True)
+                live.update(Text(show(body, out, refreshed=True)), refresh=True)
             elif (summary := _summary(body)) != last:
                 typer.echo(f"{name}: {summary}", err=True)
                 last = summary
@@ -245,13 +341,14 @@ def _finish(
     code: int,
     target: str | None,
     timeout: str | None,
-    out: output.Format,
+    out: output.Output,
 ) -> None:
     st = body.get("status") or {}
     phase, name = st.get("phase", "Pending"), body["metadata"]["name"]
-    if out is not output.Format.TABLE:
-        typer.echo(output.dump(body, out), nl=False)
-    reason = f" ({st['reasonCode']}: {st.get('message', '')})" if st.get("reasonCode") else ""
+    if not _human(out):
+        typer.echo(show(body, out), nl=False)
+    said = st.get("message") or st.get("reasonCode")
+    reason = f" ({output.plain(said)})" if said else ""
     if target is None:
         typer.echo(f"{name} finished: {phase}{reason}", err=True)
     elif code == EXIT_REACHED:

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from controller.cli.common import EXIT_USAGE, DatabaseUrl, emit_json, fail, require_url
+from controller.cli.common import (
+    EXIT_USAGE,
+    DatabaseUrl,
+    database_error,
+    emit_json,
+    fail,
+    require_url,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -103,14 +110,14 @@ def load_file(
     except (validate.BatchRefused, load.BatchConflict) as exc:
         fail(f"{path}: batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
     except sa.exc.OperationalError as exc:
-        fail(f"cannot reach the database: {exc.orig}")
+        fail(database_error(exc))
     finally:
         engine.dispose()
     if output == "json":
         emit_json(result.as_dict())
-    elif result.loaded or not result.rejected:
+    elif result.loaded or not result.rejected or result.duplicate:
         typer.echo(summarise(result))
-    if result.rejected:
+    if result.rejected and not result.duplicate:  # a re-run: its rows were judged the first time
         first = result.rejects[0]
         if result.rejected == 1:
             fail(f"row {first.row}: {first.reason}")

@@ -86,6 +86,7 @@ Kubeconfig = Annotated[
     str | None,
     typer.Option(
         "--kubeconfig",
+        metavar="PATH",
         help="Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
         show_default=False,
         rich_help_panel="Cluster",
@@ -95,6 +96,7 @@ Context = Annotated[
     str | None,
     typer.Option(
         "--context",
+        metavar="NAME",
         help="The kubeconfig context to use (default: its current context).",
         autocompletion=_complete_contexts,
         show_default=False,
@@ -106,6 +108,7 @@ Namespace = Annotated[
     typer.Option(
         "-n",
         "--namespace",
+        metavar="NAMESPACE",
         help="Namespace (default: the context's namespace, else 'default').",
         show_default=False,
         rich_help_panel="Cluster",
@@ -123,44 +126,104 @@ class Cluster:
     kubeconfig_user: str | None
 
 
-def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Cluster:
-    """Build the client as kubectl would: kubeconfig and context, else in-cluster config."""
-    import yaml
-    from kubernetes import client, config
+def _check_kubeconfig_file(path: str) -> None:
+    """Refuse, in one line, a kubeconfig file that is empty, not YAML or not a mapping.
 
+    The Kubernetes client would raise the YAML parser's multi-line error, or a
+    ``TypeError`` deep inside, for these.
+    """
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return  # a missing file in a $KUBECONFIG list is skipped, as kubectl does
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KubeError(f"kubeconfig {path}: cannot read it: {exc}") from exc
+    if not text.strip():
+        raise KubeError(f"kubeconfig {path}: the file is empty")
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise KubeError(f"kubeconfig {path}: not valid YAML{at}: {problem}") from exc
+    if not isinstance(loaded, dict):
+        raise KubeError(f"kubeconfig {path}: not a kubeconfig (expected a YAML mapping)")
+
+
+def _files(kubeconfig: str | None) -> tuple[str, list[str]] | None:
+    """The kubeconfig path (``os.pathsep``-joined) and its files, checked; None: no file at all."""
     path = _kubeconfig_path(kubeconfig)
     paths = [p for p in path.split(os.pathsep) if p]
     if kubeconfig is None and not any(Path(p).exists() for p in paths):
+        return None
+    if kubeconfig is not None and not all(Path(p).exists() for p in paths):
+        raise KubeError(f"--kubeconfig: {kubeconfig}: no such file")
+    for p in paths:
+        _check_kubeconfig_file(p)
+    return path, paths
+
+
+def _chosen_context(path: str, context: str | None) -> dict[str, Any]:
+    """The ``context`` entry (name, context: cluster, user, namespace) the command uses."""
+    from kubernetes import config
+
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+        raise KubeError(f"kubeconfig {path}: {exc}") from exc
+    chosen = active
+    if context is not None:
+        chosen = next((c for c in contexts if c["name"] == context), None)
+        if chosen is None:
+            known = ", ".join(sorted(c["name"] for c in contexts)) or "none"
+            raise KubeError(f"--context: no context named {context!r} (known: {known})")
+    return cast(dict[str, Any], (chosen or {}).get("context") or {})
+
+
+def _in_cluster_namespace() -> str:
+    return _SA_NAMESPACE.read_text().strip() if _SA_NAMESPACE.exists() else "default"
+
+
+def namespace_of(kubeconfig: str | None, context: str | None, namespace: str | None) -> str:
+    """The namespace a command means, as kubectl picks it, without talking to the cluster.
+
+    ``-n``; else the kubeconfig context's namespace; else, inside a pod without a
+    kubeconfig, the service account's; else ``default``. A kubeconfig that cannot be
+    read raises :class:`KubeError` (as :func:`connect` would).
+    """
+    if namespace:
+        return namespace
+    files = _files(kubeconfig)
+    if files is None:
+        return _in_cluster_namespace() if os.environ.get("KUBERNETES_SERVICE_HOST") else "default"
+    return str(_chosen_context(files[0], context).get("namespace") or "default")
+
+
+def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Cluster:
+    """Build the client as kubectl would: kubeconfig and context, else in-cluster config."""
+    from kubernetes import client, config
+
+    files = _files(kubeconfig)
+    if files is None:
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             try:
                 config.load_incluster_config()  # type: ignore[no-untyped-call]
             except config.ConfigException as exc:
                 raise KubeError(f"in-cluster config: {exc}") from exc
-            ns = namespace or (
-                _SA_NAMESPACE.read_text().strip() if _SA_NAMESPACE.exists() else "default"
-            )
+            ns = namespace or _in_cluster_namespace()
             return Cluster(client.ApiClient(), ns, namespace is not None, None)
-        raise KubeError(f"no kubeconfig found at {path}; pass --kubeconfig")
-    if kubeconfig is not None and not all(Path(p).exists() for p in paths):
-        raise KubeError(f"--kubeconfig: {kubeconfig}: no such file")
-    for p in paths:
-        with contextlib.suppress(OSError, yaml.YAMLError):
-            if not isinstance(yaml.safe_load(Path(p).read_text()) or {}, dict):
-                raise KubeError(f"kubeconfig {p}: not a kubeconfig (expected a YAML mapping)")
+        raise KubeError(f"no kubeconfig found at {_kubeconfig_path(kubeconfig)}; pass --kubeconfig")
+    path = files[0]
+    found = _chosen_context(path, context)
     try:
-        contexts, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
-        chosen = active
-        if context is not None:
-            chosen = next((c for c in contexts if c["name"] == context), None)
-            if chosen is None:
-                known = ", ".join(sorted(c["name"] for c in contexts)) or "none"
-                raise KubeError(f"--context: no context named {context!r} (known: {known})")
         api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, persist_config=False
         )
     except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
         raise KubeError(f"kubeconfig {path}: {exc}") from exc
-    found = (chosen or {}).get("context") or {}
     ns = namespace or found.get("namespace") or "default"
     return Cluster(api, ns, namespace is not None, found.get("user"))
 

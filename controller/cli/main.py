@@ -26,12 +26,13 @@ from controller.cli import operator as operator_cli
 from controller.cli import plan as plan_cli
 from controller.cli import report as report_cli
 from controller.cli import start as start_cli
-from controller.cli.common import fail
+from controller.cli.common import Group, fail
 
 PLUGIN_GROUP = "canaryctl.commands"
 
 app = typer.Typer(
     name="canaryctl",
+    cls=Group,
     help="Canary releases of ML models with anytime-valid sequential tests.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

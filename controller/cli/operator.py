@@ -21,8 +21,9 @@ def run(
         list[str] | None,
         typer.Option(
             "--watch-namespace",
-            "-w",
-            help="Namespace to watch (repeatable); default: all namespaces.",
+            metavar="NAMESPACE",
+            help="Namespace to watch (repeatable); default: all namespaces. (-w is --watch "
+            "everywhere else, so it has no short form.)",
         ),
     ] = None,
     kubeconfig: kube.Kubeconfig = None,

@@ -15,7 +15,9 @@ in the current step).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -29,6 +31,103 @@ class Format(StrEnum):
     TABLE = "table"
     JSON = "json"
     YAML = "yaml"
+
+
+class View(StrEnum):
+    """What ``-o`` of the read commands (``list``, ``status``) takes, as in ``kubectl get``."""
+
+    TABLE = "table"
+    WIDE = "wide"  # the table with more columns, and the statistics behind the verdicts
+    NAME = "name"  # experiment.canaryctl.dev/NAME, one a line
+    JSON = "json"
+    YAML = "yaml"
+    JSONPATH = "jsonpath"  # jsonpath=TEMPLATE
+    HTML = "html"  # report only
+    CSV = "csv"  # report only
+
+
+#: The views of ``list`` and ``status``.
+READ_VIEWS = ("table", "wide", "name", "json", "yaml", "jsonpath")
+
+
+@dataclass(frozen=True)
+class Output:
+    """A parsed ``-o`` value: the view and, for ``jsonpath=``, its template."""
+
+    view: View
+    template: str = ""
+
+    @property
+    def format(self) -> Format | None:
+        """The :class:`Format` of a json or yaml view (None for the others)."""
+        return {View.JSON: Format.JSON, View.YAML: Format.YAML}.get(self.view)
+
+
+def parse_output(text: str, allowed: Sequence[str] = READ_VIEWS) -> Output:
+    """``-o``'s value: ``table``, ``wide``, ``name``, ``json``, ``yaml`` or ``jsonpath=TEMPLATE``.
+
+    Raises ``ValueError`` with a one-line message naming what is allowed (``allowed``: the
+    views a command takes); a template is checked here, before anything is read.
+    """
+    name, eq, template = text.partition("=")
+    name = name.strip().lower()
+    if name in allowed and name != View.JSONPATH and not eq:
+        return Output(View(name), "")
+    if name == View.JSONPATH and View.JSONPATH in allowed:
+        if not template.strip():
+            raise ValueError("jsonpath needs a template, e.g. -o jsonpath='{.status.phase}'")
+        jsonpath(template, {})  # parse it now: a typo is a usage error, not a late failure
+        return Output(View.JSONPATH, template)
+    shown = ", ".join("jsonpath=TEMPLATE" if a == View.JSONPATH else a for a in allowed)
+    raise ValueError(f"{text!r} is not one of {shown}")
+
+
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def jsonpath(template: str, value: Any) -> str:
+    """``value`` through a kubectl-style JSONPath template, e.g. ``{.status.phase}``.
+
+    Text outside braces is printed as is; ``{"\\n"}`` is a quoted literal; each other
+    ``{expr}`` is a JSONPath (``jsonpath_ng``'s extended syntax, filters such as
+    ``[?(@.name=="revenue")]`` included) whose matches are joined by spaces, strings bare
+    and other values as JSON. kubectl's ``{range}…{end}`` is not supported (use
+    ``[*]``). Raises ``ValueError`` on a template that does not parse.
+    """
+    from jsonpath_ng.exceptions import JSONPathError
+    from jsonpath_ng.ext.parser import parse
+
+    out, pos = [], 0
+    for m in _FIELD.finditer(template):
+        out.append(template[pos : m.start()])
+        pos = m.end()
+        expr = m.group(1).strip()
+        if len(expr) >= 2 and expr[0] == expr[-1] == '"':
+            try:
+                out.append(str(json.loads(expr, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"jsonpath: bad literal {expr}") from exc
+            continue
+        if expr.startswith("range") or expr == "end":
+            raise ValueError("jsonpath: {range}…{end} is not supported; use [*]")
+        path = "$" + expr if expr.startswith((".", "[")) else expr
+        try:
+            found = [f.value for f in parse(path).find(value)]
+        except (JSONPathError, ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(f"jsonpath {{{expr}}}: {' '.join(str(exc).split())}") from exc
+        out.append(" ".join(v if isinstance(v, str) else json.dumps(v) for v in found))
+    out.append(template[pos:])
+    return "".join(out)
+
+
+def names(items: Sequence[Body]) -> str:
+    """``-o name``: ``experiment.canaryctl.dev/NAME``, one a line."""
+    from controller.experiment import spec
+
+    return "".join(
+        f"{spec.KIND.lower()}.{spec.API_GROUP}/{(i.get('metadata') or {}).get('name', '')}\n"
+        for i in items
+    )
 
 
 def dump(value: Any, fmt: Format) -> str:
@@ -98,8 +197,24 @@ def holds(body: Body) -> list[tuple[str, Mapping[str, Any]]]:
     ]
 
 
-def list_table(items: Sequence[Body], now: datetime, with_namespace: bool = False) -> str:
-    """The ``canaryctl list`` table: the CRD's printer columns, what holds it, and the arms."""
+def _route(sp: Mapping[str, Any]) -> str:
+    """``gatewayAPI/ranker``: the router and the object it weights."""
+    router = sp.get("router") or {}
+    for kind, value in router.items():
+        if isinstance(value, dict):
+            target = next((str(v) for v in value.values() if isinstance(v, (str, int))), "")
+            return f"{kind}/{target}" if target else kind
+    return "-"
+
+
+def list_table(
+    items: Sequence[Body], now: datetime, with_namespace: bool = False, wide: bool = False
+) -> str:
+    """The ``canaryctl list`` table: the CRD's printer columns, what holds it, and the arms.
+
+    ``wide`` adds the router, the samples of the current step per arm, each guardrail's
+    verdict and the time of the last analysis.
+    """
     headers = [
         "NAME",
         "PHASE",
@@ -111,23 +226,38 @@ def list_table(items: Sequence[Body], now: datetime, with_namespace: bool = Fals
         "CHALLENGER",
         "AGE",
     ]
+    if wide:
+        headers += ["ROUTE", "SAMPLES", "GUARDRAILS", "ANALYSED"]
     if with_namespace:
         headers.insert(0, "NAMESPACE")
     rows = []
     for item in items:
         meta, st, sp = item.get("metadata", {}), item.get("status") or {}, item.get("spec") or {}
         weight = st.get("challengerWeight")
+        phase = st.get("phase", "Pending")
         row = [
             meta.get("name", ""),
-            st.get("phase", "Pending"),
+            phase,
             ",".join(c.get("reason") or code for code, c in holds(item)) or "-",
-            "-" if weight is None else f"{weight}%",
+            "0%" if weight is None else f"{weight}%",  # no space in a column
             _dash(st.get("step")),
-            _dash(st.get("verdict")),
+            _dash(st.get("verdict")) if phase in _ACTIVE else "-",
             _dash((sp.get("champion") or {}).get("name")),
             _dash((sp.get("challenger") or {}).get("name")),
             age(parse_time(meta.get("creationTimestamp")), now),
         ]
+        if wide:
+            samples = st.get("samples") or {}
+            analysed = parse_time(st.get("lastAnalysisAt"))
+            row += [
+                _route(sp),
+                f"{_number(samples.get('champion'))}/{_number(samples.get('challenger'))}"
+                if samples
+                else "-",
+                ",".join(f"{g.get('name')}={g.get('verdict')}" for g in st.get("guardrails") or [])
+                or "-",
+                "-" if analysed is None else f"{age(analysed, now)} ago",
+            ]
         if with_namespace:
             row.insert(0, meta.get("namespace", ""))
         rows.append(row)
@@ -135,7 +265,7 @@ def list_table(items: Sequence[Body], now: datetime, with_namespace: bool = Fals
 
 
 def _pct(done: float, total: float) -> str:
-    return "100%" if total <= 0 else f"{min(100, int(100 * done / total))}%"
+    return "100 %" if total <= 0 else f"{min(100, int(100 * done / total))} %"
 
 
 def _number(value: Any) -> str:
@@ -168,16 +298,173 @@ def _scales(body: Body) -> dict[str, str]:
 
 def _effect(value: Any, guardrail: Mapping[str, Any], scales: Mapping[str, str]) -> str:
     """An estimate or bound as people read it: +3.1 % for a relative mean, ×0.97 for a ratio."""
-    if not isinstance(value, float):
+    from controller import numbers
+
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
         return _number(value)
     scale = scales.get(guardrail.get("name", "")) or (
         "ratio" if guardrail.get("kind") in ("tail", "rate") else "absolute"
     )
-    if scale == "ratio":
-        return f"×{value:.3g}"
-    if scale == "relative":
-        return f"{value:+.2%}".replace("%", " %")
-    return f"{value:+.4g}"
+    return numbers.effect(float(value), scale)
+
+
+#: What a guardrail measures, in words, by ``status.guardrails[].metric``.
+_MEASURES = {
+    "revenue_per_request": "revenue per request",
+    "error_rate": "error rate",
+    "share_slower": "share slower than {threshold}",
+    "geometric_mean_latency_ms": "geometric mean latency",
+}
+
+
+def _measures(g: Mapping[str, Any]) -> str:
+    from controller import numbers
+
+    text = _MEASURES.get(g.get("metric") or "", "")
+    return text.format(threshold=numbers.ms(g.get("thresholdMs"))) if text else "-"
+
+
+def _arm_value(g: Mapping[str, Any], value: Any) -> str:
+    """One arm's value of a guardrail's metric in its unit (share in %, ms, revenue)."""
+    from controller import numbers
+
+    if not isinstance(value, (int, float)):
+        return numbers.MISSING
+    unit = g.get("unit")
+    if unit == "share":
+        return numbers.share(value)
+    if unit == "ms":
+        return numbers.ms(value)
+    return numbers.revenue(value)
+
+
+def _change(g: Mapping[str, Any], scales: Mapping[str, str]) -> str:
+    """``+2.3 % [−1.8 %, +7.6 %]``: the estimate and its anytime-valid bounds."""
+    est = _effect(g.get("estimate"), g, scales)
+    if g.get("lower") is None or g.get("upper") is None:
+        return est
+    return f"{est} [{_effect(g.get('lower'), g, scales)}, {_effect(g.get('upper'), g, scales)}]"
+
+
+def guardrail_line(g: Mapping[str, Any], scales: Mapping[str, str]) -> str:
+    """A guardrail in one sentence with its values, e.g. for the reason of a rollback.
+
+    ``latency-p99: share slower than 80.6 ms 1.38 % → 4.63 %, ×3.36 [×1.95, ×6.13]``.
+    """
+    values = ""
+    if g.get("metric"):
+        values = (
+            f" {_measures(g)} {_arm_value(g, g.get('champion'))} → "
+            f"{_arm_value(g, g.get('challenger'))},"
+        )
+    return f"{g.get('name', '?')}:{values} {_change(g, scales)}"
+
+
+def beyond_margin(g: Mapping[str, Any], scales: Mapping[str, str]) -> str:
+    """``beyond its margin ×1.25`` (or ``−5.0 %``), from the margin line the test used."""
+    line = g.get("marginLine")
+    if not isinstance(line, (int, float)) or isinstance(line, bool):
+        return "beyond its margin"
+    return f"beyond its margin {_effect(float(line), g, scales)}"
+
+
+def guardrail_table(body: Body, wide: bool = False) -> list[str]:
+    """The guardrail rows of ``status``: each metric in both arms, the change and the verdict.
+
+    ``wide`` adds the kind, the reason code, the p-values and the alpha each was judged at.
+    """
+    guardrails = (body.get("status") or {}).get("guardrails") or []
+    if not guardrails:
+        return []
+    scales = _scales(body)
+    header = ["NAME", "MEASURES", "CHAMPION", "CHALLENGER", "CHANGE [BOUNDS]", "VERDICT"]
+    if wide:
+        header[1:1] = ["KIND"]
+        header += ["REASON", "P(HARM)", "P(NON-INFERIOR)", "ALPHA"]
+    rows = []
+    for g in guardrails:
+        row = [
+            g.get("name", "?"),
+            _measures(g),
+            _arm_value(g, g.get("champion")),
+            _arm_value(g, g.get("challenger")),
+            _change(g, scales),
+            _dash(g.get("verdict")),
+        ]
+        if wide:
+            row[1:1] = [_dash(g.get("kind"))]
+            row += [
+                _dash(g.get("reasonCode")),
+                _p(g.get("pValue")),
+                _p(g.get("pValueNonInferiority")),
+                _p(g.get("alpha")),
+            ]
+        rows.append(row)
+    return ["  " + line for line in table(header, rows).splitlines()]
+
+
+def _p(x: Any) -> str:
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "-"
+    return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
+
+
+def split_line(st: Mapping[str, Any]) -> str | None:
+    """The sample-ratio check in counts: the challenger's requests against those expected.
+
+    ``status.srm``'s shares with ``status.arms``' requests (both over the evaluated steps).
+    """
+    from controller import numbers
+
+    srm, arms = st.get("srm") or {}, st.get("arms") or {}
+    a = (arms.get("champion") or {}).get("requests")
+    b = (arms.get("challenger") or {}).get("requests")
+    observed, expected = srm.get("observedShare"), srm.get("expectedShare")
+    if not (
+        isinstance(a, int)
+        and isinstance(b, int)
+        and isinstance(observed, (int, float))
+        and isinstance(expected, (int, float))
+    ):
+        return None
+    total = a + b
+    verdict = "mismatch: results void" if srm.get("mismatch") else "as set"
+    return (
+        f"Split:        challenger {numbers.count(b)} of {numbers.count(total)} requests "
+        f"({numbers.share(observed)}), expected {numbers.count(expected * total)} "
+        f"({numbers.share(expected)}); {verdict}"
+    )
+
+
+def arm_lines(st: Mapping[str, Any], wide: bool = False) -> list[str]:
+    """Latency quantiles of both arms and the revenue impact at full traffic, when written;
+    the split in counts when it does not match (always in ``wide``)."""
+    from controller import numbers
+
+    lines = []
+    split = split_line(st)
+    if split is not None and (wide or (st.get("srm") or {}).get("mismatch")):
+        lines.append(split)
+    arms = st.get("arms") or {}
+    a = (arms.get("champion") or {}).get("latencyMs") or {}
+    b = (arms.get("challenger") or {}).get("latencyMs") or {}
+    if a and b:
+        quantiles = ", ".join(
+            f"{q} {numbers.ms(a.get(q)).removesuffix(' ms')} → {numbers.ms(b.get(q))}"
+            for q in ("p50", "p95", "p99")
+        )
+        lines.append(f"Latency:      {quantiles} (champion → challenger)")
+    impact = st.get("impact") or {}
+    if impact.get("revenuePerHour") is not None:
+        lines.append(
+            "Impact:       revenue "
+            f"{numbers.revenue(impact['revenuePerHour'], signed=True)} per hour at full traffic "
+            f"[{numbers.revenue(impact.get('lower'), signed=True)}, "
+            f"{numbers.revenue(impact.get('upper'), signed=True)}] "
+            f"({numbers.count(impact.get('requestsPerHour'))} requests/h, "
+            f"champion {numbers.revenue(impact.get('championRevenuePerRequest'))} per request)"
+        )
+    return lines
 
 
 def _progress(body: Body, st: Mapping[str, Any], now: datetime) -> list[str]:
@@ -209,7 +496,7 @@ def _progress(body: Body, st: Mapping[str, Any], now: datetime) -> list[str]:
     what = "promotion" if index == len(s.steps) - 1 else f"step {index + 2}"
     lines = [
         f"Next:         {what} after {spec.format_duration(step.min_duration)} and "
-        f"{step.min_samples:,} samples per arm at {step.weight}%",
+        f"{step.min_samples:,} samples per arm at {step.weight} %",
         f"  time        {spec.format_duration(_seconds(min(done, step.min_duration)))} of "
         f"{spec.format_duration(step.min_duration)} "
         f"({_pct(done.total_seconds(), step.min_duration.total_seconds())})",
@@ -229,30 +516,102 @@ def _seconds(d: timedelta) -> timedelta:
     return timedelta(seconds=int(d.total_seconds()))
 
 
-def status_view(body: Body, now: datetime) -> str:
-    """The human view of one Experiment, shown by ``status`` and refreshed by ``--watch``."""
+_ACTIVE = ("Progressing", "Paused", "AwaitingPromotion")
+#: Statistics behind a verdict, kept out of the SRE-facing lines (``-o wide`` shows them).
+_JARGON = re.compile(r"(,\s*|\s*\()ln (?:E|BF) = [^,)]*(\))?")
+
+
+def plain(message: str) -> str:
+    """A status message without its test statistics (``ln E = 9.08 ≥ 8.99``, ``ln BF``)."""
+    return _JARGON.sub(lambda m: ")" if m.group(2) and m.group(1).strip() == "," else "", message)
+
+
+def _weight(st: Mapping[str, Any], phase: str) -> str:
+    """The weight set on the challenger, the share of the step's requests it got, the step."""
+    from controller import numbers
+
+    weight = st.get("challengerWeight")
+    if phase == "Baseline":
+        return "0 % on the challenger (baseline: the champion is measured alone)"
+    if weight is None:
+        return "0 % on the challenger (not started)"
+    text = f"{weight} % on the challenger"
+    samples = st.get("samples") or {}
+    a, b = samples.get("champion"), samples.get("challenger")
+    if phase in _ACTIVE and isinstance(a, int) and isinstance(b, int) and a + b > 0:
+        text += f" (set); {numbers.share(b / (a + b))} of this step's requests"
+    return text + (f", step {st['step']}" if st.get("step") and phase in _ACTIVE else "")
+
+
+def _reason(st: Mapping[str, Any], scales: Mapping[str, str], wide: bool) -> str | None:
+    """The last transition's reason said once: the code only in ``wide``; a failed
+    guardrail with its values in both arms instead of its test statistics."""
+    code, message = st.get("reasonCode") or "", st.get("message") or ""
+    if not (code or message):
+        return None
+    if wide:
+        return f"{code}: {message}" if code else message
+    name = code.removeprefix("guardrail_failed:") if code.startswith("guardrail_failed:") else ""
+    g = next((g for g in st.get("guardrails") or [] if g.get("name") == name), None)
+    if g is not None:
+        return f"guardrail {guardrail_line(g, scales)}, {beyond_margin(g, scales)}"
+    return plain(message) or code
+
+
+def _steps_line(body: Body, st: Mapping[str, Any]) -> str | None:
+    """``10% ✓ → 50% (now) → promotion``: the steps, the current one marked."""
+    steps = (body.get("spec") or {}).get("steps") or []
+    phase = st.get("phase", "Pending")
+    if not steps or phase in ("Pending", "Failed"):
+        return None
+    index = int(st.get("stepIndex", 0)) if phase in (*_ACTIVE, "RolledBack") else -1
+    marks = []
+    for i, step in enumerate(steps):
+        weight = f"{step.get('weight')} %"
+        if phase == "Promoted" or i < index:
+            marks.append(f"{weight} ✓")
+        elif i == index:
+            marks.append(f"{weight} ✗" if phase == "RolledBack" else f"{weight} (now)")
+        else:
+            marks.append(weight)
+    end = {"Promoted": "promoted ✓", "RolledBack": "rolled back"}.get(phase, "promotion")
+    if ((body.get("spec") or {}).get("analysis") or {}).get("baseline"):
+        marks.insert(0, "baseline (now)" if phase == "Baseline" else "baseline ✓")
+    return " → ".join([*marks, end])
+
+
+def status_view(body: Body, now: datetime, wide: bool = False, refreshed: bool = False) -> str:
+    """The human view of one Experiment, shown by ``status`` and refreshed by ``--watch``.
+
+    ``wide`` (``-o wide``) adds the reason code, the test statistics and each guardrail's
+    p-values and alpha; ``refreshed`` (``--watch``) adds the time it was read.
+    """
     meta, st, sp = body.get("metadata", {}), body.get("status") or {}, body.get("spec") or {}
     phase = st.get("phase", "Pending")
     since = parse_time(st.get("phaseStartedAt")) or parse_time(meta.get("creationTimestamp"))
-    weight = st.get("challengerWeight")
     champion = (sp.get("champion") or {}).get("name", "?")
     challenger = (sp.get("challenger") or {}).get("name", "?")
+    scales = _scales(body)
     lines = [
         f"Name:         {meta.get('name', '')}   (namespace {meta.get('namespace', '')})",
         f"Arms:         champion {champion}, challenger {challenger}",
         f"Phase:        {phase} for {age(since, now)}",
-        f"Weight:       {'-' if weight is None else f'{weight}%'} on the challenger"
-        + (f", step {st['step']}" if st.get("step") else ""),
-        f"Verdict:      {_dash(st.get('verdict'))}",
+        f"Weight:       {_weight(st, phase)}",
     ]
+    steps = _steps_line(body, st)
+    if steps:
+        lines.append(f"Steps:        {steps}")
+    if phase in _ACTIVE and st.get("verdict"):
+        lines.append(f"Verdict:      {st['verdict']} (last look)")
     held = holds(body)
     lines += [
         f"Held:         {c.get('reason', code)}: {c.get('message', '')} (since "
         f"{age(parse_time(c.get('lastTransitionTime')), now)})"
         for code, c in held
     ]
-    if st.get("reasonCode") or st.get("message"):
-        lines.append(f"Reason:       {_dash(st.get('reasonCode'))}: {st.get('message', '')}")
+    reason = _reason(st, scales, wide)
+    if reason:
+        lines.append(f"Reason:       {reason}")
     if not held:  # while held, a progress bar would look healthy
         lines += _progress(body, st, now)
     if phase == "AwaitingPromotion":
@@ -265,23 +624,10 @@ def status_view(body: Body, now: datetime) -> str:
             f"Samples:      champion {_number(samples.get('champion'))}, "
             f"challenger {_number(samples.get('challenger'))} (this step)"
         )
-    guardrails = st.get("guardrails") or []
-    if guardrails:
-        lines += ["Guardrails:"]
-        relative = _scales(body)
-        rows = [
-            [
-                g.get("name", "?"),
-                _dash(g.get("kind")),
-                _effect(g.get("estimate"), g, relative),
-                f"[{_effect(g.get('lower'), g, relative)}, {_effect(g.get('upper'), g, relative)}]",
-                _dash(g.get("verdict")),
-                _dash(g.get("reasonCode")),
-            ]
-            for g in guardrails
-        ]
-        header = ["NAME", "KIND", "ESTIMATE", "BOUNDS", "VERDICT", "REASON"]
-        lines += ["  " + line for line in table(header, rows).splitlines()]
+    rows = guardrail_table(body, wide)
+    if rows:
+        lines += ["Guardrails:", *rows]
+    lines += arm_lines(st, wide)
     conditions = st.get("conditions") or []
     held_types = {c.get("type") for _, c in held}
     bad = [c for c in conditions if c.get("status") == "False" and c.get("type") not in held_types]
@@ -291,6 +637,11 @@ def status_view(body: Body, now: datetime) -> str:
     pending = pending_request(body)
     if pending is not None:
         lines.append(f"Request:      {pending} (waiting for the operator)")
+    analysed = parse_time(st.get("lastAnalysisAt"))
+    if analysed is not None:
+        lines.append(f"Updated:      last analysis {age(analysed, now)} ago")
+    if refreshed:
+        lines.append(f"Refreshed:    {now.strftime('%H:%M:%S %Z')} (Ctrl-C to stop)")
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from controller.cli import kube, output
-from controller.cli.common import EXIT_USAGE, fail
+from controller.cli.common import EXIT_USAGE, fail, output_option
 
 app = typer.Typer()
 #: ``start`` refused: another live Experiment already routes through the same objects.
@@ -143,6 +143,7 @@ def _router_from_flags(
 
 
 _FLAGS = "Without -f (the common case)"
+DRY_RUN_YAML = output.Output(output.View.YAML)
 
 
 def route_users(parsed: Any, name: str, namespace: str, items: list[dict[str, Any]]) -> str | None:
@@ -181,7 +182,12 @@ def route_users(parsed: Any, name: str, namespace: str, items: list[dict[str, An
 def start(
     filename: Annotated[
         str | None,
-        typer.Option("-f", "--filename", help="Experiment manifest (YAML or JSON; - for stdin)."),
+        typer.Option(
+            "-f",
+            "--filename",
+            metavar="FILE",
+            help="Experiment manifest (YAML or JSON; - for stdin).",
+        ),
     ] = None,
     name: Annotated[
         str | None,
@@ -250,7 +256,9 @@ def start(
     manual_promotion: Annotated[
         bool,
         typer.Option(
-            help="Wait in AwaitingPromotion for `canaryctl promote`.", rich_help_panel=_FLAGS
+            "--manual-promotion",
+            help="Wait in AwaitingPromotion for `canaryctl promote`.",
+            rich_help_panel=_FLAGS,
         ),
     ] = False,
     max_duration: Annotated[
@@ -260,9 +268,9 @@ def start(
         bool, typer.Option("--dry-run", help="Validate and print the object; create nothing.")
     ] = False,
     out: Annotated[
-        output.Format,
-        typer.Option("-o", "--output", help="Format of the --dry-run object: yaml or json."),
-    ] = output.Format.YAML,
+        output.Output,
+        output_option(("yaml", "json"), "Format of the --dry-run object: yaml or json."),
+    ] = DRY_RUN_YAML,
     force: Annotated[
         bool,
         typer.Option(
@@ -356,7 +364,8 @@ def start(
         target = namespace or in_file or "default"
     meta["namespace"] = target
     if dry_run:
-        typer.echo(output.dump(body, out), nl=False)
+        assert out.format is not None  # yaml or json, as the option allows
+        typer.echo(output.dump(body, out.format), nl=False)
         typer.echo(
             f"dry run: experiment.{spec.API_GROUP}/{meta['name']} would be created in "
             f"namespace {target} (nothing was sent)",

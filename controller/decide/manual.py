@@ -141,9 +141,11 @@ def refusal(
         if not (
             phase == spec.Phase.AWAITING_PROMOTION or (full and phase in _PROMOTABLE_WITH_FULL)
         ):
+            if phase in _PROMOTABLE_WITH_FULL:
+                return f"it is still stepping ({phase}); promote --full skips the remaining steps"
             return (
-                "promote is allowed in AwaitingPromotion; promote with full skips the "
-                f"remaining steps from Progressing or Paused (phase is {phase})"
+                "promote is allowed in AwaitingPromotion, or with --full in Progressing or "
+                f"Paused (phase is {phase})"
             )
         if holds:
             return f"cannot promote while holding ({', '.join(holds)})"

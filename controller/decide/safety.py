@@ -81,8 +81,9 @@ def _verdicts(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | 
     if v is not None and tick.status.phase in ACTIVE:
         if v.failed:
             g = v.failed[0]
+            why = g.reason.removeprefix(f"{g.name}: ")  # the engine's reason names it too
             return tick.end(
-                _ROLLED_BACK, f"guardrail_failed:{g.name}", f"guardrail {g.name} failed: {g.reason}"
+                _ROLLED_BACK, f"guardrail_failed:{g.name}", f"guardrail {g.name} failed: {why}"
             )
         if a.srm_enabled and v.srm_mismatch:
             return tick.end(

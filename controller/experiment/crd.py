@@ -514,6 +514,10 @@ _CONDITION = _obj(
     description="A standard Kubernetes condition.",
 )
 
+_QUANTILES = ("p50", "p95", "p99")
+#: The CRD's short name (``kubectl get cexp``).
+SHORT_NAME = "cexp"
+
 STATUS_SCHEMA: Schema = _obj(
     {
         "phase": {
@@ -604,12 +608,62 @@ STATUS_SCHEMA: Schema = _obj(
                         "type": "number",
                         "description": "No effect on that scale (0, or 1 for a ratio).",
                     },
+                    "metric": {
+                        "type": "string",
+                        "description": "What the guardrail measures in each arm:"
+                        " revenue_per_request, error_rate, share_slower or"
+                        " geometric_mean_latency_ms.",
+                    },
+                    "unit": {
+                        "type": "string",
+                        "description": "revenue (as logged), share (0-1) or ms.",
+                    },
+                    "champion": {"type": "number", "nullable": True},
+                    "challenger": {"type": "number", "nullable": True},
+                    "thresholdMs": {
+                        "type": "number",
+                        "description": "A tail guardrail's threshold (the histogram edge).",
+                    },
                 },
                 required=["name", "verdict"],
                 description="The figures of the latest look, with the alpha, scale and margin"
                 " line they were judged at. Bounds are anytime-valid.",
             ),
         },
+        "arms": _obj(
+            {
+                arm: _obj(
+                    {
+                        "requests": {"type": "integer", "minimum": 0},
+                        "revenuePerRequest": {"type": "number", "nullable": True},
+                        "errorRate": {"type": "number", "nullable": True},
+                        "latencyMs": _obj(
+                            {q: {"type": "number", "nullable": True} for q in _QUANTILES},
+                            description="Latency quantiles from the histogram (ms).",
+                        ),
+                    },
+                    description=f"The {arm}'s values over the evaluated steps.",
+                )
+                for arm in ("champion", "challenger")
+            },
+            description="Each arm's values in their own units, both arms pooled over the"
+            " steps with the same weights.",
+            nullable=True,
+        ),
+        "impact": _obj(
+            {
+                "guardrail": {"type": "string"},
+                "revenuePerHour": {"type": "number", "nullable": True},
+                "lower": {"type": "number", "nullable": True},
+                "upper": {"type": "number", "nullable": True},
+                "requestsPerHour": {"type": "number", "nullable": True},
+                "championRevenuePerRequest": {"type": "number", "nullable": True},
+            },
+            description="Estimated revenue change per hour if the challenger took all"
+            " the traffic: the revenue guardrail's estimate and bounds × the champion's"
+            " revenue per request × the requests per hour observed.",
+            nullable=True,
+        ),
         "srm": _obj(
             {
                 "enabled": {"type": "boolean"},
@@ -652,7 +706,9 @@ def build_crd() -> Schema:
                 "listKind": f"{spec.KIND}List",
                 "plural": spec.PLURAL,
                 "singular": spec.KIND.lower(),
-                "shortNames": ["exp"],
+                # Not "exp": Argo Rollouts' Experiment has it (and Flagger, KServe, Seldon
+                # use canary, isvc, tm, ig, sdep...): `kubectl get cexp` is never ambiguous.
+                "shortNames": [SHORT_NAME],
                 "categories": ["canaryctl"],
             },
             "versions": [

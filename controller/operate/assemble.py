@@ -189,7 +189,10 @@ class Assembler:
         if evaluation is not None and found.pending is not None:
             assert isinstance(spec_or_error, sp.ExperimentSpec)
             verdicts = evaluate.summarise(
-                evaluation, settings=found.pending.settings, windows=found.pending.windows
+                evaluation,
+                settings=found.pending.settings,
+                windows=found.pending.windows,
+                steps=found.pending.item.steps,
             )
         observed = observe.observed(
             res,

@@ -23,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 
 import analysis
+from analysis import arms as analysis_arms
 from controller.decide import observed as obs
 from controller.decide import windows as win
 from controller.experiment import frozen, spec
@@ -103,9 +104,17 @@ def arm_stats(t: rollups.ArmTotals) -> analysis.ArmStats:
 
 
 def summarise(
-    ev: analysis.Evaluation, *, settings: frozen.FrozenSettings, windows: Sequence[win.Window]
+    ev: analysis.Evaluation,
+    *,
+    settings: frozen.FrozenSettings,
+    windows: Sequence[win.Window],
+    steps: Sequence[analysis.StepWindow] = (),
 ) -> obs.Verdicts:
-    """The controller-side summary reconcile reads, with the figures people read."""
+    """The controller-side summary reconcile reads, with the figures people read.
+
+    ``steps`` are the rollups the evaluation read (one per window): each arm's values in
+    the metric's unit and the revenue impact come from them (:func:`arm_fields`).
+    """
     return obs.Verdicts(
         overall=obs.Verdict(ev.verdict.value),
         guardrails=tuple(
@@ -117,8 +126,8 @@ def summarise(
         srm_mismatch=bool(ev.srm.mismatch),
         burn_in_met=ev.burn_in_met,
         srm_reason=ev.reason if ev.reason_code is analysis.ReasonCode.SRM else "",
-        status_fields=status_fields(ev, settings),
-        evidence=evidence(ev, windows, settings),
+        status_fields=status_fields(ev, settings, steps, windows),
+        evidence=evidence(ev, windows, settings, steps),
     )
 
 
@@ -126,14 +135,23 @@ def _num(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)
 
 
-def status_fields(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> dict[str, Any]:
-    """``status.guardrails`` and ``status.srm``: each figure with the alpha it was judged at,
-    the scale it is on and the line where harm begins (as frozen), for people and the CLI."""
+def status_fields(
+    ev: analysis.Evaluation,
+    settings: frozen.FrozenSettings,
+    steps: Sequence[analysis.StepWindow] = (),
+    windows: Sequence[win.Window] = (),
+) -> dict[str, Any]:
+    """``status.guardrails``, ``status.srm`` and, with ``steps``, ``status.arms`` and
+    ``status.impact``: each figure with the alpha it was judged at, the scale it is on and
+    the line where harm begins (as frozen), and what each arm measured, for people and
+    the CLI."""
+    values = arm_fields(ev, settings, steps, windows)
     rows = []
     for g in ev.guardrails:
         test = settings.guardrail(g.name)
         rows.append(
-            {
+            values["guardrails"].get(g.name, {})
+            | {
                 "name": g.name,
                 "kind": g.kind.value,
                 "verdict": g.verdict.value,
@@ -150,7 +168,8 @@ def status_fields(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> d
                 "nullLine": test.null_line,
             }
         )
-    return {
+    out: dict[str, Any] = {"arms": values["arms"], "impact": values["impact"]} if steps else {}
+    return out | {
         "guardrails": rows,
         "srm": {
             "enabled": settings.srm.enabled,
@@ -163,14 +182,106 @@ def status_fields(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> d
     }
 
 
+def _arm(v: analysis_arms.ArmValues) -> dict[str, Any]:
+    q = v.quantiles_ms()
+    return {
+        "requests": round(v.requests),
+        "revenuePerRequest": _num(v.revenue_per_request),
+        "errorRate": _num(v.error_rate),
+        "latencyMs": {f"p{round(k * 100)}": _num(x) for k, x in q.items()},
+    }
+
+
+def arm_fields(
+    ev: analysis.Evaluation,
+    settings: frozen.FrozenSettings,
+    steps: Sequence[analysis.StepWindow],
+    windows: Sequence[win.Window],
+) -> dict[str, Any]:
+    """What each arm measured over the evaluated steps, in the metric's own unit.
+
+    ``arms``: per arm, requests, revenue per request, error rate and p50/p95/p99 latency
+    (ms, from the histograms), both arms pooled over the steps with the same weights
+    (``analysis.arms.pooled``). ``guardrails``: per guardrail name, the metric it tests
+    in each arm (``metric``, ``unit``, ``champion``, ``challenger``, and ``thresholdMs``
+    for a tail). ``impact``: the revenue change per hour if the challenger took all the
+    traffic, with the engine's recorded bounds: the revenue guardrail's relative estimate
+    and bounds × the champion's revenue per request × the requests per hour observed over
+    the evaluated windows (both arms). Empty when no step had requests in both arms.
+    """
+    empty: dict[str, Any] = {"arms": None, "guardrails": {}, "impact": None}
+    both = analysis_arms.pooled([(s.champion, s.challenger) for s in steps])
+    if both is None:
+        return empty
+    champion, challenger = both
+    per_guardrail = {}
+    for spec_g in guardrails_for(settings):
+        gv = analysis_arms.guardrail_values(spec_g, champion, challenger)
+        row: dict[str, Any] = {
+            "metric": gv.metric,
+            "unit": gv.unit,
+            "champion": _num(gv.champion),
+            "challenger": _num(gv.challenger),
+        }
+        if gv.threshold_ms is not None:
+            row["thresholdMs"] = gv.threshold_ms
+        per_guardrail[spec_g.name] = row
+    return {
+        "arms": {"champion": _arm(champion), "challenger": _arm(challenger)},
+        "guardrails": per_guardrail,
+        "impact": revenue_impact(ev, settings, champion, steps, windows),
+    }
+
+
+def revenue_impact(
+    ev: analysis.Evaluation,
+    settings: frozen.FrozenSettings,
+    champion: analysis_arms.ArmValues,
+    steps: Sequence[analysis.StepWindow],
+    windows: Sequence[win.Window],
+) -> dict[str, Any] | None:
+    """Revenue change per hour at full traffic, with bounds (see :func:`arm_fields`).
+
+    None without a revenue mean guardrail, without an estimate yet, or without a measured
+    duration. An absolute-scale margin's estimate is already per request.
+    """
+    seconds = sum((end - start).total_seconds() for _, start, end, _ in windows)
+    requests = sum(s.champion.n + s.challenger.n for s in steps)
+    rpr = champion.revenue_per_request
+    if seconds <= 0 or not requests or not math.isfinite(rpr):
+        return None
+    per_hour = requests / seconds * 3600
+    for g in ev.guardrails:
+        test = settings.guardrail(g.name)
+        if g.kind is not analysis.GuardrailKind.MEAN or not math.isfinite(g.estimate):
+            continue
+        per_request = rpr if test.scale is frozen.Scale.RELATIVE else 1.0
+
+        def hourly(x: float, per_request: float = per_request) -> float | None:
+            return _num(x * per_request * per_hour)
+
+        return {
+            "guardrail": g.name,
+            "revenuePerHour": hourly(g.estimate),
+            "lower": hourly(g.lower),
+            "upper": hourly(g.upper),
+            "requestsPerHour": _num(per_hour),
+            "championRevenuePerRequest": _num(rpr),
+        }
+    return None
+
+
 def evidence(
-    ev: analysis.Evaluation, steps: Sequence[win.Window], settings: frozen.FrozenSettings
+    ev: analysis.Evaluation,
+    steps: Sequence[win.Window],
+    settings: frozen.FrozenSettings,
+    step_stats: Sequence[analysis.StepWindow] = (),
 ) -> dict[str, Any]:
     """The statistics a decision was based on, for the decision log."""
     return {
         "verdict": ev.verdict.value,
         "reasonCode": ev.reason_code.value,
-        **status_fields(ev, settings),
+        **status_fields(ev, settings, step_stats, steps),
         "steps": [
             {
                 "index": r.index,
@@ -362,7 +473,9 @@ def save(
                 "step_index": step_index,
                 "challenger_weight": challenger_weight,
                 "verdict": evaluation.verdict.value,
-                "payload": evidence(evaluation, pending.windows, pending.settings)
+                "payload": evidence(
+                    evaluation, pending.windows, pending.settings, pending.item.steps
+                )
                 | {"samples": {"champion": samples.champion, "challenger": samples.challenger}},
             },
         )

@@ -82,7 +82,13 @@ def test_promote_mid_rollout_needs_full(cli: Run, cluster: Cluster) -> None:
     seeded(cluster, "Progressing", stepIndex=0, challengerWeight=10)
     refused = cli("promote", "exp-a")
     assert refused.exit_code == 1
-    assert "(phase is Progressing); pass --full to skip the remaining steps" in refused.stderr
+    # said once (it read "promote is allowed in AwaitingPromotion; promote with full skips the
+    # remaining steps from Progressing or Paused (phase is Progressing); pass --full to skip
+    # the remaining steps")
+    assert refused.stderr == (
+        "error: cannot promote exp-a: it is still stepping (Progressing); "
+        "promote --full skips the remaining steps\n"
+    )
     result = cli("promote", "exp-a", "--full")
     assert result.exit_code == 0, result.output
     assert request_of(cluster).full is True

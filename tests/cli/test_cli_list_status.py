@@ -80,20 +80,27 @@ def test_status_view_renders_progress_guardrails_and_samples() -> None:
     body = {**experiment("exp-a"), "status": PROGRESSING}
     body["metadata"] = {"name": "exp-a", "namespace": "ml"}
     view = output.status_view(body, NOW)
-    assert view.splitlines()[:5] == [
+    assert view.splitlines()[:7] == [
         "Name:         exp-a   (namespace ml)",
         "Arms:         champion ranker-v1, challenger ranker-v2",
         "Phase:        Progressing for 3h",
-        "Weight:       50% on the challenger, step 2/2",
-        "Verdict:      continue",
+        "Weight:       50 % on the challenger (set); 45.5 % of this step's requests, step 2/2",
+        "Steps:        10 % ✓ → 50 % (now) → promotion",
+        "Verdict:      continue (last look)",
+        "Reason:       step 1/2 complete",
     ]
-    assert "Next:         promotion after 2h and 50,000 samples per arm at 50%" in view
-    assert "  time        30m of 2h (25%)" in view
-    assert "  samples     25,000 of 50,000 in the smaller arm (50%)" in view
+    assert "Next:         promotion after 2h and 50,000 samples per arm at 50 %" in view
+    assert "  time        30m of 2h (25 %)" in view
+    assert "  samples     25,000 of 50,000 in the smaller arm (50 %)" in view
     assert "Samples:      champion 30,000, challenger 25,000 (this step)" in view
     # a relative mean reads as a percentage change, a count test as a ratio
-    assert "  revenue   mean   -0.40 %    [-1.20 %, +0.41 %]   continue   inconclusive" in view
-    assert "  errors    rate   ×0.9       [×0.7, ×1.1]         pass       passed" in view
+    rows = {line.split()[0]: line for line in view.splitlines() if line.startswith("  ")}
+    assert "−0.4 % [−1.2 %, +0.4 %]" in rows["revenue"] and "continue" in rows["revenue"]
+    assert "×0.90 [×0.70, ×1.10]" in rows["errors"] and "pass" in rows["errors"]
+    # the reason code and the statistics are -o wide's
+    assert "step_complete" not in view and "P(HARM)" not in view
+    wide = output.status_view(body, NOW, wide=True)
+    assert "Reason:       step_complete: step 1/2 complete" in wide and "P(HARM)" in wide
     assert "Held" not in view
 
 
@@ -117,8 +124,8 @@ def test_status_view_of_a_new_experiment_has_no_numbers_to_show() -> None:
     body["metadata"] = {"name": "exp-a", "namespace": "ml", "creationTimestamp": iso(NOW)}
     view = output.status_view(body, NOW + timedelta(seconds=5))
     assert "Phase:        Pending for 5s" in view
-    assert "Weight:       - on the challenger" in view
-    assert "Guardrails" not in view and "Samples" not in view
+    assert "Weight:       0 % on the challenger (not started)" in view
+    assert "Guardrails" not in view and "Samples" not in view and "Verdict" not in view
 
 
 def test_list_table_json_yaml(cli: Run, cluster: Cluster) -> None:
@@ -138,7 +145,7 @@ def test_list_table_json_yaml(cli: Run, cluster: Cluster) -> None:
         "exp-a",
         "Pending",
         "-",
-        "-",
+        "0%",
         "-",
         "-",
         "ranker-v1",
@@ -182,8 +189,9 @@ def test_unknown_experiment(cli: Run) -> None:
 
 
 def test_bad_output_format_is_a_usage_error(cli: Run) -> None:
-    result = cli("list", "-o", "wide")
-    assert result.exit_code == 2 and "'wide' is not one of" in result.stderr
+    result = cli("list", "-o", "tabular")
+    assert result.exit_code == 2 and "'tabular' is not one of" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_status_view_awaiting_promotion_says_what_to_do() -> None:
@@ -201,6 +209,6 @@ def test_status_formats_each_figure_on_its_recorded_scale_not_the_live_spec() ->
         if g.get("kind") == "mean":
             g["margin"] = {"absolute": 0.01}  # edited after the freeze; refused by reconcile
     view = output.status_view(body, NOW)
-    assert "-0.40 %" in view
+    assert "−0.4 %" in view
     status = dict(PROGRESSING, guardrails=[dict(PROGRESSING["guardrails"][0], scale="absolute")])
-    assert "-0.004 " in output.status_view({**body, "status": status}, NOW)
+    assert "−0.004 " in output.status_view({**body, "status": status}, NOW)

@@ -50,7 +50,7 @@ def test_operator_process_runs_an_experiment_and_serves_probes_and_metrics(
                 "run",
                 "--kubeconfig",
                 str(config),
-                "-w",
+                "--watch-namespace",
                 "ml",
                 "--health-port",
                 str(health),

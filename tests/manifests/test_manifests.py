@@ -51,6 +51,21 @@ def test_crd_yaml_is_generated() -> None:
     assert (MANIFESTS / "crd.yaml").read_text() == crd.render()
 
 
+# Short names of the CRDs most often installed next to canaryctl: Argo Rollouts (Rollout,
+# Experiment, AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate), Flagger (none besides
+# its plurals), KServe (InferenceService, TrainedModel, InferenceGraph) and Seldon
+# (SeldonDeployment). Ours must clash with none of them, nor with their kinds and plurals.
+OTHER_CRD_NAMES = {
+    "ro", "rollout", "rollouts", "exp", "experiment", "experiments", "ar", "at", "cat",
+    "canary", "canaries", "isvc", "tm", "ig", "sdep",
+}  # fmt: skip
+
+
+def test_the_short_name_clashes_with_no_neighbouring_crd() -> None:
+    (doc,) = _docs("crd.yaml")
+    assert not set(doc["spec"]["names"]["shortNames"]) & OTHER_CRD_NAMES
+
+
 def test_crd_names() -> None:
     (doc,) = _docs("crd.yaml")
     assert doc["metadata"]["name"] == "experiments.canaryctl.dev"
@@ -58,7 +73,7 @@ def test_crd_names() -> None:
     assert (names["kind"], names["plural"], names["shortNames"]) == (
         "Experiment",
         "experiments",
-        ["exp"],
+        ["cexp"],
     )
     (version,) = doc["spec"]["versions"]
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]

@@ -32,7 +32,7 @@ def test_json_to_stdout(db_env: str) -> None:
 
 
 def test_csv_with_namespace_option(db_env: str) -> None:
-    result = run("report", "revenue-drop", "-n", "ml", "-f", "csv")
+    result = run("report", "revenue-drop", "-n", "ml", "-o", "csv")
     assert result.exit_code == 0, result.output
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     assert {r["guardrail"] for r in table} == {"revenue", "latency-p99", "errors"}

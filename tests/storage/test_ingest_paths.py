@@ -96,6 +96,24 @@ def test_cli_partly_bad_file_loads_good_rows_and_says_how_many_were_refused(
     assert _observations(truncating_engine) == 2
 
 
+def test_cli_rerun_of_a_file_with_rejected_rows_says_it_was_loaded_before(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
+) -> None:
+    """Issue 12: the second run printed "already ingested" and then an IndexError traceback."""
+    path = tmp_path / "mixed.jsonl"
+    good = row(ts="2026-11-20T10:00:00+00:00")
+    path.write_text("\n".join(json.dumps(r) for r in [good, {**good, "latency_ms": -3}]))
+    assert _cli(database_url, "ingest", "load", str(path)).exit_code == 1
+    text = _cli(database_url, "ingest", "load", str(path))
+    as_json = _cli(database_url, "ingest", "load", str(path), "-o", "json")
+    for again in (text, as_json):
+        assert (again.exit_code, again.stderr) == (0, ""), again.output
+        assert "Traceback" not in again.output
+    assert "already ingested (1 loaded, 1 rejected); nothing loaded again" in text.stdout
+    assert json.loads(as_json.stdout)["duplicate"] is True
+    assert _observations(truncating_engine) == 1
+
+
 def test_cli_missing_file_and_unknown_format(database_url: str, tmp_path: Path) -> None:
     missing = _cli(database_url, "ingest", "load", str(tmp_path / "nope.csv"))
     assert missing.exit_code == 1 and "no such file" in missing.output
