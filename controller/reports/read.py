@@ -6,9 +6,13 @@ tests can build views from rows. Read-only: one connection, no writes.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 
-from controller.reports import view
+from controller.operate import evaluate
+from controller.reports import results, view
 from controller.storage import decisions, experiments, looks, rollups
 
 
@@ -17,6 +21,37 @@ def build(conn: sa.Connection, key: str) -> view.ReportView:
     exp = experiments.get_experiment(conn, key)
     extent = rollups.data_extent(conn, exp.id)
     rows = [] if extent is None else rollups.minute_series(conn, exp.id, *view.extent_end(extent))
+    raw_looks = looks.looks(conn, exp.id)
     return view.from_rows(
-        exp, decisions.decisions(conn, exp.id), looks.looks(conn, exp.id), extent, rows
+        exp,
+        decisions.decisions(conn, exp.id),
+        raw_looks,
+        extent,
+        rows,
+        step_samples(conn, exp.id, raw_looks[-1] if raw_looks else None),
     )
+
+
+def step_samples(
+    conn: sa.Connection, exp_id: int, last_look: dict[str, Any] | None
+) -> tuple[results.StepSample, ...]:
+    """Both arms' statistics over the step windows of the last look (as its evidence records)."""
+    if last_look is None:
+        return ()
+    out = []
+    for s in last_look.get("steps") or []:
+        start, end = datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"])
+        totals = rollups.window_totals(conn, exp_id, start, end)
+        out.append(
+            results.StepSample(
+                int(s["index"]),
+                int(s["weight"]),
+                float(s["share"]),
+                start,
+                end,
+                bool(s["closed"]),
+                results.ArmSample.from_stats(evaluate.arm_stats(totals["champion"])),
+                results.ArmSample.from_stats(evaluate.arm_stats(totals["challenger"])),
+            )
+        )
+    return tuple(out)
