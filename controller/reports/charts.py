@@ -91,9 +91,7 @@ def _anchor(domain: Sequence[float] | None) -> list[dict[str, Any]]:
     """
     if domain is None:
         return []
-    ends = [
-        {"t": datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()} for ms in domain
-    ]
+    ends = [{"t": datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()} for ms in domain]
     return [
         {
             "data": {"values": ends},
@@ -186,7 +184,14 @@ def _line_rule(y: float, label: str, color: str, dash: list[int]) -> list[dict[s
         },
         {
             "data": data,
-            "mark": {"type": "text", "color": color, "align": "left", "dx": 3, "dy": -6, "fontSize": 10},
+            "mark": {
+                "type": "text",
+                "color": color,
+                "align": "left",
+                "dx": 3,
+                "dy": -6,
+                "fontSize": 10,
+            },
             "encoding": {
                 "y": {"field": "y", "type": "quantitative"},
                 "x": {"value": 0},
@@ -322,7 +327,10 @@ def estimate_chart(report: v.ReportView, info: v.GuardrailInfo) -> dict[str, Any
                     "x": x,
                     "y": {"field": "y", "type": "quantitative"},
                     "shape": {"field": "shape", "type": "nominal", "scale": None},
-                    "tooltip": [{"field": "time", "title": "look"}, {"field": "note", "title": "clipped"}],
+                    "tooltip": [
+                        {"field": "time", "title": "look"},
+                        {"field": "note", "title": "clipped"},
+                    ],
                 },
             }
         )
@@ -394,7 +402,11 @@ def _p_chart(
         {"field": "p_text", "title": "p"},
     ]
     layers = [
-        {"data": {"values": rows}, "mark": {"type": "line", "strokeWidth": 1.5}, "encoding": encoding},
+        {
+            "data": {"values": rows},
+            "mark": {"type": "line", "strokeWidth": 1.5},
+            "encoding": encoding,
+        },
         *(_line_rule(alpha, f"α = {fmt.alpha(alpha)}", RED, [6, 3]) if alpha > 0 else []),
         *_markers(report, domain),
         {
@@ -455,7 +467,9 @@ def timeline_chart(report: v.ReportView) -> dict[str, Any]:
     widths = [CHAR_PX * len(text) + 10 for text in labels]
     # a label that would run off the right edge is written to the left of its point
     left = [x + w > TIMELINE_PX for x, w in zip(xs, widths, strict=True)]
-    lane_of = lanes([x - w if flip else x for x, w, flip in zip(xs, widths, left, strict=True)], widths)
+    lane_of = lanes(
+        [x - w if flip else x for x, w, flip in zip(xs, widths, left, strict=True)], widths
+    )
     n_lanes = max(lane_of, default=0) + 1
     points = [
         {
@@ -518,7 +532,15 @@ def timeline_chart(report: v.ReportView) -> dict[str, Any]:
         },
         {
             "data": {"values": bands},
-            "mark": {"type": "text", "align": "left", "baseline": "bottom", "dx": 3, "y": height - 2, "fontSize": 10, "color": "#333"},
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "baseline": "bottom",
+                "dx": 3,
+                "y": height - 2,
+                "fontSize": 10,
+                "color": "#333",
+            },
             "encoding": {"x": x, "text": {"field": "label"}},
         },
     ]
@@ -567,7 +589,9 @@ def traffic_chart(report: v.ReportView) -> dict[str, Any]:
             "t": m.minute.isoformat(),
             "share": m.challenger_share,
             "time": fmt.time(m.minute),
-            "share_text": "–" if m.challenger_share is None else f"{100 * m.challenger_share:.2f} %",
+            "share_text": "–"
+            if m.challenger_share is None
+            else f"{100 * m.challenger_share:.2f} %",
             "requests": f"champion {m.champion_n:,}, challenger {m.challenger_n:,}",
         }
         for m in report.minutes
@@ -575,9 +599,13 @@ def traffic_chart(report: v.ReportView) -> dict[str, Any]:
     ]
     weights = []
     for s in report.steps:
-        weights.append({"t": s.start.isoformat(), "w": s.share, "label": f"step {s.index + 1}: {s.weight} %"})
+        weights.append(
+            {"t": s.start.isoformat(), "w": s.share, "label": f"step {s.index + 1}: {s.weight} %"}
+        )
         if s.end is not None:
-            weights.append({"t": s.end.isoformat(), "w": s.share, "label": f"step {s.index + 1}: {s.weight} %"})
+            weights.append(
+                {"t": s.end.isoformat(), "w": s.share, "label": f"step {s.index + 1}: {s.weight} %"}
+            )
     domain = full_domain(report)
     x = _x(domain)
     y = {
@@ -589,14 +617,30 @@ def traffic_chart(report: v.ReportView) -> dict[str, Any]:
     layers: list[dict[str, Any]] = [
         {
             "data": {"values": weights},
-            "mark": {"type": "line", "interpolate": "step-after", "color": "#bbb", "strokeWidth": 6, "opacity": 0.7},
-            "encoding": {"x": x, "y": {**y, "field": "w"}, "detail": {"field": "label"}, "tooltip": [{"field": "label", "title": "reported split"}]},
+            "mark": {
+                "type": "line",
+                "interpolate": "step-after",
+                "color": "#bbb",
+                "strokeWidth": 6,
+                "opacity": 0.7,
+            },
+            "encoding": {
+                "x": x,
+                "y": {**y, "field": "w"},
+                "detail": {"field": "label"},
+                "tooltip": [{"field": "label", "title": "reported split"}],
+            },
         },
         *_markers(report, domain),
         {
             "data": {"values": rows},
             "params": [ZOOM],
-            "mark": {"type": "line", "color": BLUE, "strokeWidth": 1.4, "point": {"size": 10, "filled": True}},
+            "mark": {
+                "type": "line",
+                "color": BLUE,
+                "strokeWidth": 1.4,
+                "point": {"size": 10, "filled": True},
+            },
             "encoding": {
                 "x": x,
                 "y": {**y, "field": "share"},
@@ -616,7 +660,13 @@ def traffic_chart(report: v.ReportView) -> dict[str, Any]:
 def samples_chart(report: v.ReportView) -> dict[str, Any]:
     """Finalised requests per minute and arm."""
     rows = [
-        {"t": m.minute.isoformat(), "arm": arm, "n": n, "time": fmt.time(m.minute), "n_text": f"{n:,}"}
+        {
+            "t": m.minute.isoformat(),
+            "arm": arm,
+            "n": n,
+            "time": fmt.time(m.minute),
+            "n_text": f"{n:,}",
+        }
         for m in report.minutes
         for arm, n in (("champion", m.champion_n), ("challenger", m.challenger_n))
     ]

@@ -55,3 +55,43 @@ def step_samples(
             )
         )
     return tuple(out)
+
+
+_LIST_SQL = """
+SELECT e.namespace, e.name, e.phase, e.created_at, e.updated_at,
+       e.spec -> 'champion' ->> 'name' AS champion, e.spec -> 'challenger' ->> 'name' AS challenger,
+       d.kind AS decision, d.reason_code, d.at AS decided_at
+  FROM experiments e
+  LEFT JOIN LATERAL (
+        SELECT kind, reason_code, at FROM decisions
+         WHERE experiment_id = e.id AND kind IN :final
+         ORDER BY at DESC, id DESC LIMIT 1) d ON true
+ WHERE (CAST(:namespace AS text) IS NULL OR e.namespace = :namespace)
+   AND (CAST(:phase AS text) IS NULL OR e.phase = :phase)
+   AND (CAST(:contains AS text) IS NULL OR strpos(e.name, :contains) > 0)
+   AND (CAST(:since AS timestamptz) IS NULL OR e.created_at >= :since)
+ ORDER BY e.created_at DESC, e.id DESC
+"""
+
+
+def experiment_rows(
+    conn: sa.Connection,
+    *,
+    namespace: str | None = None,
+    phase: str | None = None,
+    name_contains: str | None = None,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Registered experiments, newest first, with their final decision (filters optional)."""
+    stmt = sa.text(_LIST_SQL).bindparams(sa.bindparam("final", expanding=True))
+    rows = conn.execute(
+        stmt,
+        {
+            "final": list(view.FINAL_KINDS),
+            "namespace": namespace,
+            "phase": phase,
+            "contains": name_contains,
+            "since": since,
+        },
+    ).mappings()
+    return [{"key": f"{r['namespace']}/{r['name']}", **r} for r in rows]

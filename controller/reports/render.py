@@ -237,13 +237,14 @@ def _json_for_script(data: Any) -> Any:
 
 
 def _metric_label(row: Any) -> str:
-    return {
+    labels: dict[str, str] = {
         "revenue_per_request": "revenue per request",
         "error_rate": "error rate",
         "share_slower": "share slower than "
         + ("?" if row.threshold_ms is None else f"{row.threshold_ms:g} ms"),
         "geometric_mean_latency_ms": "geometric mean latency",
-    }.get(row.metric or "", row.kind)
+    }
+    return labels.get(row.metric or "", str(row.kind))
 
 
 def _scale_label(scale: str) -> str:

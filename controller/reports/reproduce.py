@@ -21,7 +21,7 @@ from controller.operate import evaluate
 from controller.reports import view as v
 
 #: Recomputes the last look from ``DATA`` (the JSON of :func:`inputs`); prints one line a guardrail.
-SNIPPET = '''\
+SNIPPET = """\
 import json
 
 import analysis
@@ -65,7 +65,7 @@ ev = analysis.evaluate(
 for g in ev.guardrails:
     print(g.name, g.verdict.value, g.estimate, g.lower, g.upper, g.p_value, g.p_value_noninferiority)
 print("srm", ev.srm.p_value)
-'''
+"""
 
 
 def inputs(report: v.ReportView) -> dict[str, Any] | None:

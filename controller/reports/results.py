@@ -150,7 +150,9 @@ def _num(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def harmful_bound(scale: str, direction: str | None, lower: float | None, upper: float | None) -> float | None:
+def harmful_bound(
+    scale: str, direction: str | None, lower: float | None, upper: float | None
+) -> float | None:
     """The bound on the harmful side: the lower one when higher is better, else the upper one."""
     return lower if scale != "ratio" and direction == "higherIsBetter" else upper
 
