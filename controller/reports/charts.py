@@ -78,7 +78,8 @@ def _x(domain: Sequence[float] | None, title: str = "time (UTC)") -> dict[str, A
         "type": "temporal",
         "title": title,
         "scale": {"type": "utc"},
-        "axis": {"format": "%H:%M", "labelOverlap": True, "grid": False},
+        # whole minutes only: the looks are minutes, and "%H:%M" would repeat at 30 s ticks
+        "axis": {"format": "%H:%M", "labelOverlap": True, "grid": False, "tickMinStep": 60_000},
     }
 
 
@@ -154,6 +155,7 @@ def _markers(report: v.ReportView, domain: Sequence[float] | None) -> list[dict[
     if steps:
         out.append(
             {
+                "name": "steps",
                 "data": {"values": steps},
                 "mark": {"type": "rule", "strokeDash": [4, 4], "color": GREY, "opacity": 0.8},
                 "encoding": {"x": x, "tooltip": tip},
@@ -162,6 +164,7 @@ def _markers(report: v.ReportView, domain: Sequence[float] | None) -> list[dict[
     if decisions:
         out.append(
             {
+                "name": "decisions",
                 "data": {"values": decisions},
                 "mark": {"type": "rule", "strokeWidth": 1.6, "opacity": 0.75},
                 "encoding": {
@@ -174,10 +177,14 @@ def _markers(report: v.ReportView, domain: Sequence[float] | None) -> list[dict[
     return out
 
 
-def _line_rule(y: float, label: str, color: str, dash: list[int]) -> list[dict[str, Any]]:
+def _line_rule(
+    y: float, label: str, color: str, dash: list[int], name: str, *, right: bool = False
+) -> list[dict[str, Any]]:
+    """A horizontal line with its label at the left end (``right``: at the right end)."""
     data = {"values": [{"y": y, "label": label}]}
     return [
         {
+            "name": name,
             "data": data,
             "mark": {"type": "rule", "color": color, "strokeDash": dash, "strokeWidth": 1.4},
             "encoding": {"y": {"field": "y", "type": "quantitative"}},
@@ -187,14 +194,14 @@ def _line_rule(y: float, label: str, color: str, dash: list[int]) -> list[dict[s
             "mark": {
                 "type": "text",
                 "color": color,
-                "align": "left",
-                "dx": 3,
+                "align": "right" if right else "left",
+                "dx": -3 if right else 3,
                 "dy": -6,
                 "fontSize": 10,
             },
             "encoding": {
                 "y": {"field": "y", "type": "quantitative"},
-                "x": {"value": 0},
+                "x": {"value": {"expr": "width"}} if right else {"value": 0},
                 "text": {"field": "label"},
             },
         },
@@ -295,10 +302,11 @@ def estimate_chart(report: v.ReportView, info: v.GuardrailInfo) -> dict[str, Any
             "mark": {"type": "line", "color": BLUE, "strokeWidth": 1.6},
             "encoding": {"x": x, "y": {**y, "field": "estimate"}},
         },
-        *_line_rule(info.null_line, "no effect", GREY, [2, 3]),
-        *_line_rule(info.margin_line, margin_label, RED, [6, 3]),
+        *_line_rule(info.null_line, "no effect", GREY, [2, 3], "null", right=True),
+        *_line_rule(info.margin_line, margin_label, RED, [6, 3], "margin"),
         *_markers(report, domain),
         {
+            "name": "points",
             "data": {"values": rows},
             "params": [ZOOM],
             "mark": {"type": "point", "filled": True, "size": 36, "opacity": 1},
@@ -321,6 +329,7 @@ def estimate_chart(report: v.ReportView, info: v.GuardrailInfo) -> dict[str, Any
     if clipped:
         layers.append(
             {
+                "name": "clipped",
                 "data": {"values": clipped},
                 "mark": {"type": "point", "filled": True, "size": 50, "color": RED},
                 "encoding": {
@@ -407,9 +416,10 @@ def _p_chart(
             "mark": {"type": "line", "strokeWidth": 1.5},
             "encoding": encoding,
         },
-        *(_line_rule(alpha, f"α = {fmt.alpha(alpha)}", RED, [6, 3]) if alpha > 0 else []),
+        *(_line_rule(alpha, f"α = {fmt.alpha(alpha)}", RED, [6, 3], "alpha") if alpha > 0 else []),
         *_markers(report, domain),
         {
+            "name": "points",
             "data": {"values": rows},
             "params": [ZOOM],
             "mark": {"type": "point", "filled": True, "size": 22},
@@ -547,6 +557,7 @@ def timeline_chart(report: v.ReportView) -> dict[str, Any]:
     if points:
         layers += [
             {
+                "name": "points",
                 "data": {"values": points},
                 "params": [ZOOM],
                 "mark": {"type": "point", "filled": True, "size": 40, "shape": "diamond"},
@@ -633,6 +644,7 @@ def traffic_chart(report: v.ReportView) -> dict[str, Any]:
         },
         *_markers(report, domain),
         {
+            "name": "points",
             "data": {"values": rows},
             "params": [ZOOM],
             "mark": {
@@ -675,6 +687,7 @@ def samples_chart(report: v.ReportView) -> dict[str, Any]:
     layers = [
         *_markers(report, domain),
         {
+            "name": "points",
             "data": {"values": rows},
             "params": [ZOOM],
             "mark": {"type": "line", "strokeWidth": 1.4, "point": {"size": 10, "filled": True}},

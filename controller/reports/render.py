@@ -143,7 +143,7 @@ header{display:flex;gap:12px;align-items:baseline;flex-wrap:wrap}
 .outcome h2{margin:4px 0}
 .lead{margin:2px 0 4px}
 .facts{display:flex;gap:6px 20px;flex-wrap:wrap}
-.fact{display:flex;flex-direction:column}
+.fact{display:flex;flex-direction:column;max-width:255px}
 .fact .k,.fact .sub{color:#555;font-size:11.5px}
 .fact .big{font-size:18px;font-weight:600;white-space:nowrap}
 .reason{margin:4px 0;color:#333}
