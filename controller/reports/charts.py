@@ -25,7 +25,7 @@ from controller.reports import view as v
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 BLUE, RED, GREEN, GREY, PURPLE = "#1565c0", "#c62828", "#2e7d32", "#777777", "#6a1b9a"
-HEIGHT = 170
+HEIGHT = 160
 #: Approximate width of the timeline in pixels and of one label character (lane choice).
 TIMELINE_PX, CHAR_PX = 1200.0, 6.2
 #: p-values are drawn no lower than this (the tooltip gives the true value).

@@ -129,11 +129,12 @@ fmt_value, fmt_p, fmt_time = fmt.value, fmt.p, fmt.time
 _CSS_RULES = """
 :scope{font:13px/1.35 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;background:#fff;box-sizing:border-box}
 *{box-sizing:border-box}
-h1{font-size:19px;margin:0}
+h1{font-size:18px;margin:0}
 h2{font-size:15px;margin:10px 0 4px}
 h3{font-size:13.5px;margin:6px 0 2px}
 header{display:flex;gap:12px;align-items:baseline;flex-wrap:wrap}
 .muted,.arms{color:#555;font-weight:normal}
+.arms{font-size:12px}
 .badge{padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;background:#1565c0}
 .badge.RolledBack,.badge.Failed{background:#c62828}
 .badge.Promoted{background:#2e7d32}
@@ -146,7 +147,7 @@ header{display:flex;gap:12px;align-items:baseline;flex-wrap:wrap}
 .fact{display:flex;flex-direction:column;max-width:255px}
 .fact .k,.fact .sub{color:#555;font-size:11.5px}
 .fact .big{font-size:18px;font-weight:600;white-space:nowrap}
-.reason{margin:4px 0;color:#333}
+.reason{margin:2px 0 4px;color:#333;font-size:12px}
 .causes ul,.largest-harm,.blocked{margin:2px 0;padding-left:20px}
 .needed{color:#555}
 table{border-collapse:collapse;margin:2px 0 6px}
