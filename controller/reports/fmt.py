@@ -83,9 +83,7 @@ def change(x: float | None, unit: str | None) -> str:
 
 def percent(x: float | None, digits: int = 2) -> str:
     """A fraction as a signed percentage: ``+2.10 %``."""
-    if x is None or not math.isfinite(x):
-        return "–"
-    return _minus(f"{100 * x:+.{digits}f} %")
+    return "–" if x is None or not math.isfinite(x) else _minus(f"{100 * x:+.{digits}f} %")
 
 
 def count(n: float | None) -> str:

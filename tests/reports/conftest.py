@@ -10,6 +10,7 @@ of ``canaryctl demo`` with its HTML report, run once per session (:func:`demo_re
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ import sqlalchemy as sa
 from analysis import Scenario
 from canaryctl_demo import demo
 from canaryctl_demo.world import DECREASING_STEPS, World, experiment_body, guardrails
+from controller.reports import view as report_view
+from controller.reports.view import ReportView
 from controller.storage import db
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -137,3 +140,17 @@ def report_engine(report_url: str) -> Iterator[sa.Engine]:
     engine = db.make_engine(report_url)
     yield engine
     engine.dispose()
+
+
+def with_final_decision(report: ReportView, kind: str, code: str) -> ReportView:
+    """``report`` as if its last decision had been ``kind``/``code`` (what selects the first screen)."""
+    last = report.looks[-1].evaluated_until
+    decision = report_view.DecisionEntry(
+        last + timedelta(seconds=30), kind, "canaryctl", code, "test"
+    )
+    return dataclasses.replace(
+        report,
+        outcome=decision,
+        decisions=(*report.decisions, decision),
+        outcome_kind=report_view.outcome_kind(report.phase, decision),
+    )

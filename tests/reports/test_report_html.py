@@ -10,6 +10,7 @@ browser download is never used: Chromium is launched from ``/usr/bin/chromium``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -21,8 +22,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from controller.cli.main import app
-from controller.reports import notebook
-from tests.reports.conftest import ROLLED_BACK, DemoReport
+from controller.reports import notebook, read, render
+from tests.reports.conftest import PROMOTED, ROLLED_BACK, SRM, DemoReport, with_final_decision
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "reports"
@@ -276,6 +277,43 @@ def test_the_first_screen_leads_with_the_outcome(
         assert cells[2] != "–" and cells[3] != "–", cells  # both arms in the metric's unit
     _shoot(page, f"{scenario}-first-screen")
     _shoot(page, f"{scenario}-full-page", full=True)
+    assert page.console == [] and page.fetched == []
+
+
+@pytest.mark.parametrize(
+    ("outcome", "key", "kind", "code"),
+    [
+        ("inconclusive", SRM, "rollback", "inconclusive"),
+        ("no_harm_found", PROMOTED, "promote", "no_harm_found"),
+    ],
+)
+def test_the_first_screen_of_the_outcomes_no_demo_reaches(
+    opened: Any,
+    report_engine: sa.Engine,
+    tmp_path: Path,
+    outcome: str,
+    key: str,
+    kind: str,
+    code: str,
+) -> None:
+    with report_engine.connect() as conn:
+        report = read.build(conn, key)
+    if outcome == "inconclusive":
+        report = dataclasses.replace(report, failure=None)
+    report = with_final_decision(report, kind, code)
+    path = tmp_path / f"{outcome}.html"
+    path.write_text(render.to_html(report))
+    page = opened(path)
+    page.charts_ready()
+    assert page.page.locator("#outcome").get_attribute("data-outcome") == outcome
+    listed = ".blocked li" if outcome == "inconclusive" else ".largest-harm li"
+    items = page.page.locator(f"#outcome {listed}")
+    assert items.count() == len(report.results) > 0
+    for selector in ("#outcome h2", f"#outcome {listed}", "#results-table"):
+        assert page.inside_first_screen(selector), selector
+    if outcome == "inconclusive":
+        assert all("needed:" in t for t in items.all_inner_texts())
+    _shoot(page, f"{outcome}-first-screen")
     assert page.console == [] and page.fetched == []
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from controller.reports import fmt, read, render, results, view
-from tests.reports.conftest import PROMOTED, ROLLED_BACK, SRM
+from tests.reports.conftest import PROMOTED, ROLLED_BACK, SRM, with_final_decision
 
 
 def _view(engine: sa.Engine, key: str) -> view.ReportView:
@@ -27,17 +27,6 @@ def _outcome_text(html: str) -> str:
     block = re.search(r'<section id="outcome".*?</section>', html, re.DOTALL)
     assert block is not None
     return re.sub(r"<[^>]+>", "", block.group(0))
-
-
-def _final(report: view.ReportView, kind: str, code: str) -> view.ReportView:
-    last = report.looks[-1].evaluated_until
-    decision = view.DecisionEntry(last + timedelta(seconds=30), kind, "canaryctl", code, "test")
-    return dataclasses.replace(
-        report,
-        outcome=decision,
-        decisions=(*report.decisions, decision),
-        outcome_kind=view.outcome_kind(report.phase, decision),
-    )
 
 
 @pytest.mark.parametrize(
@@ -109,7 +98,7 @@ def test_promoted_screen_names_the_deciding_test(report_engine: sa.Engine) -> No
 def test_no_harm_found_screen_shows_the_largest_harm_not_excluded(
     report_engine: sa.Engine,
 ) -> None:
-    report = _final(_view(report_engine, PROMOTED), "promote", results.NO_HARM_FOUND)
+    report = with_final_decision(_view(report_engine, PROMOTED), "promote", results.NO_HARM_FOUND)
     text = _outcome_text(render.to_html(report))
     assert "Promoted: no harm found" in text
     for row in report.results:
@@ -121,7 +110,9 @@ def test_inconclusive_screen_says_what_blocked_and_what_was_needed(
 ) -> None:
     # the SRM experiment's guardrails had all stayed inconclusive
     base = _view(report_engine, SRM)
-    report = _final(dataclasses.replace(base, failure=None), "rollback", results.INCONCLUSIVE)
+    report = with_final_decision(
+        dataclasses.replace(base, failure=None), "rollback", results.INCONCLUSIVE
+    )
     text = _outcome_text(render.to_html(report))
     assert "inconclusive" in text and "maxDuration" in text
     for row in report.results:
