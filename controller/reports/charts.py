@@ -112,7 +112,14 @@ def _base(
     *,
     height: int = HEIGHT,
 ) -> dict[str, Any]:
-    layers = _anchor(domain) + layers
+    # an empty dataset would give Vega an empty (infinite) extent: leave such layers out
+    kept = [layer for layer in layers if "data" not in layer or layer["data"].get("values")]
+    for layer in kept:
+        layer.pop("params", None)
+    anchor = _anchor(domain)
+    if anchor:  # zoom and pan bind to the time scale through the anchor layer
+        anchor[0]["params"] = [ZOOM]
+    layers = anchor + kept
     return {
         "$schema": SCHEMA,
         "width": "container",
@@ -341,6 +348,15 @@ def estimate_chart(report: v.ReportView, info: v.GuardrailInfo) -> dict[str, Any
                         {"field": "note", "title": "clipped"},
                     ],
                 },
+            }
+        )
+    if not rows:
+        layers.append(
+            {
+                "name": "empty",
+                "data": {"values": [{"text": "no estimate yet: the burn-in was not met"}]},
+                "mark": {"type": "text", "color": GREY, "fontSize": 12},
+                "encoding": {"text": {"field": "text"}},
             }
         )
     spec = _base(f"chart-{info.name}-estimate", layers, domain)

@@ -202,11 +202,15 @@ class ReportView:
     results: tuple[res.ResultRow, ...] = ()
     latency: tuple[res.LatencyRow, ...] = ()
     step_samples: tuple[res.StepSample, ...] = ()
-    outcome_kind: str = "running"
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def outcome_kind(self) -> str:
+        """Which first screen the report leads with (see :func:`outcome_kind`)."""
+        return outcome_kind(self.phase, self.outcome)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole view as JSON-ready data (datetimes as ISO 8601 strings)."""
@@ -448,13 +452,26 @@ def outcome_kind(phase: str, final: DecisionEntry | None) -> str:
 def _recorded(
     final_evidence: Mapping[str, Any], raw_looks: Sequence[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
-    """Per-guardrail figures as the engine recorded them: the final decision's, else the last look's."""
+    """Per-guardrail figures as the engine recorded them: the final decision's, else the last look's.
+
+    A "no harm found" promotion records each guardrail's largest harm not excluded in its
+    evidence (``noHarmFound``); it is kept beside the look's figures.
+    """
     rows = (final_evidence.get("analysis") or {}).get("guardrails") or final_evidence.get(
         "guardrails"
     )
-    if rows:
-        return list(rows)
-    return list(raw_looks[-1].get("guardrails") or []) if raw_looks else []
+    if not rows:
+        rows = raw_looks[-1].get("guardrails") or [] if raw_looks else []
+    harm = {
+        h.get("name"): h.get("largestHarmNotExcluded")
+        for h in final_evidence.get("noHarmFound") or []
+    }
+    return [
+        {**r, "largestHarmNotExcluded": harm[r.get("name")]}
+        if harm.get(r.get("name")) is not None
+        else r
+        for r in rows
+    ]
 
 
 def from_rows(
@@ -531,7 +548,6 @@ def from_rows(
         results=res.result_rows(infos, specs, _recorded(evidence, raw_looks), step_samples),
         latency=res.latency_rows(step_samples),
         step_samples=tuple(step_samples),
-        outcome_kind=outcome_kind(exp.phase, final),
     )
 
 

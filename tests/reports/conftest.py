@@ -148,9 +148,4 @@ def with_final_decision(report: ReportView, kind: str, code: str) -> ReportView:
     decision = report_view.DecisionEntry(
         last + timedelta(seconds=30), kind, "canaryctl", code, "test"
     )
-    return dataclasses.replace(
-        report,
-        outcome=decision,
-        decisions=(*report.decisions, decision),
-        outcome_kind=report_view.outcome_kind(report.phase, decision),
-    )
+    return dataclasses.replace(report, outcome=decision, decisions=(*report.decisions, decision))

@@ -91,7 +91,7 @@ def test_srm_screen_shows_counts_per_step_and_causes(report_engine: sa.Engine) -
 
 def test_promoted_screen_names_the_deciding_test(report_engine: sa.Engine) -> None:
     html = render.to_html(_view(report_engine, PROMOTED))
-    assert "Promoted: every guardrail non-inferior" in _outcome_text(html)
+    assert "Promoted: every guardrail passed, each shown non-inferior" in _outcome_text(html)
     assert html.count('class="decides" data-test="non-inferiority"') == 3
 
 
@@ -100,7 +100,7 @@ def test_no_harm_found_screen_shows_the_largest_harm_not_excluded(
 ) -> None:
     report = with_final_decision(_view(report_engine, PROMOTED), "promote", results.NO_HARM_FOUND)
     text = _outcome_text(render.to_html(report))
-    assert "Promoted: no harm found" in text
+    assert "Promoted at maxDuration: no harm found, non-inferiority not shown" in text
     for row in report.results:
         assert f"{row.name}: {fmt.value(row.largest_harm, row.scale)}" in text
 
@@ -120,3 +120,17 @@ def test_inconclusive_screen_says_what_blocked_and_what_was_needed(
         assert fmt.p(row.p_value_noninferiority) in text
     assert text.count("needed:") == len(report.results)
     assert "× the challenger" in text or "more data alone would not" in text
+
+
+def test_a_no_harm_found_promotion_records_its_largest_harm_in_the_evidence() -> None:
+    # the evidence shape of a promotion by onInconclusive: promote (decide.safety)
+    evidence = {
+        "noHarmFound": [
+            {"name": "revenue", "verdict": "continue", "largestHarmNotExcluded": -0.031},
+            {"name": "errors", "verdict": "pass", "largestHarmNotExcluded": None},
+        ]
+    }
+    look = {"guardrails": [{"name": "revenue", "lower": -0.04}, {"name": "errors", "upper": 1.2}]}
+    rows = {r["name"]: r for r in view._recorded(evidence, [look])}
+    assert rows["revenue"] == {"name": "revenue", "lower": -0.04, "largestHarmNotExcluded": -0.031}
+    assert rows["errors"] == {"name": "errors", "upper": 1.2}  # nothing recorded: the bound is used
