@@ -591,8 +591,8 @@ def timeline_chart(report: v.ReportView) -> dict[str, Any]:
             },
             *(
                 {
-                    "data": {"values": points},
-                    "transform": [{"filter": {"field": "side", "equal": side}}],
+                    # one dataset a side (a filter leaving one empty would warn)
+                    "data": {"values": [p for p in points if p["side"] == side]},
                     "mark": {"type": "text", "align": align, "dx": dx, "fontSize": 10},
                     "encoding": {
                         "x": x,
