@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from analysis import sequential
 from controller.decide import actions
 from controller.experiment import defaults, frozen, spec, validation
+from controller.operate import evaluate
+from controller.reports import results as res
 
 if TYPE_CHECKING:
     from controller.storage import models
@@ -197,10 +199,18 @@ class ReportView:
     minutes: tuple[MinuteTraffic, ...]
     steps: tuple[StepWindow, ...]
     decisions: tuple[DecisionEntry, ...]
+    results: tuple[res.ResultRow, ...] = ()
+    latency: tuple[res.LatencyRow, ...] = ()
+    step_samples: tuple[res.StepSample, ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def outcome_kind(self) -> str:
+        """Which first screen the report leads with (see :func:`outcome_kind`)."""
+        return outcome_kind(self.phase, self.outcome)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole view as JSON-ready data (datetimes as ISO 8601 strings)."""
@@ -420,14 +430,63 @@ def _failure(
     )
 
 
+def outcome_kind(phase: str, final: DecisionEntry | None) -> str:
+    """Which first screen the report leads with.
+
+    ``guardrail_rollback``, ``srm_rollback``, ``inconclusive`` (maxDuration reached without
+    a pass), ``rollback`` (any other reason, e.g. manual), ``promoted``, ``no_harm_found``
+    (promoted on "no harm found"), ``failed`` or ``running``.
+    """
+    if final is not None and final.kind == "rollback":
+        code = final.reason_code
+        if code.startswith("guardrail_failed:"):
+            return "guardrail_rollback"
+        return {res.SRM: "srm_rollback", res.INCONCLUSIVE: "inconclusive"}.get(code, "rollback")
+    if final is not None and final.kind == "promote":
+        return "no_harm_found" if final.reason_code == res.NO_HARM_FOUND else "promoted"
+    if phase == "Failed" or (final is not None and final.kind == "fail"):
+        return "failed"
+    return {"Promoted": "promoted", "RolledBack": "rollback"}.get(phase, "running")
+
+
+def _recorded(
+    final_evidence: Mapping[str, Any], raw_looks: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """Per-guardrail figures as the engine recorded them: the final decision's, else the last look's.
+
+    A "no harm found" promotion records each guardrail's largest harm not excluded in its
+    evidence (``noHarmFound``); it is kept beside the look's figures.
+    """
+    rows = (final_evidence.get("analysis") or {}).get("guardrails") or final_evidence.get(
+        "guardrails"
+    )
+    if not rows:
+        rows = raw_looks[-1].get("guardrails") or [] if raw_looks else []
+    harm = {
+        h.get("name"): h.get("largestHarmNotExcluded")
+        for h in final_evidence.get("noHarmFound") or []
+    }
+    return [
+        {**r, "largestHarmNotExcluded": harm[r.get("name")]}
+        if harm.get(r.get("name")) is not None
+        else r
+        for r in rows
+    ]
+
+
 def from_rows(
     exp: models.Experiment,
     raw_decisions: Sequence[models.Decision],
     raw_looks: Sequence[Mapping[str, Any]],
     extent: tuple[datetime, datetime] | None,
     rows: Sequence[Mapping[str, Any]],
+    step_samples: Sequence[res.StepSample] = (),
 ) -> ReportView:
-    """The report from what the store holds (``read.build`` fetches it): pure, no queries."""
+    """The report from what the store holds (``read.build`` fetches it): pure, no queries.
+
+    ``step_samples`` are both arms' statistics over the last look's step windows (the
+    results table's per-arm values and the reproduction snippet's input).
+    """
     fs = settings_of(exp)
     infos = () if fs is None else guardrail_infos(fs)
     settings = _settings(exp, fs, extent)
@@ -456,6 +515,8 @@ def from_rows(
     outcome = final or (decisions[-1] if decisions else None)
     raw_spec = exp.spec or {}
     routing = None if fs is None else fs.routing
+    specs = {} if fs is None else {g.name: g for g in evaluate.guardrails_for(fs)}
+    evidence = {} if final_raw is None else (final_raw.evidence or {})
     return ReportView(
         namespace=exp.namespace,
         name=exp.name,
@@ -484,6 +545,9 @@ def from_rows(
         minutes=_minutes(rows),
         steps=steps,
         decisions=decisions,
+        results=res.result_rows(infos, specs, _recorded(evidence, raw_looks), step_samples),
+        latency=res.latency_rows(step_samples),
+        step_samples=tuple(step_samples),
     )
 
 

@@ -115,7 +115,7 @@ def test_an_srm_rollback_names_no_guardrail(report_engine: sa.Engine) -> None:
     assert report.failure is not None and report.failure.reason_code == "srm"
     assert report.failure.guardrail is None and report.looks[-1].srm.mismatch
     html = render.to_html(report)
-    assert "Rolled back: srm" in html and "SRM p-value" in html
+    assert "Rolled back: sample-ratio mismatch" in html and "SRM p-value" in html
 
 
 def test_an_experiment_without_looks_still_renders(report_engine: sa.Engine) -> None:
