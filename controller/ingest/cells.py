@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import buckets
-from controller.ingest import validate
+from controller.ingest import load, validate
 from controller.storage import rollups
 
 REQUIRED = (
@@ -89,33 +89,54 @@ class Cells:
         return len(self.rows)
 
 
+def _round(values: npt.NDArray[np.float64], digits: int = 12) -> npt.NDArray[np.float64]:
+    """``values`` rounded to ``digits`` significant digits (non-finite values and zeros kept)."""
+    out = values.copy()
+    fine = np.isfinite(values) & (values != 0)
+    if fine.any():
+        exponent = np.floor(np.log10(np.abs(values[fine])))
+        scale = 10.0 ** (digits - 1 - exponent)
+        out[fine] = np.round(values[fine] * scale) / scale
+    return out
+
+
+def _canonical_column(col: pa.ChunkedArray) -> pa.Array:
+    """A column with its floating-point values (also inside lists) rounded by ``_round``."""
+    arr = col.combine_chunks()
+    if pa.types.is_floating(arr.type):
+        values = np.asarray(pc.fill_null(arr, math.nan).to_numpy(zero_copy_only=False), float)
+        return pa.array(_round(values), mask=np.asarray(arr.is_null()), type=pa.float64())
+    if (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)) and pa.types.is_floating(
+        arr.type.value_type
+    ):
+        flat = arr.flatten()
+        values = np.asarray(pc.fill_null(flat, math.nan).to_numpy(zero_copy_only=False), float)
+        offsets = pc.subtract(arr.offsets, arr.offsets[0])
+        return type(arr).from_arrays(offsets, pa.array(_round(values)), mask=arr.is_null())
+    return arr
+
+
 def digest(table: pa.Table) -> str:
     """``cells:sha256:…`` of a batch of cells, whatever the order of its cells.
 
     Floating-point values enter with 12 significant digits: a distributed engine that
     recomputes a cell (a replayed epoch) may add its values in another order and change the
     last bits of a sum, and that must be recognised as the same body (a duplicate), not a
-    conflict. Different counts, minutes or values beyond rounding are a different body.
+    conflict. Different counts, minutes or values beyond rounding are a different body; so
+    are the same cells with other column types (as for raw rows).
     """
-
-    def canonical(value: object) -> object:
-        if isinstance(value, float):
-            return float(f"{value:.12g}") if math.isfinite(value) else str(value)
-        if isinstance(value, list):
-            return [canonical(v) for v in value]
-        if isinstance(value, dict):
-            return {str(k): canonical(v) for k, v in value.items()}
-        if value is None or isinstance(value, (bool, int, str)):
-            return value
-        return str(value)
-
-    lines = sorted(
-        json.dumps(canonical(row), sort_keys=True, ensure_ascii=True) for row in table.to_pylist()
-    )
-    hashed = hashlib.sha256(json.dumps(sorted(table.column_names)).encode())
-    for line in lines:
-        hashed.update(line.encode() + b"\n")
-    return "cells:sha256:" + hashed.hexdigest()
+    names = sorted(set(table.column_names))
+    if len(names) != len(table.column_names):
+        return "cells:" + load.content_hash(table)  # refused anyway: any stable hash will do
+    canonical = pa.table({n: _canonical_column(table[n]) for n in names})
+    keys = [
+        (n, "ascending")
+        for n in names
+        if not pa.types.is_nested(canonical[n].type) and not pa.types.is_null(canonical[n].type)
+    ]
+    if keys:
+        canonical = canonical.take(pc.sort_indices(canonical, sort_keys=keys))
+    return "cells:" + load.content_hash(canonical)
 
 
 def _numbers(

@@ -11,6 +11,10 @@ received in time, 413 body or row count over the limit, 415 unknown content type
 batch as a whole is unreadable (nothing stored), 503 the database (or the TokenReview) is
 unreachable: retry with the same id.
 
+``POST /v1/cells`` takes pre-aggregated cells the same way (``controller.ingest.aggregates``);
+``GET /v1/cells/format`` and ``GET /v1/experiments/{namespace}/{name}`` tell their senders
+the latency edges and an experiment's frozen cap and lateness (``controller.ingest.settings``).
+
 The event loop only receives bytes: authentication (which may call the API server), parsing,
 the scope check, validation and the load run in worker threads, so ``/healthz`` answers while
 a large batch loads. Connection-level limits (header and idle timeouts, header size, TLS) are

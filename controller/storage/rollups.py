@@ -197,6 +197,20 @@ def apply_cap(conn: sa.Connection, exp_id: int, cap: float) -> None:
             ),
             params,
         )
+    short = conn.execute(
+        sa.text(
+            "SELECT count(*) FROM revenue_tops WHERE experiment_id = :e AND capped_at IS NULL "
+            "AND cardinality(revenues) < n "
+            "AND (cardinality(revenues) = 0 OR revenues[cardinality(revenues)] > :cap)"
+        ),
+        params,
+    ).scalar_one()
+    if short:
+        log.warning(
+            "experiment %s: %d pre-aggregated cell(s) stored before the cap %g sent too few "
+            "revenue_top values to be capped exactly; their capped sums stay too high",
+            exp_id, short, cap,
+        )  # fmt: skip
     conn.execute(
         sa.text(
             "UPDATE revenue_tops SET capped_at = :cap "

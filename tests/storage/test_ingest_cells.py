@@ -177,6 +177,11 @@ def test_too_few_top_values_make_the_quantile_a_flagged_lower_bound(
     assert exact is not None
     assert found is None or found <= exact
     assert "cells must send more revenue_top values" in caplog.text or "not exact" in caplog.text
+    with engine.begin() as conn:  # freezing the cap cannot cap those cells exactly: it says so
+        experiments.freeze_settings(
+            conn, AGG, {}, now=NOW, revenue_cap=exact, allowed_lateness_seconds=120
+        )
+    assert "sent too few revenue_top values to be capped exactly" in caplog.text
 
 
 def _good_cell(**overrides: Any) -> dict[str, Any]:
