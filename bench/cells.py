@@ -20,7 +20,7 @@ import argparse
 import os
 import platform
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -29,32 +29,21 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import median_time, table, write_section
-from bench.ingest import drop_database, scratch_database
+from bench.ingest import START, drop_database, scratch_database
+from bench.ingest import make_rows as one_experiment
 from controller.clock import SimulatedClock
 from controller.ingest import aggregates, cells, load
 from controller.storage import db, experiments
 
-START = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 CLOCK = SimulatedClock(START + timedelta(hours=2))
 
 
 def make_rows(n: int, experiments_: int, minutes: int, seed: int) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    offsets = np.sort(rng.integers(0, minutes * 60_000_000, n))
+    """``bench/ingest.py``'s rows over ``minutes``, spread over ``experiments_`` experiments."""
+    rows = one_experiment(n, seed, span_s=minutes * 60)
     names = np.array([f"bench/e{i:05d}" for i in range(experiments_)], dtype=object)
-    return pa.table(
-        {
-            "experiment": pa.array(names[rng.integers(0, experiments_, n)].tolist()),
-            "arm": pa.array(np.where(rng.random(n) < 0.5, "champion", "challenger")),
-            "ts": pa.array(
-                np.datetime64(START.replace(tzinfo=None), "us") + offsets.astype("timedelta64[us]"),
-                type=pa.timestamp("us", tz="UTC"),
-            ),
-            "revenue": np.where(rng.random(n) < 0.08, rng.lognormal(-1.0, 1.0, n), 0.0),
-            "latency_ms": rng.lognormal(np.log(30.0), 0.35, n),
-            "error": rng.random(n) < 0.002,
-        }
-    )
+    picked = names[np.random.default_rng(seed + 1).integers(0, experiments_, n)]
+    return rows.set_column(0, "experiment", pa.array(picked.tolist()))
 
 
 def reset(engine: sa.Engine) -> None:

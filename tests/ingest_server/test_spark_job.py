@@ -24,18 +24,17 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-import analysis
 from controller.clock import SimulatedClock
 from controller.ingest import load, server
-from controller.operate.evaluate import arm_stats
-from controller.storage import experiments, rollups
+from controller.storage import experiments
 from tests.serving import running
-from tests.storage.helpers import T0, outcomes
+from tests.storage.helpers import T0, evaluate_window, histogram_rows, outcomes, rollup_rows
 
 JOB = Path(__file__).resolve().parents[2] / "scripts" / "spark" / "canaryctl_cells.py"
 RAW, SPARK = "default/raw", "default/spark"
 MINUTES = 30
 NOW = T0 + timedelta(minutes=MINUTES + 30)
+END = T0 + timedelta(minutes=MINUTES)
 TOKEN = "spark-token"
 
 
@@ -69,57 +68,6 @@ def _run(args: list[str], crash_after: int | None = None) -> list[dict[str, Any]
     expected = 17 if crash_after is not None else 0
     assert done.returncode == expected, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-
-
-def _evaluate(engine: sa.Engine, exp_id: int) -> analysis.Evaluation:
-    with engine.connect() as conn:
-        totals = rollups.window_totals(conn, exp_id, T0, T0 + timedelta(minutes=MINUTES))
-    step = analysis.StepWindow(
-        weight_challenger=0.2,
-        champion=arm_stats(totals["champion"]),
-        challenger=arm_stats(totals["challenger"]),
-        design_weight_challenger=0.2,
-        closed=False,
-    )
-    guardrails = [
-        analysis.GuardrailSpec(
-            "revenue",
-            analysis.GuardrailKind.MEAN,
-            metric=analysis.MeanMetric.REVENUE,
-            direction=analysis.Direction.HIGHER_IS_BETTER,
-            margin=0.05,
-            relative=True,
-        ),
-        analysis.GuardrailSpec("errors", analysis.GuardrailKind.RATE, kappa=1.5),
-        analysis.GuardrailSpec("p95", analysis.GuardrailKind.TAIL, kappa=1.5, threshold_ms=45.0),
-    ]
-    return analysis.evaluate(analysis.AnalysisSettings(), guardrails, [step])
-
-
-def _minutes(engine: sa.Engine, exp_id: int) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                f"SELECT arm, period, {', '.join(rollups.ROLLUP_FIELDS)} FROM rollups_minute "
-                "WHERE experiment_id = :e AND period < :end ORDER BY arm, period"
-            ),
-            {"e": exp_id, "end": T0 + timedelta(minutes=MINUTES)},
-        ).mappings()
-        return [dict(r) for r in rows]
-
-
-def _histograms(engine: sa.Engine, exp_id: int) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                sa.text(
-                    "SELECT arm, period, bucket, count FROM latency_minute "
-                    "WHERE experiment_id = :e AND period < :end ORDER BY 1, 2, 3"
-                ),
-                {"e": exp_id, "end": T0 + timedelta(minutes=MINUTES)},
-            )
-        ]
 
 
 @pytest.mark.slow
@@ -162,7 +110,7 @@ def test_spark_job_matches_the_raw_path_and_a_restart_never_double_counts(
         ).scalars()
         assert len(set(stored)) == len({b for e in delivered for b in e["batches"]})
 
-    left, right = _minutes(engine, ids[RAW]), _minutes(engine, ids[SPARK])
+    left, right = (rollup_rows(engine, ids[k], end=END) for k in (RAW, SPARK))
     assert len(left) == len(right) == 2 * MINUTES
     for x, y in zip(left, right, strict=True):
         for field in ("arm", "period", "n", "revenue_nonzero", "errors", "late_n"):
@@ -170,8 +118,8 @@ def test_spark_job_matches_the_raw_path_and_a_restart_never_double_counts(
         for field in ("revenue_sum", "revenue_sum_sq", "revenue_capped_sum",
                       "revenue_capped_sum_sq", "log_latency_sum", "log_latency_sum_sq"):  # fmt: skip
             assert math.isclose(x[field], y[field], rel_tol=1e-11), (field, x[field], y[field])
-    assert _histograms(engine, ids[RAW]) == _histograms(engine, ids[SPARK])
-    a, b = _evaluate(engine, ids[RAW]), _evaluate(engine, ids[SPARK])
+    assert histogram_rows(engine, ids[RAW], END) == histogram_rows(engine, ids[SPARK], END)
+    a, b = (evaluate_window(engine, ids[k], T0, END) for k in (RAW, SPARK))
     assert a.verdict == b.verdict
     for x, y in zip(a.guardrails, b.guardrails, strict=True):
         assert x.verdict == y.verdict

@@ -20,9 +20,8 @@ import analysis
 from analysis import buckets
 from controller.clock import SimulatedClock
 from controller.ingest import aggregates, cells, load, validate
-from controller.operate.evaluate import arm_stats
 from controller.storage import experiments, rollups
-from tests.storage.helpers import T0, outcomes
+from tests.storage.helpers import T0, evaluate_window, histogram_rows, outcomes, rollup_rows
 
 RAW, AGG = "default/raw", "default/agg"
 NOW = T0 + timedelta(hours=2)
@@ -39,35 +38,9 @@ def _named(table: pa.Table, key: str) -> pa.Table:
     return table.set_column(0, "experiment", pa.array([key] * table.num_rows))
 
 
-def _rollups(engine: sa.Engine, exp_id: int, table: str = "rollups_minute") -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                f"SELECT arm, period, {', '.join(rollups.ROLLUP_FIELDS)} FROM {table} "
-                "WHERE experiment_id = :e ORDER BY arm, period"
-            ),
-            {"e": exp_id},
-        ).mappings()
-        return [dict(r) for r in rows]
-
-
-def _histograms(engine: sa.Engine, exp_id: int) -> list[tuple[Any, ...]]:
-    with engine.connect() as conn:
-        return [
-            tuple(r)
-            for r in conn.execute(
-                sa.text(
-                    "SELECT arm, period, bucket, count FROM latency_minute "
-                    "WHERE experiment_id = :e ORDER BY 1, 2, 3"
-                ),
-                {"e": exp_id},
-            )
-        ]
-
-
 def _assert_same_rollups(engine: sa.Engine, a: int, b: int, rel: float = 0.0) -> None:
     for table in ("rollups_minute", "rollups_hour"):
-        left, right = _rollups(engine, a, table), _rollups(engine, b, table)
+        left, right = rollup_rows(engine, a, table), rollup_rows(engine, b, table)
         assert len(left) == len(right) > 0
         for x, y in zip(left, right, strict=True):
             for field, value in x.items():
@@ -75,33 +48,12 @@ def _assert_same_rollups(engine: sa.Engine, a: int, b: int, rel: float = 0.0) ->
                     assert math.isclose(value, y[field], rel_tol=rel), (table, field, x, y)
                 else:
                     assert value == y[field], (table, field, x["period"], value, y[field])
-    assert _histograms(engine, a) == _histograms(engine, b)
+    assert histogram_rows(engine, a) == histogram_rows(engine, b)
 
 
 def _verdict(engine: sa.Engine, exp_id: int) -> analysis.Evaluation:
-    with engine.connect() as conn:
-        totals = rollups.window_totals(conn, exp_id, T0, T0 + timedelta(hours=1))
-    step = analysis.StepWindow(
-        weight_challenger=0.2,
-        champion=arm_stats(totals["champion"]),
-        challenger=arm_stats(totals["challenger"]),
-        design_weight_challenger=0.2,
-        closed=False,
-    )
-    guardrails = [
-        analysis.GuardrailSpec(
-            "revenue",
-            analysis.GuardrailKind.MEAN,
-            metric=analysis.MeanMetric.REVENUE,
-            direction=analysis.Direction.HIGHER_IS_BETTER,
-            margin=0.05,
-            relative=True,
-        ),
-        analysis.GuardrailSpec("errors", analysis.GuardrailKind.RATE, kappa=1.5),
-        analysis.GuardrailSpec("p95", analysis.GuardrailKind.TAIL, kappa=1.5, threshold_ms=45.0),
-    ]
-    return analysis.evaluate(
-        analysis.AnalysisSettings(burn_in_requests=500, burn_in_nonzero=50), guardrails, [step]
+    return evaluate_window(  # type: ignore[no-any-return]
+        engine, exp_id, T0, T0 + timedelta(hours=1), burn_in_requests=500, burn_in_nonzero=50
     )
 
 
