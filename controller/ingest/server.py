@@ -215,7 +215,7 @@ def create_app(
             ) from exc
         return bytes(body)
 
-    async def batches(request: Request) -> Response:
+    async def batches(request: Request, cells: bool = False) -> Response:
         body: bytes | None = None
         try:
             identity = await anyio.to_thread.run_sync(
@@ -241,7 +241,6 @@ def create_app(
                 )
             async with inflight:
                 body = await receive(request)
-                cells = request.url.path == "/v1/cells"
                 answer = await anyio.to_thread.run_sync(
                     ingest, body, fmt, batch_key, identity, cells
                 )
@@ -252,6 +251,9 @@ def create_app(
             return _error(refused.status, refused.message, close)
         counters.count_answer(200)
         return JSONResponse(answer)
+
+    async def cell_batches(request: Request) -> Response:
+        return await batches(request, cells=True)
 
     def read_settings(header: str, key: str) -> dict[str, Any]:
         identity = identify(header)
@@ -318,7 +320,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/batches", batches, methods=["POST"]),
-            Route("/v1/cells", batches, methods=["POST"]),
+            Route("/v1/cells", cell_batches, methods=["POST"]),
             Route("/v1/experiments/{namespace}/{name}", experiment_settings, methods=["GET"]),
             Route("/v1/cells/format", cell_format, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
