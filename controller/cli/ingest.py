@@ -407,3 +407,69 @@ def _authenticator(
         api = tokenreview.KubeApi(kube_api, kube_token_file, kube_ca)
     reviewer = tokenreview.TokenReviewer(api, scoped, audiences=tuple(audience or ()))
     return auth.AnyOf(scoped, reviewer)
+
+
+@app.command("cells")
+def load_cells_file(
+    path: Annotated[
+        Path, typer.Argument(help="CSV, JSON lines or Parquet file of cells.", show_default=False)
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, jsonl or parquet (default: from the extension)."),
+    ] = None,
+    batch_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Batch id; default: the file's SHA-256, so loading a file twice loads it once."
+        ),
+    ] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Load pre-aggregated cells: per experiment, arm and minute, the sums of the requests.
+
+    `canaryctl ingest cells cells.parquet`
+
+    Columns: experiment, arm, minute, n, revenue_sum, revenue_sum_sq, revenue_nonzero, errors,
+    log_latency_sum, log_latency_sum_sq, latency_hist[, revenue_cap, revenue_capped_sum,
+    revenue_capped_sum_sq, revenue_top, latency_edges] (docs/scale.md). Counts are in cells.
+
+    Exit codes: 0 loaded (or already loaded), 1 a cell was rejected (the others loaded) or
+    other errors, 3 the file was refused whole and nothing was stored.
+    """
+    import sqlalchemy as sa
+
+    from controller.ingest import aggregates, load, readers, validate
+    from controller.storage import db
+
+    url = require_url(database_url)
+    try:
+        table = readers.read_file(path, fmt)
+    except readers.ReadError as exc:
+        fail(f"batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
+    key = batch_id or "sha256:" + _file_sha256(path)
+    engine = db.make_engine(url)
+    try:
+        result = aggregates.load_cells(engine, table, batch_key=key, source=f"cli:{path.name}")
+    except (validate.BatchRefused, load.BatchConflict) as exc:
+        fail(f"{path}: batch refused whole, nothing stored: {exc}", EXIT_REFUSED)
+    except sa.exc.OperationalError as exc:
+        fail(f"cannot reach the database: {exc.orig}")
+    finally:
+        engine.dispose()
+    if output == "json":
+        emit_json(result.as_dict())
+    elif result.duplicate:
+        typer.echo(summarise(result))
+    elif result.loaded or not result.rejected:
+        typer.echo(
+            f"batch {result.batch_key}: received {result.received} cells, loaded "
+            f"{result.loaded}, rejected {result.rejected}, late {result.late}"
+        )
+    if result.rejected and not result.duplicate:
+        first = result.rejects[0]
+        fail(
+            f"{result.rejected} of {result.received} cells rejected (first: cell {first.row}: "
+            f"{first.reason}); they are kept with their reasons in ingest_rejects"
+        )

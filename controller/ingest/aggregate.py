@@ -31,7 +31,7 @@ def _group_sums(
 ]:
     """Per (experiment, arm, minute) group: keys, per-row group index, sums."""
     minute = prep.ts.astype(np.int64) // _MINUTE_US
-    key = (prep.experiment_id.astype(np.int64) << 33) | (prep.arm.astype(np.int64) << 32) | minute
+    key = group_key(prep.experiment_id, prep.arm, minute)
     keys, inverse = np.unique(key, return_inverse=True)
     inverse = inverse.reshape(-1)
     cap = np.full(len(prep.revenue), np.inf)
@@ -100,6 +100,30 @@ def upsert_rollups(
 ) -> None:
     """Add this batch's sums and histograms to the minute and hour rollups (exact numeric)."""
     keys, _, sums, hist = _group_sums(prep, late, info)
+    upsert_groups(raw, keys, sums, hist)
+
+
+def group_key(
+    experiment_id: npt.NDArray[np.integer[Any]],
+    arm: npt.NDArray[np.integer[Any]],
+    minute: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """One int64 per (experiment, arm, minute since the epoch): the key ``upsert_groups`` takes."""
+    return (experiment_id.astype(np.int64) << 33) | (arm.astype(np.int64) << 32) | minute
+
+
+def upsert_groups(
+    raw: Any,
+    keys: npt.NDArray[np.int64],
+    sums: dict[str, npt.NDArray[Any]],
+    hist: npt.NDArray[np.int64],
+) -> None:
+    """Add per-minute sums to the minute and hour rollups and latency histograms.
+
+    ``keys`` are distinct ``group_key`` values, ``sums`` one array per ``ROLLUP_FIELDS``
+    name aligned with them, ``hist`` rows of (index into ``keys``, bucket, count) with each
+    (index, bucket) pair once. Both the raw path and pre-aggregated cells end here.
+    """
     exp, arm, minute = _decode(keys)
     hkeys, hinv = np.unique((exp << 33) | (arm << 32) | (minute // 60), return_inverse=True)
     hinv = hinv.reshape(-1)

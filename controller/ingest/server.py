@@ -11,6 +11,10 @@ received in time, 413 body or row count over the limit, 415 unknown content type
 batch as a whole is unreadable (nothing stored), 503 the database (or the TokenReview) is
 unreachable: retry with the same id.
 
+``POST /v1/cells`` takes pre-aggregated cells the same way (``controller.ingest.aggregates``);
+``GET /v1/cells/format`` and ``GET /v1/experiments/{namespace}/{name}`` tell their senders
+the latency edges and an experiment's frozen cap and lateness (``controller.ingest.settings``).
+
 The event loop only receives bytes: authentication (which may call the API server), parsing,
 the scope check, validation and the load run in worker threads, so ``/healthz`` answers while
 a large batch loads. Connection-level limits (header and idle timeouts, header size, TLS) are
@@ -37,7 +41,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controller.clock import SYSTEM_CLOCK, Clock
-from controller.ingest import auth, load, readers, servermetrics, tokenreview, validate
+from controller.ingest import (
+    aggregates,
+    auth,
+    load,
+    readers,
+    servermetrics,
+    settings,
+    tokenreview,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +158,13 @@ def create_app(
             raise Refused(401, "missing or wrong bearer token")
         return identity
 
-    def ingest(body: bytes, fmt: str, batch_key: str, identity: auth.Identity) -> dict[str, Any]:
-        """Read, check the scope and the row limit, load (in a worker thread)."""
+    def ingest(
+        body: bytes, fmt: str, batch_key: str, identity: auth.Identity, cells: bool = False
+    ) -> dict[str, Any]:
+        """Read, check the scope and the row limit, load (in a worker thread).
+
+        ``cells``: the body holds pre-aggregated cells (``POST /v1/cells``), not raw rows.
+        """
         try:
             table = readers.read_bytes(body, fmt)
         except ValueError as exc:
@@ -161,7 +179,8 @@ def create_app(
         if refusal is not None:
             raise Refused(403, f"batch {batch_key} refused whole, nothing stored: {refusal}")
         try:
-            result = load.load_table(
+            loader = aggregates.load_cells if cells else load.load_table
+            result = loader(
                 engine, table, batch_key=batch_key, source=f"http:{identity.name}", clock=clock
             )
         except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
@@ -171,7 +190,8 @@ def create_app(
         except ValueError as exc:  # the core's whole-batch refusals
             raise Refused(422, f"batch {batch_key} refused whole, nothing stored: {exc}") from exc
         try:
-            counters.count_batch(table, result)
+            if not cells:
+                counters.count_batch(table, result)
         except Exception:  # the batch is stored: a counting bug must not turn it into a 500
             log.exception("counting batch %s failed", batch_key)
         return result.as_dict()
@@ -195,7 +215,7 @@ def create_app(
             ) from exc
         return bytes(body)
 
-    async def batches(request: Request) -> Response:
+    async def batches(request: Request, cells: bool = False) -> Response:
         body: bytes | None = None
         try:
             identity = await anyio.to_thread.run_sync(
@@ -221,7 +241,9 @@ def create_app(
                 )
             async with inflight:
                 body = await receive(request)
-                answer = await anyio.to_thread.run_sync(ingest, body, fmt, batch_key, identity)
+                answer = await anyio.to_thread.run_sync(
+                    ingest, body, fmt, batch_key, identity, cells
+                )
         except Refused as refused:
             counters.count_answer(refused.status)
             # an unread or half-read body: the connection is not reused
@@ -229,6 +251,40 @@ def create_app(
             return _error(refused.status, refused.message, close)
         counters.count_answer(200)
         return JSONResponse(answer)
+
+    async def cell_batches(request: Request) -> Response:
+        return await batches(request, cells=True)
+
+    def read_settings(header: str, key: str) -> dict[str, Any]:
+        identity = identify(header)
+        refusal = identity.refusal([(key, None)])
+        if refusal is not None:
+            raise Refused(403, refusal)
+        try:
+            with engine.connect() as conn:
+                found = settings.experiment_settings(conn, key)
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            raise Refused(503, "the database is unreachable; retry") from exc
+        if found is None:
+            raise Refused(404, f"experiment {key} is not registered")
+        return found
+
+    async def experiment_settings(request: Request) -> Response:
+        key = f"{request.path_params['namespace']}/{request.path_params['name']}"
+        try:
+            answer = await anyio.to_thread.run_sync(
+                read_settings, request.headers.get("authorization", ""), key
+            )
+        except Refused as refused:
+            return _error(refused.status, refused.message)
+        return JSONResponse(answer)
+
+    async def cell_format(request: Request) -> Response:
+        try:
+            await anyio.to_thread.run_sync(identify, request.headers.get("authorization", ""))
+        except Refused as refused:
+            return _error(refused.status, refused.message)
+        return JSONResponse(settings.cell_format())
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -264,6 +320,9 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/batches", batches, methods=["POST"]),
+            Route("/v1/cells", cell_batches, methods=["POST"]),
+            Route("/v1/experiments/{namespace}/{name}", experiment_settings, methods=["GET"]),
+            Route("/v1/cells/format", cell_format, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_page, methods=["GET"]),

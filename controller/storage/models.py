@@ -33,7 +33,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -204,6 +204,30 @@ class IngestReject(Base):
     row_number: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[dict[str, Any]]
+
+
+class RevenueTop(Base):
+    """The largest revenue values of one pre-aggregated cell (``controller.ingest.aggregates``).
+
+    A cell brings sums, not rows; these values stand in for its raw rows where sums cannot:
+    the baseline's revenue quantile (``rollups.revenue_quantile``) and capping a cell stored
+    before the cap was frozen (``rollups.apply_cap``). ``capped_at`` is the cap its capped
+    sums were computed with (NULL: they are the uncapped sums). ``revenues`` run from the
+    largest down; when they are fewer than ``n`` the cell's other values are at most the
+    last of them.
+    """
+
+    __tablename__ = "revenue_tops"
+    __table_args__ = (Index(None, "experiment_id", "arm", "period"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batches.id"))
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    arm: Mapped[int] = mapped_column(SmallInteger)
+    period: Mapped[datetime] = mapped_column(_tz())
+    n: Mapped[int] = mapped_column(BigInteger)
+    capped_at: Mapped[float | None] = mapped_column(Double)
+    revenues: Mapped[list[float]] = mapped_column(ARRAY(Double))
 
 
 class Look(Base):

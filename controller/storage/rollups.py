@@ -9,6 +9,8 @@ rows. Every function runs in the caller's transaction and never commits.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +22,8 @@ import sqlalchemy as sa
 
 from analysis import buckets
 from controller.storage import models
+
+log = logging.getLogger(__name__)
 
 #: Latencies below this many milliseconds are floored before taking logs.
 LOG_LATENCY_FLOOR_MS = 0.01
@@ -155,11 +159,24 @@ def data_extent(conn: sa.Connection, exp_id: int) -> tuple[datetime, datetime] |
     return None if row[0] is None else (row[0], row[1])
 
 
+#: Revenues above the cap: raw rows, and the largest values of pre-aggregated cells whose
+#: capped sums are still their uncapped sums (``revenue_tops.capped_at`` NULL).
+_ABOVE_CAP = """
+    SELECT arm, ts, revenue FROM observations WHERE experiment_id = :e AND revenue > :cap
+    UNION ALL
+    SELECT t.arm, t.period, v FROM revenue_tops t, unnest(t.revenues) AS v
+     WHERE t.experiment_id = :e AND t.capped_at IS NULL AND v > :cap
+"""
+
+
 def apply_cap(conn: sa.Connection, exp_id: int, cap: float) -> None:
-    """Cap the revenue sums of rollups built uncapped, reading only the rows above the cap.
+    """Cap the revenue sums of rollups built uncapped, reading only the values above the cap.
 
     capped sum = sum − Σ (r − cap) and capped sum of squares = sum of squares − Σ (r² − cap²)
-    over the rows with r > cap, in exact numeric arithmetic; every other column stays.
+    over the raw rows with r > cap, in exact numeric arithmetic; every other column stays.
+    Pre-aggregated cells stored before the cap contribute their largest values
+    (``revenue_tops``), which are exact for every cell whose values above the cap they hold
+    (docs/scale.md); those cells are then marked capped.
     """
     params = {"e": exp_id, "cap": cap}
     for table, unit in (("rollups_minute", "minute"), ("rollups_hour", "hour")):
@@ -173,22 +190,65 @@ def apply_cap(conn: sa.Connection, exp_id: int, cap: float) -> None:
                                sum(revenue::numeric - CAST(:cap AS float8)::numeric) AS excess,
                                sum(revenue::numeric * revenue::numeric
                                    - CAST(:cap AS float8)::numeric * CAST(:cap AS float8)::numeric) AS excess_sq
-                          FROM observations
-                         WHERE experiment_id = :e AND revenue > :cap
+                          FROM ({_ABOVE_CAP}) above
                          GROUP BY 1, 2) x
                  WHERE r.experiment_id = :e AND r.arm = x.arm AND r.period = x.period
                 """
             ),
             params,
         )
+    short = conn.execute(
+        sa.text(
+            "SELECT count(*) FROM revenue_tops WHERE experiment_id = :e AND capped_at IS NULL "
+            "AND cardinality(revenues) < n "
+            "AND (cardinality(revenues) = 0 OR revenues[cardinality(revenues)] > :cap)"
+        ),
+        params,
+    ).scalar_one()
+    if short:
+        log.warning(
+            "experiment %s: %d pre-aggregated cell(s) stored before the cap %g sent too few "
+            "revenue_top values to be capped exactly; their capped sums stay too high",
+            exp_id, short, cap,
+        )  # fmt: skip
+    conn.execute(
+        sa.text(
+            "UPDATE revenue_tops SET capped_at = :cap "
+            "WHERE experiment_id = :e AND capped_at IS NULL"
+        ),
+        params,
+    )
 
 
 def revenue_quantile(
     conn: sa.Connection, exp_id: int, arm: str, start: datetime, end: datetime, q: float
 ) -> float | None:
-    """The ``q`` quantile of per-request revenue of one arm over ``[start, end)`` (raw rows)."""
+    """The ``q`` quantile of per-request revenue of one arm over ``[start, end)``.
+
+    ``percentile_disc``: the smallest value with at least a share ``q`` of the requests at
+    or below it. Raw rows are read as they are; requests that arrived as pre-aggregated
+    cells enter through their largest values (``revenue_tops``), which give the same value
+    whenever the cells hold every value above it (``quantile_with_cells``).
+    """
     if not 0 < q < 1:
         raise ValueError(f"q: must lie in (0, 1), got {q}")
+    params = {"e": exp_id, "a": models.ARM_CODES[arm], "s": start, "t": end}
+    total = conn.execute(
+        sa.text(
+            "SELECT coalesce(sum(n), 0) FROM rollups_minute "
+            "WHERE experiment_id = :e AND arm = :a AND period >= :s AND period < :t"
+        ),
+        params,
+    ).scalar_one()
+    raw_n = conn.execute(
+        sa.text(
+            "SELECT count(*) FROM observations "
+            "WHERE experiment_id = :e AND arm = :a AND ts >= :s AND ts < :t"
+        ),
+        params,
+    ).scalar_one()
+    if int(total) > int(raw_n):
+        return _quantile_with_cells(conn, params, q, int(total), int(raw_n))
     found = conn.execute(
         sa.text(
             "SELECT percentile_disc(:q) WITHIN GROUP (ORDER BY revenue) FROM observations "
@@ -197,3 +257,57 @@ def revenue_quantile(
         {"q": q, "e": exp_id, "a": models.ARM_CODES[arm], "s": start, "t": end},
     ).scalar()
     return None if found is None else float(found)
+
+
+def _quantile_with_cells(
+    conn: sa.Connection, params: dict[str, Any], q: float, total: int, raw_n: int
+) -> float | None:
+    """``revenue_quantile`` over raw rows and pre-aggregated cells (``total`` requests).
+
+    The quantile is the ``m``-th largest value, ``m = total − ceil(q·total) + 1`` (the rank
+    ``percentile_disc`` takes). The candidate is the ``m``-th largest of the raw rows' and
+    the cells' known values; it is exact when every cell that sent fewer values than its
+    requests sent values down to the candidate or below (its other values can then not
+    exceed it). Otherwise the true value lies above the candidate: it is returned with a
+    warning naming how many cells fell short, and None when too few values are known.
+    """
+    exp_id, arm = params["e"], models.ARM_NAMES[params["a"]]
+    k = max(math.ceil(q * total), 1)
+    m = total - k + 1
+    raw_top = conn.execute(
+        sa.text(
+            "SELECT revenue FROM observations "
+            "WHERE experiment_id = :e AND arm = :a AND ts >= :s AND ts < :t "
+            "ORDER BY revenue DESC LIMIT :m"
+        ),
+        {**params, "m": m},
+    ).scalars()
+    tops = conn.execute(
+        sa.text(
+            "SELECT n, revenues FROM revenue_tops "
+            "WHERE experiment_id = :e AND arm = :a AND period >= :s AND period < :t"
+        ),
+        params,
+    ).all()
+    values = np.fromiter(raw_top, dtype=np.float64)
+    known = [values] + [np.asarray(r.revenues, dtype=np.float64) for r in tops]
+    merged = np.sort(np.concatenate(known))[::-1]
+    unseen_cells = total - raw_n - sum(int(r.n) for r in tops)
+    if len(merged) < m:
+        log.warning(
+            "experiment %s: the %s quantile of %s revenue needs the %d largest values; "
+            "raw rows and cells hold %d (cells must send more revenue_top values)",
+            exp_id, q, arm, m, len(merged),
+        )  # fmt: skip
+        return None
+    candidate = float(merged[m - 1])
+    short = sum(
+        1 for r in tops if len(r.revenues) < r.n and (not r.revenues or r.revenues[-1] > candidate)
+    ) + (1 if unseen_cells > 0 else 0)
+    if short:
+        log.warning(
+            "experiment %s: the %s quantile of %s revenue is at least %g but not exact: "
+            "%d cell(s) sent too few revenue_top values",
+            exp_id, q, arm, candidate, short,
+        )  # fmt: skip
+    return candidate

@@ -58,3 +58,73 @@ def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
             for k in names
         }
     )
+
+
+def rollup_rows(
+    engine: Any, exp_id: int, table: str = "rollups_minute", end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """An experiment's rollup rows (minute or hour) before ``end``, by arm and period."""
+    import sqlalchemy as sa
+
+    from controller.storage import rollups
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT arm, period, {', '.join(rollups.ROLLUP_FIELDS)} FROM {table} "
+                "WHERE experiment_id = :e AND (CAST(:end AS timestamptz) IS NULL OR period < :end) "
+                "ORDER BY arm, period"
+            ),
+            {"e": exp_id, "end": end},
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def histogram_rows(engine: Any, exp_id: int, end: datetime | None = None) -> list[tuple[Any, ...]]:
+    """An experiment's per-minute latency histogram rows before ``end``."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT arm, period, bucket, count FROM latency_minute WHERE experiment_id = :e "
+                    "AND (CAST(:end AS timestamptz) IS NULL OR period < :end) ORDER BY 1, 2, 3"
+                ),
+                {"e": exp_id, "end": end},
+            )
+        ]
+
+
+def evaluate_window(
+    engine: Any, exp_id: int, start: datetime, end: datetime, **settings: Any
+) -> Any:
+    """``analysis.evaluate`` on one step of the stored rollups over ``[start, end)`` (a 20 %
+    challenger), with a relative revenue guardrail, an error rate and a 45 ms tail."""
+    import analysis
+    from controller.operate.evaluate import arm_stats
+    from controller.storage import rollups
+
+    with engine.connect() as conn:
+        totals = rollups.window_totals(conn, exp_id, start, end)
+    step = analysis.StepWindow(
+        weight_challenger=0.2,
+        champion=arm_stats(totals["champion"]),
+        challenger=arm_stats(totals["challenger"]),
+        design_weight_challenger=0.2,
+        closed=False,
+    )
+    guardrails = [
+        analysis.GuardrailSpec(
+            "revenue",
+            analysis.GuardrailKind.MEAN,
+            metric=analysis.MeanMetric.REVENUE,
+            direction=analysis.Direction.HIGHER_IS_BETTER,
+            margin=0.05,
+            relative=True,
+        ),
+        analysis.GuardrailSpec("errors", analysis.GuardrailKind.RATE, kappa=1.5),
+        analysis.GuardrailSpec("p95", analysis.GuardrailKind.TAIL, kappa=1.5, threshold_ms=45.0),
+    ]
+    return analysis.evaluate(analysis.AnalysisSettings(**settings), guardrails, [step])
