@@ -19,7 +19,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
+import operator
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, cast
@@ -34,6 +36,7 @@ from controller.ingest import validate
 
 FORMATS = ("csv", "jsonl", "parquet")
 CHUNK_ROWS = 200_000  # rows per chunk of a file (``iter_file``); see docs/ingest.md
+BATCH_ROWS = 32_768  # largest record batch read from a Parquet file (a chunk holds several)
 # Columns that are text whatever they look like (Arrow would read an ISO date as a timestamp).
 _TEXT_COLUMNS = ("experiment", "arm", "ts", "unit_id")
 # Columns offered a typed reading of CSV text: kept as text unless the whole column parses.
@@ -91,6 +94,41 @@ def iter_file(
     format raises ``ReadError`` here; a part that is unreadable raises it (naming the file)
     when its chunk is reached.
     """
+    fmt, batches = _tagged(path, fmt, chunk_rows)
+    typed = _typed_csv if fmt == "csv" else _as_is
+    return (
+        typed(pa.Table.from_batches([batch for _, batch in group]))
+        for _, group in itertools.groupby(batches, key=operator.itemgetter(0))
+    )
+
+
+def iter_chunks(
+    path: Path, fmt: str | None = None, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[Iterator[pa.Table]]:
+    """The chunks of ``iter_file``, each as its parts, read only as the parts are consumed.
+
+    A chunk is never held whole: its parts (Parquet record batches of at most
+    ``BATCH_ROWS`` rows, CSV blocks, a JSON-lines chunk's table) are read one by one, and
+    ``load.load`` takes the chunk as this iterator. Consume each chunk's parts before the
+    next chunk. Errors as for ``iter_file``.
+    """
+    fmt, batches = _tagged(path, fmt, chunk_rows)
+    typed = _typed_csv if fmt == "csv" else _as_is
+    return (
+        (typed(pa.Table.from_batches([batch])) for _, batch in group)
+        for _, group in itertools.groupby(batches, key=operator.itemgetter(0))
+    )
+
+
+def _as_is(table: pa.Table) -> pa.Table:
+    return table
+
+
+def _tagged(
+    path: Path, fmt: str | None, chunk_rows: int
+) -> tuple[str, Iterator[tuple[int, pa.RecordBatch]]]:
+    """The file's format and its record batches, each with the number of its chunk; a batch
+    never straddles two chunks. Opening errors raise here, reading errors when reached."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     if not path.exists():
@@ -103,39 +141,38 @@ def iter_file(
             source = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
-        return _rechunk(_parquet_batches(path, source, chunk_rows), chunk_rows)
+        return fmt, _split(_parquet_batches(path, source, chunk_rows), chunk_rows)
     if fmt == "csv":
-        return (_typed_csv(chunk) for chunk in _rechunk(_csv_batches(path), chunk_rows))
-    return _jsonl_chunks(path, chunk_rows)
+        return fmt, _split(_csv_batches(path), chunk_rows)
+    tables = _jsonl_chunks(path, chunk_rows)
+    return fmt, ((n, b) for n, t in enumerate(tables) for b in t.to_batches() if b.num_rows)
 
 
 def _parquet_batches(
     path: Path, source: pq.ParquetFile, chunk_rows: int
 ) -> Iterator[pa.RecordBatch]:
+    # record batches no larger than the loader's slices, read in one thread: the reader's
+    # own buffers stay small and no per-thread allocator caches are filled
     try:
-        yield from source.iter_batches(batch_size=chunk_rows)
+        yield from source.iter_batches(batch_size=min(chunk_rows, BATCH_ROWS), use_threads=False)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
 
 
-def _rechunk(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.Table]:
-    """Regroup record batches of any sizes into tables of exactly ``chunk_rows`` rows."""
-    pending: list[pa.RecordBatch] = []
-    held = 0
+def _split(
+    batches: Iterable[pa.RecordBatch], chunk_rows: int
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Record batches of any sizes, cut where a chunk of ``chunk_rows`` rows ends (zero-copy
+    slices), each with its 0-based chunk number."""
+    number = used = 0
     for batch in batches:
-        pending.append(batch)
-        held += batch.num_rows
-        del batch
-        while held >= chunk_rows:
-            table = pa.Table.from_batches(pending)
-            chunk = table.slice(0, chunk_rows).combine_chunks()
-            rest = table.slice(chunk_rows)
-            pending, held = rest.to_batches(), rest.num_rows
-            del table, rest  # hold nothing but the rest while the chunk is loaded
-            yield chunk
-            del chunk
-    if held:
-        yield pa.Table.from_batches(pending).combine_chunks()
+        while batch.num_rows:
+            take = min(batch.num_rows, chunk_rows - used)
+            yield number, batch.slice(0, take)
+            batch = batch.slice(take)
+            used += take
+            if used == chunk_rows:
+                number, used = number + 1, 0
 
 
 def _open_text(path: Path) -> IO[bytes]:
