@@ -86,7 +86,7 @@ def registry(conn: sa.Connection) -> dict[str, validate.ExperimentInfo]:
     }
 
 
-SLICE_ROWS = 32_768  # rows validated, encoded and copied at a time by ``load``
+SLICE_ROWS = 16_384  # rows validated, encoded and copied at a time by ``load``
 
 
 @dataclass(frozen=True)
@@ -334,9 +334,7 @@ def _write(
         ),
         {"id": batch_id, "r": received, "l": loaded, "j": len(rejects), "t": late_n},
     )
-    return IngestResult(
-        batch_key, received, loaded, len(rejects), late_n, False, tuple(rejects)
-    )
+    return IngestResult(batch_key, received, loaded, len(rejects), late_n, False, tuple(rejects))
 
 
 def _lock_settings(

@@ -36,7 +36,7 @@ from controller.ingest import validate
 
 FORMATS = ("csv", "jsonl", "parquet")
 CHUNK_ROWS = 200_000  # rows per chunk of a file (``iter_file``); see docs/ingest.md
-BATCH_ROWS = 32_768  # largest record batch read from a Parquet file (a chunk holds several)
+BATCH_ROWS = 16_384  # largest record batch read from a Parquet file (a chunk holds several)
 # Columns that are text whatever they look like (Arrow would read an ISO date as a timestamp).
 _TEXT_COLUMNS = ("experiment", "arm", "ts", "unit_id")
 # Columns offered a typed reading of CSV text: kept as text unless the whole column parses.
@@ -138,7 +138,7 @@ def _tagged(
         raise ReadError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
     if fmt == "parquet":
         try:
-            source = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+            source = pq.ParquetFile(path, buffer_size=1 << 16, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ReadError(f"{path}: not a readable Parquet file: {exc}") from exc
         return fmt, _split(_parquet_batches(path, source, chunk_rows), chunk_rows)
