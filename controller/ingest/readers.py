@@ -22,6 +22,8 @@ import io
 import itertools
 import json
 import operator
+import re
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, cast
@@ -95,7 +97,7 @@ def iter_file(
     when its chunk is reached.
     """
     fmt, batches = _tagged(path, fmt, chunk_rows)
-    typed = _typed_csv if fmt == "csv" else _as_is
+    typed = _typed_text_csv if fmt == "csv" else _as_is
     return (
         typed(pa.Table.from_batches([batch for _, batch in group]))
         for _, group in itertools.groupby(batches, key=operator.itemgetter(0))
@@ -113,7 +115,7 @@ def iter_chunks(
     next chunk. Errors as for ``iter_file``.
     """
     fmt, batches = _tagged(path, fmt, chunk_rows)
-    typed = _typed_csv if fmt == "csv" else _as_is
+    typed = _typed_text_csv if fmt == "csv" else _as_is
     return (
         (typed(pa.Table.from_batches([batch])) for _, batch in group)
         for _, group in itertools.groupby(batches, key=operator.itemgetter(0))
@@ -122,6 +124,10 @@ def iter_chunks(
 
 def _as_is(table: pa.Table) -> pa.Table:
     return table
+
+
+def _typed_text_csv(table: pa.Table) -> pa.Table:
+    return _typed_csv(_text_csv(table))
 
 
 def _tagged(
@@ -183,8 +189,8 @@ def _open_text(path: Path) -> IO[bytes]:
 
 def _csv_options(header_line: bytes) -> pacsv.ConvertOptions:
     header = next(csv.reader([header_line.decode("utf-8", "replace").strip()]), [])
-    return pacsv.ConvertOptions(
-        column_types={name.strip(): pa.string() for name in header},
+    return pacsv.ConvertOptions(  # bytes, made text by ``_text_csv`` (which checks UTF-8)
+        column_types={name.strip(): pa.binary() for name in header},
         null_values=[""],
         strings_can_be_null=True,
         quoted_strings_can_be_null=False,
@@ -261,7 +267,7 @@ def _read_csv(data: bytes) -> pa.Table:
         where = f"line {row.number}" if row.number is not None else "a line"
         ragged.append(
             f"{where} has {row.actual_columns} field(s) where the header has "
-            f"{row.expected_columns}: {validate.show(row.text, 60)}"
+            f"{row.expected_columns}: {validate.show(row.text.replace(_MARK, ''), 60)}"
         )
         return "skip"
 
@@ -273,6 +279,11 @@ def _read_csv(data: bytes) -> pa.Table:
             convert_options=options,
         )
 
+    # bytes that are not UTF-8 are escaped and marked first (Arrow could not show a ragged
+    # row holding them); the marks become the rows' problems (``_unmark``)
+    marked = not _is_utf8(data)
+    if marked:
+        data = _escape_bytes(data)
     try:
         table = read(True)
         if ragged:  # read again in one thread, which knows the line numbers
@@ -281,12 +292,116 @@ def _read_csv(data: bytes) -> pa.Table:
     except pa.ArrowInvalid as exc:
         raise ReadError(f"not a readable CSV file: {_first_line(exc)}") from exc
     if not ragged:
-        return _typed_csv(table)
+        return _typed_csv(_unmark(_text_csv(table)) if marked else _text_csv(table))
     empty = pa.Table.from_arrays(
         [pa.nulls(len(ragged), f.type) for f in table.schema], schema=table.schema
     )
     problems = [None] * table.num_rows + ragged
     table = pa.concat_tables([table, empty])
+    table = table.append_column(validate.PROBLEM_COLUMN, pa.array(problems, type=pa.string()))
+    return _unmark(_text_csv(table)) if marked else _text_csv(table)
+
+
+_MARK = "\ufdd0"  # a Unicode noncharacter: marks where ``_escape_bytes`` escaped a byte
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8 (checked by Arrow in place: no copy, no decoding)."""
+    offsets = pa.py_buffer(struct.pack("<qq", 0, len(data)))
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _escape_bytes(data: bytes) -> bytes:
+    """``data`` with each byte that is not part of valid UTF-8 as ``_MARK`` + ``\\xNN``."""
+    text = data.decode("utf-8", "surrogateescape")
+    return _RAW_BYTE.sub(lambda m: f"{_MARK}\\x{ord(m.group()) - 0xDC00:02x}", text).encode()
+
+
+_RAW_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _unmark(table: pa.Table) -> pa.Table:
+    """Text columns with ``_MARK`` removed; each row that held it gets a problem (its value
+    was not valid UTF-8) unless it has one."""
+    problems: list[str | None] = (
+        table[validate.PROBLEM_COLUMN].to_pylist()
+        if validate.PROBLEM_COLUMN in table.column_names
+        else [None] * table.num_rows
+    )
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not pa.types.is_string(column.type) or name == validate.PROBLEM_COLUMN:
+            columns.append(column)
+            continue
+        hit = pc.fill_null(pc.match_substring(column, _MARK), False).to_pylist()
+        if any(hit):
+            clean = pc.replace_substring(column, _MARK, "")
+            for i, value in enumerate(clean.to_pylist()):
+                if hit[i] and problems[i] is None:
+                    problems[i] = (
+                        f"{validate.show(name)} is not valid UTF-8 "
+                        f"(kept with the bad bytes escaped: {validate.show(value, 60)})"
+                    )
+            column = clean
+        columns.append(column)
+    pairs = [
+        (n.replace(_MARK, ""), c)
+        for n, c in zip(table.column_names, columns, strict=True)
+        if n != validate.PROBLEM_COLUMN
+    ]
+    if any(p is not None for p in problems):
+        pairs.append((validate.PROBLEM_COLUMN, pa.chunked_array([pa.array(problems, pa.string())])))
+    return pa.table([c for _, c in pairs], names=[n for n, _ in pairs])
+
+
+def _text_csv(table: pa.Table) -> pa.Table:
+    """The CSV's byte columns as text; a row with a value that is not valid UTF-8 gets a
+    problem (so it is quarantined), and the value is kept with its bad bytes escaped
+    (``\\xff``), so the stored copy shows them.
+
+    Columns are read as bytes because Arrow refuses a whole CSV with one bad byte when it
+    reads text; the cast back to text checks UTF-8 at C speed, and only a column that fails
+    it is decoded value by value.
+    """
+    problems: list[str | None] | None = None
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+            columns.append(column)
+            continue
+        try:
+            columns.append(pc.cast(column, pa.string()))
+            continue
+        except pa.ArrowInvalid:
+            pass
+        if problems is None:
+            problems = [None] * table.num_rows
+        text = []
+        for i, value in enumerate(column.to_pylist()):
+            if value is not None:
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    value = value.decode("utf-8", "backslashreplace")
+                    problems[i] = problems[i] or (
+                        f"{validate.show(name)} is not valid UTF-8 "
+                        f"(kept with the bad bytes escaped: {validate.show(value, 60)})"
+                    )
+            text.append(value)
+        columns.append(pa.array(text, type=pa.string()))
+    table = pa.table(columns, names=table.column_names)
+    if problems is None:
+        return table
+    if validate.PROBLEM_COLUMN in table.column_names:  # a ragged row's problem comes first
+        index = table.column_names.index(validate.PROBLEM_COLUMN)
+        given = table.column(index).to_pylist()
+        merged = [g if g is not None else p for g, p in zip(given, problems, strict=True)]
+        return table.set_column(index, validate.PROBLEM_COLUMN, pa.array(merged, pa.string()))
     return table.append_column(validate.PROBLEM_COLUMN, pa.array(problems, type=pa.string()))
 
 
@@ -311,7 +426,9 @@ def _typed_csv(table: pa.Table) -> pa.Table:
 
 
 def _read_jsonl(data: bytes, first_line: int = 1) -> pa.Table:
-    fast = _read_jsonl_vectorised(data)
+    # Arrow's JSON reader takes bytes that are not UTF-8 into its text as they are: such a
+    # body goes line by line, where each line holding them is quarantined
+    fast = _read_jsonl_vectorised(data) if _is_utf8(data) else None
     if fast is not None:
         return fast
     return _read_jsonl_rows(data, first_line)
@@ -354,21 +471,29 @@ def _read_jsonl_vectorised(data: bytes) -> pa.Table | None:
 
 def _read_jsonl_rows(data: bytes, first_line: int) -> pa.Table:
     rows = []
+    problems: list[str | None] = []
     for number, line in enumerate(data.splitlines(), start=first_line):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            text, problem = line.decode("utf-8"), None
+        except UnicodeDecodeError:  # parsed with the bad bytes escaped; the row quarantined
+            text = line.decode("utf-8", "surrogateescape")
+            problem = f"line {number} is not valid UTF-8 (kept with the bad bytes escaped)"
+        try:
+            value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ReadError(f"line {number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(value, dict):
             raise ReadError(f"line {number}: expected a JSON object per line")
+        if problem is not None:
+            value = {_unescaped(k): _unescaped(v) for k, v in value.items()}
         rows.append({k: _scalar(v) for k, v in value.items()})
+        problems.append(problem)
     if not rows:
         raise ReadError("the JSON lines input has no rows")
     names = list(dict.fromkeys(k for row in rows for k in row))
     columns = {}
-    problems: list[str | None] = [None] * len(rows)
     for name in names:
         values = [row.get(name) for row in rows]
         kinds = {type(v) for v in values if v is not None}
@@ -397,6 +522,18 @@ def _cleaned(values: list[object], name: str, problems: list[str | None]) -> lis
             v = clean
         out.append(v)
     return out
+
+
+def _unescaped(value: object) -> object:
+    """A value parsed from a line decoded with ``surrogateescape``: each byte that was not
+    UTF-8 as ``\\xNN`` text (a lone surrogate the JSON itself wrote is left for ``_cleaned``)."""
+    if isinstance(value, str):
+        return _RAW_BYTE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", value)
+    if isinstance(value, dict):
+        return {_unescaped(k): _unescaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unescaped(v) for v in value]
+    return value
 
 
 def _scalar(value: object) -> object:

@@ -122,6 +122,31 @@ def test_rejects_are_stored_and_printed_with_their_row_in_the_file(
     assert [r.batch_key for r in stored] == [key, f"{key}:2", f"{key}:5", f"{key}:8"]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_rows_of_a_file_with_bytes_that_are_not_utf8_are_quarantined_by_their_row(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"outcomes{suffix}"
+    _write(outcomes(ROWS, seed=7, start=START), path)
+    lines = path.read_bytes().split(b"\n")
+    header = 1 if suffix == ".csv" else 0
+    bad = [3, 300, 777]  # 1-based rows: in chunks 1, 3 and 7
+    for n in bad:
+        lines[n - 1 + header] = lines[n - 1 + header].replace(b"ranker", b"rank\xffer", 1)
+    path.write_bytes(b"\n".join(lines))
+    result = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(CHUNK))
+    assert result.exit_code == 1, result.output
+    assert "3 of 1000 rows rejected (first: row 3: " in result.output
+    assert _counts(truncating_engine)[0] == ROWS - len(bad)
+    with truncating_engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT row_number, reason, raw FROM ingest_rejects ORDER BY row_number")
+        ).all()
+    assert [r.row_number for r in stored] == bad
+    assert all("not valid UTF-8" in r.reason for r in stored)
+    assert {r.raw["experiment"] for r in stored} == {"default/rank\\xffer"}
+
+
 def test_a_file_whose_later_chunks_start_new_days_loads_and_creates_them(
     truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
 ) -> None:
@@ -156,9 +181,8 @@ def test_precreate_is_asked_for_the_days_before_the_first_row_is_copied(
         )
     assert result.loaded == 30
     assert asked == [frozenset({day.date()})]  # the later days: created by the load itself
-    with pytest.raises(ValueError, match="digest"):
-        with truncating_engine.begin() as conn:
-            load.load(conn, iter(parts), batch_key="j", source="t")
+    with pytest.raises(ValueError, match="digest"), truncating_engine.begin() as conn:
+        load.load(conn, iter(parts), batch_key="j", source="t")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
