@@ -63,7 +63,9 @@ def load_file(
     chunk_rows: Annotated[
         int,
         typer.Option(
-            min=1, help="Rows read, validated and copied at a time (bounds the memory used)."
+            min=1,
+            help="Rows recorded as one batch of the file (chunk n under <batch id>:n); "
+            "memory does not depend on it (docs/ingest.md, Large files).",
         ),
     ] = 200_000,
     output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",

@@ -2,13 +2,16 @@
 
 All ingest paths end here. A batch is loaded in one transaction: ``load`` runs in the
 caller's (tests, or a caller with more to write atomically), ``load_table`` in one of its
-own (the CLI, the HTTP endpoint, the writer, the simulator). Its key is recorded with a hash
-of its content (a second delivery of the same key and content is answered from that record
-and loads nothing; the same key with other content is a ``BatchConflict``), the partitions it
-needs are created, good rows are copied with binary COPY, the minute and hour rollups and
-latency histograms are upserted from the same numpy arrays (``aggregate``), and rejected rows
-are stored with their reasons. All of it happens in the batch's one transaction, so a
-failure anywhere before commit leaves no trace of the batch, not even a partition.
+own (the HTTP endpoint, the writer, the simulator; the CLI runs a file's chunks through
+``load`` in one transaction). Its key is recorded with a hash of its content (a second
+delivery of the same key and content is answered from that record and loads nothing; the
+same key with other content is a ``BatchConflict``); then, one part of the batch at a time
+(``SLICE_ROWS`` rows in ``load``, the whole batch in ``load_table``), the partitions it needs
+are created, its good rows are copied with binary COPY and its rejected rows stored with
+their reasons; the minute and hour rollups and latency histograms are summed from the same
+numpy arrays, part by part, and upserted once (``aggregate``); last the batch's counts are
+recorded. All of it happens in the batch's one transaction, so a failure anywhere before
+commit leaves no trace of the batch, not even a partition.
 Policy: bad rows are quarantined (``ingest_rejects``) while good rows load, and
 ``loaded + rejected == received`` always holds.
 """

@@ -7,11 +7,14 @@ value gets its row rejected instead of failing the whole file; a column that par
 what makes validation of text input fast.
 
 JSON lines are parsed by Arrow's vectorised reader; a body it refuses (values of mixed
-types in a column, a line that is not an object, invalid JSON) is parsed again line by
-line, which keeps the per-row semantics and names the first unreadable line.
+types in a column, a line that is not an object, invalid JSON) or that is not valid UTF-8 is
+parsed again line by line, which keeps the per-row semantics and names the first unreadable
+line. Bytes that are not UTF-8 never make a CSV or JSON-lines input unreadable: the row
+holding them gets a problem (``validate.PROBLEM_COLUMN``) and keeps them escaped (``\\xff``).
 
-``iter_file`` reads a file in chunks of a fixed number of rows, so memory stays bounded
-whatever the file's size (docs/ingest.md, "Large files").
+``iter_file`` reads a file in chunks of a fixed number of rows and ``iter_chunks`` hands each
+chunk over as the record batches it is read in, so memory stays bounded whatever the file's
+size (docs/ingest.md, "Large files").
 """
 
 from __future__ import annotations
