@@ -213,7 +213,7 @@ def load(
     return _write(
         conn,
         _slices(itertools.chain([first], tables), reg, now, future_tolerance),
-        {info.id: info for info in reg.values()},
+        reg,
         batch_key=batch_key,
         digest=digest,
         source=source,
@@ -256,7 +256,7 @@ def load_table(
         return _write(
             conn,
             [whole],
-            {info.id: info for info in reg.values()},
+            reg,
             batch_key=batch_key,
             digest=digest,
             source=source,
@@ -268,7 +268,7 @@ def load_table(
 def _write(
     conn: sa.Connection,
     parts: Iterable[_Part],
-    info: dict[int, validate.ExperimentInfo],
+    reg: dict[str, validate.ExperimentInfo],
     *,
     batch_key: str,
     digest: str,
@@ -294,6 +294,7 @@ def _write(
         assert stored is not None
         return stored
     raw = conn.connection.driver_connection
+    info = {exp.id: exp for exp in reg.values()}
     locked: set[int] = set()
     made: set[date] = set()
     groups: list[aggregate.Groups] = []
