@@ -23,6 +23,7 @@ from controller.cli.common import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import date
 
     import pyarrow as pa
     import sqlalchemy as sa
@@ -69,7 +70,9 @@ def load_file(
     chunk_rows: Annotated[
         int,
         typer.Option(
-            min=1, help="Rows read, validated and copied at a time (bounds the memory used)."
+            min=1,
+            help="Rows recorded as one batch of the file (chunk n under <batch id>:n); "
+            "memory does not depend on it (docs/ingest.md, Large files).",
         ),
     ] = 200_000,
     output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
@@ -86,16 +89,20 @@ def load_file(
     other errors, 3 the file was refused whole and nothing was stored (unreadable, a
     missing or duplicated column, or its --batch-id already used for another body).
     """
+    import pyarrow as pa
     import sqlalchemy as sa
 
     from controller.ingest import load, readers, validate
     from controller.storage import db
 
+    # glibc's allocator for Arrow's buffers: it hands a freed buffer back at once, where
+    # mimalloc keeps freed pages cached and peaks about two chunks higher (bench/ingest_memory.py)
+    pa.set_memory_pool(pa.system_memory_pool())
     url = require_url(database_url)
     try:
         if not path.exists():
             raise readers.ReadError(f"{path}: no such file")
-        chunks = readers.iter_file(path, fmt, chunk_rows)
+        chunks = readers.iter_chunks(path, fmt, chunk_rows)
     except readers.ReadError as exc:
         fail(str(exc))
     digest = "sha256:" + _file_sha256(path)
@@ -138,7 +145,7 @@ def chunk_key(batch_key: str, number: int) -> str:
 
 def load_chunks(
     engine: sa.Engine,
-    chunks: Iterable[pa.Table],
+    chunks: Iterable[pa.Table | Iterable[pa.Table]],
     batch_key: str,
     *,
     source: str,
@@ -147,100 +154,57 @@ def load_chunks(
 ) -> load.IngestResult:
     """Load a file's chunks in one transaction; the totals, with file-wide row numbers.
 
+    A chunk is a table or its parts (``readers.iter_chunks``: then ``digest`` is required).
     Chunk n is recorded under ``chunk_key(batch_key, n)``; with ``digest`` (the whole file's
     hash) chunk n's content hash is ``chunk_key(digest, n)``, so a re-run cut in other chunks
-    is the same body (a duplicate) and another file under the same id is a conflict. When chunk 1 is already
-    stored the file was loaded before (a transaction holds all of its chunks): nothing
-    more is read and the stored counts of chunk 1 are answered with ``duplicate``. Only
-    the first 100 rejects are kept for the answer; all of them are stored.
+    is the same body (a duplicate) and another file under the same id is a conflict. When
+    chunk 1 is already stored the file was loaded before (a transaction holds all of its
+    chunks): nothing more is read and the stored counts of chunk 1 are answered with
+    ``duplicate``. Rejects are stored and answered with their row in the file; only the
+    first 100 are kept for the answer, all of them are stored.
 
-    The partitions a chunk needs are created beforehand in short transactions of their
-    own (``_precreate``), so the file's transaction does not hold the lock that creating
-    one takes on ``observations``; when the file is refused, those still empty are dropped.
+    Until the file's first row is copied, the partitions its rows need are created in short
+    transactions of their own (``load.load``'s ``precreate``), so the file's transaction
+    does not hold the lock that creating one takes on ``observations``; a day first seen
+    later is created inside it (another transaction could not: this one holds a lock on
+    ``observations`` by then). When the file is refused, the partitions made beforehand
+    that are still empty are dropped.
     """
     from controller.ingest import load, validate
+    from controller.storage import partitions
 
     received = loaded = rejected = late = 0
     rejects: list[validate.Reject] = []
     created: list[str] = []
+
+    def precreate(days: frozenset[date]) -> None:
+        with engine.begin() as own:
+            created.extend(partitions.ensure_partitions(own, days))
+
     try:
         with engine.begin() as conn:
             for number, chunk in enumerate(chunks, start=1):
-                if number > 1 or not _stored(engine, batch_key):
-                    created += _precreate(engine, chunk)
                 result = load.load(
                     conn,
                     chunk,
                     batch_key=chunk_key(batch_key, number),
                     source=source,
                     digest=None if digest is None else chunk_key(digest, number),
+                    row_offset=(number - 1) * chunk_rows,
+                    precreate=None if loaded else precreate,
                 )
                 del chunk
                 if result.duplicate and number == 1:
                     return result  # loaded before: this transaction wrote nothing of it
-                offset = (number - 1) * chunk_rows
                 received += result.received
                 loaded += result.loaded
                 rejected += result.rejected
                 late += result.late
-                rejects += [
-                    validate.Reject(r.row + offset, r.reason)
-                    for r in result.rejects[: max(0, 100 - len(rejects))]
-                ]
+                rejects += result.rejects[: max(0, 100 - len(rejects))]
     except BaseException:
         _drop_if_empty(engine, created)
         raise
     return load.IngestResult(batch_key, received, loaded, rejected, late, False, tuple(rejects))
-
-
-def _stored(engine: sa.Engine, batch_key: str) -> bool:
-    import sqlalchemy as sa
-
-    with engine.connect() as conn:
-        found = conn.execute(
-            sa.text("SELECT 1 FROM ingest_batches WHERE batch_key = :k"), {"k": batch_key}
-        ).first()
-    return found is not None
-
-
-def _precreate(engine: sa.Engine, chunk: pa.Table) -> list[str]:
-    """Create, in a short transaction, the partitions of the days ``chunk``'s ts column names.
-
-    A best guess from the column as it comes (Arrow timestamps or ISO 8601 text; days from
-    ten years back to tomorrow): a day it misses is created by the load itself, inside the
-    file's transaction, as any batch's would be.
-    """
-    from datetime import UTC, date, datetime, timedelta
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from controller.storage import partitions
-
-    if "ts" not in chunk.column_names or chunk.column_names.count("ts") != 1:
-        return []
-    column = chunk["ts"]
-    try:
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            column = pc.cast(column, pa.timestamp("us", tz="UTC"))
-        if not pa.types.is_timestamp(column.type):
-            return []
-        days_us = pc.unique(pc.floor_temporal(column, unit="day").cast(pa.timestamp("us")))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return []
-    today = datetime.now(UTC).date()
-    days = {
-        d
-        for d in (
-            date(1970, 1, 1) + timedelta(microseconds=v) if v is not None else None
-            for v in days_us.cast(pa.int64()).to_pylist()
-        )
-        if d is not None and today - timedelta(days=3660) <= d <= today + timedelta(days=1)
-    }
-    if not days:
-        return []
-    with engine.begin() as conn:
-        return partitions.ensure_partitions(conn, days)
 
 
 def _drop_if_empty(engine: sa.Engine, names: list[str]) -> None:

@@ -1,7 +1,8 @@
 """Exact rollups of a validated batch: per-minute and per-hour sums and latency histograms.
 
 ``load`` calls ``upsert_rollups`` in the batch's transaction, after the binary COPY of its rows:
-the sums are computed once in numpy from the same arrays, copied into temporary tables
+the sums are computed in numpy from the same arrays (``group_sums``, one part of a batch at
+a time, the parts' sums then added with ``merge``), copied into temporary tables
 and added to ``rollups_minute``/``rollups_hour`` and ``latency_minute``/``latency_hour``
 with one upsert each (exact ``numeric`` arithmetic in Postgres). Revenue is capped with the
 experiment's frozen cap, if any. This module reads no clock and commits nothing.
@@ -9,6 +10,7 @@ experiment's frozen cap, if any. This module reads no clock and commits nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,21 +26,35 @@ _HOUR_US = 3_600_000_000
 _ROLLUP_FIELDS = rollups.ROLLUP_FIELDS
 
 
-def _group_sums(
+@dataclass(frozen=True)
+class Groups:
+    """Sums of some validated rows per (experiment, arm, minute) group, and their histograms.
+
+    ``keys`` are the groups' ``(experiment << 33) | (arm << 32) | minute`` keys, sorted and
+    distinct; ``sums`` holds one array per rollup field, aligned with ``keys``; ``hist`` has
+    one row ``(group index, latency bucket, count)`` per non-empty bucket of a group.
+    """
+
+    keys: npt.NDArray[np.int64]
+    sums: dict[str, npt.NDArray[Any]]
+    hist: npt.NDArray[np.int64]
+
+
+def group_sums(
     prep: validate.Prepared, late: npt.NDArray[np.bool_], info: dict[int, validate.ExperimentInfo]
-) -> tuple[
-    npt.NDArray[np.int64], npt.NDArray[np.int64], dict[str, npt.NDArray[Any]], npt.NDArray[np.int64]
-]:
-    """Per (experiment, arm, minute) group: keys, per-row group index, sums."""
+) -> Groups:
+    """The sums and histograms of ``prep``'s rows per (experiment, arm, minute) group."""
     minute = prep.ts.astype(np.int64) // _MINUTE_US
     key = group_key(prep.experiment_id, prep.arm, minute)
     keys, inverse = np.unique(key, return_inverse=True)
     inverse = inverse.reshape(-1)
+    del key, minute
     cap = np.full(len(prep.revenue), np.inf)
     for exp_id, exp in info.items():
         if exp.revenue_cap is not None:
             cap[prep.experiment_id == exp_id] = exp.revenue_cap
     capped = np.minimum(prep.revenue, cap)
+    del cap
     log_lat = np.log(np.maximum(prep.latency_ms, rollups.LOG_LATENCY_FLOOR_MS))
     g = len(keys)
 
@@ -60,10 +76,33 @@ def _group_sums(
         "errors": np.bincount(inverse, weights=prep.error, minlength=g).astype(np.int64),
         "late_n": np.bincount(inverse, weights=late, minlength=g).astype(np.int64),
     }
+    del capped, log_lat
     bucket = buckets.latency_bucket(prep.latency_ms)
     pair, pair_count = np.unique(inverse.astype(np.int64) * 1024 + bucket, return_counts=True)
     hist = np.stack([pair // 1024, pair % 1024, pair_count], axis=1)
-    return keys, inverse, sums, hist
+    return Groups(keys, sums, hist)
+
+
+def merge(parts: list[Groups]) -> Groups:
+    """The groups of several parts of one batch as one: sums and bucket counts added."""
+    if len(parts) == 1:
+        return parts[0]
+    keys, inverse = np.unique(np.concatenate([p.keys for p in parts]), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    sums = {
+        f: np.bincount(
+            inverse, weights=np.concatenate([p.sums[f] for p in parts]), minlength=len(keys)
+        ).astype(np.int64 if f in _INT_FIELDS else np.float64)
+        for f in _ROLLUP_FIELDS
+    }
+    group = np.searchsorted(keys, np.concatenate([p.keys[p.hist[:, 0]] for p in parts]))
+    pair, pair_inverse = np.unique(
+        group * 1024 + np.concatenate([p.hist[:, 1] for p in parts]), return_inverse=True
+    )
+    count = np.bincount(
+        pair_inverse.reshape(-1), weights=np.concatenate([p.hist[:, 2] for p in parts])
+    ).astype(np.int64)
+    return Groups(keys, sums, np.stack([pair // 1024, pair % 1024, count], axis=1))
 
 
 def _decode(
@@ -92,15 +131,9 @@ def _copy_in(cur: Any, table: str, columns: list[pgbinary.Column]) -> None:
         copy.write(pgbinary.encode(columns))
 
 
-def upsert_rollups(
-    raw: Any,
-    prep: validate.Prepared,
-    late: npt.NDArray[np.bool_],
-    info: dict[int, validate.ExperimentInfo],
-) -> None:
-    """Add this batch's sums and histograms to the minute and hour rollups (exact numeric)."""
-    keys, _, sums, hist = _group_sums(prep, late, info)
-    upsert_groups(raw, keys, sums, hist)
+def upsert_rollups(raw: Any, groups: Groups) -> None:
+    """Add a batch's sums and histograms to the minute and hour rollups (exact numeric)."""
+    upsert_groups(raw, groups.keys, groups.sums, groups.hist)
 
 
 def group_key(

@@ -2,13 +2,16 @@
 
 All ingest paths end here. A batch is loaded in one transaction: ``load`` runs in the
 caller's (tests, or a caller with more to write atomically), ``load_table`` in one of its
-own (the CLI, the HTTP endpoint, the writer, the simulator). Its key is recorded with a hash
-of its content (a second delivery of the same key and content is answered from that record
-and loads nothing; the same key with other content is a ``BatchConflict``), the partitions it
-needs are created, good rows are copied with binary COPY, the minute and hour rollups and
-latency histograms are upserted from the same numpy arrays (``aggregate``), and rejected rows
-are stored with their reasons. All of it happens in the batch's one transaction, so a
-failure anywhere before commit leaves no trace of the batch, not even a partition.
+own (the HTTP endpoint, the writer, the simulator; the CLI runs a file's chunks through
+``load`` in one transaction). Its key is recorded with a hash of its content (a second
+delivery of the same key and content is answered from that record and loads nothing; the
+same key with other content is a ``BatchConflict``); then, one part of the batch at a time
+(``SLICE_ROWS`` rows in ``load``, the whole batch in ``load_table``), the partitions it needs
+are created, its good rows are copied with binary COPY and its rejected rows stored with
+their reasons; the minute and hour rollups and latency histograms are summed from the same
+numpy arrays, part by part, and upserted once (``aggregate``); last the batch's counts are
+recorded. All of it happens in the batch's one transaction, so a failure anywhere before
+commit leaves no trace of the batch, not even a partition.
 Policy: bad rows are quarantined (``ingest_rejects``) while good rows load, and
 ``loaded + rejected == received`` always holds.
 """
@@ -16,9 +19,10 @@ Policy: bad rows are quarantined (``ingest_rejects``) while good rows load, and
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -85,23 +89,45 @@ def registry(conn: sa.Connection) -> dict[str, validate.ExperimentInfo]:
     }
 
 
+SLICE_ROWS = 16_384  # rows validated, encoded and copied at a time by ``load``
+
+
 @dataclass(frozen=True)
-class _Batch:
-    """A validated batch and what loading it needs: the registry it was checked against, its days."""
+class _Part:
+    """Some consecutive rows of a batch, validated: its table, where it starts, its days."""
 
     table: pa.Table
+    start: int  # 0-based position of the part's first row in the batch
     prep: validate.Prepared
-    info: dict[int, validate.ExperimentInfo]
     days: frozenset[date]
 
 
-def _prepare(
-    conn: sa.Connection, table: pa.Table, now: datetime, future_tolerance: timedelta
-) -> _Batch:
-    reg = registry(conn)
+def _part(
+    table: pa.Table,
+    start: int,
+    reg: dict[str, validate.ExperimentInfo],
+    now: datetime,
+    future_tolerance: timedelta,
+) -> _Part:
     prep = validate.prepare(table, reg, now=now, future_tolerance=future_tolerance)
     days = frozenset(d.astype(date) for d in np.unique(prep.ts.astype("datetime64[D]")))
-    return _Batch(table, prep, {info.id: info for info in reg.values()}, days)
+    return _Part(table, start, prep, days)
+
+
+def _slices(
+    tables: Iterable[pa.Table],
+    reg: dict[str, validate.ExperimentInfo],
+    now: datetime,
+    future_tolerance: timedelta,
+) -> Iterator[_Part]:
+    """The batch's parts of at most ``SLICE_ROWS`` rows, each validated only when reached."""
+    start = 0
+    for table in tables:
+        for offset in range(0, max(table.num_rows, 1), SLICE_ROWS):
+            part = table.slice(offset, SLICE_ROWS)
+            yield _part(part, start, reg, now, future_tolerance)
+            start += part.num_rows
+        del table
 
 
 def _check_batch_key(batch_key: str) -> None:
@@ -139,7 +165,7 @@ def content_hash(table: pa.Table) -> str:
 
 def load(
     conn: sa.Connection,
-    table: pa.Table,
+    table: pa.Table | Iterable[pa.Table],
     *,
     batch_key: str,
     source: str,
@@ -147,25 +173,54 @@ def load(
     future_tolerance: timedelta = timedelta(minutes=5),
     fault: FaultHook | None = None,
     digest: str | None = None,
+    row_offset: int = 0,
+    precreate: Callable[[frozenset[date]], object] | None = None,
 ) -> IngestResult:
     """Validate and load one batch in the caller's transaction (which it never commits).
 
-    Raises ``validate.BatchRefused`` for a batch unusable as a whole and ``BatchConflict``
-    for a known id with another body; either way nothing is written. ``digest`` identifies
-    the body (default: ``content_hash(table)``); a caller that hashed the delivered bytes
-    may pass that instead. The missing partitions
-    are created in the same transaction, so they lock ``observations`` until the caller
-    commits: keep the transaction short.
+    ``table`` is the batch, or its consecutive parts (tables of one set of columns) read
+    only as they are needed: then ``digest`` is required. Raises ``validate.BatchRefused``
+    for a batch unusable as a whole and ``BatchConflict`` for a known id with another body;
+    either way nothing is written. ``digest`` identifies the body (default:
+    ``content_hash(table)``); a caller that hashed the delivered bytes may pass that
+    instead. The batch is validated, copied and summed ``SLICE_ROWS`` rows at a time, so
+    beside the parts being read only one slice's working set is held (docs/ingest.md,
+    "Large files"). Rejects are numbered from ``row_offset + 1`` (stored and returned), so
+    a file loaded in chunks numbers them by their row in the file.
+
+    The missing partitions are created in the same transaction, so they lock
+    ``observations`` until the caller commits: keep the transaction short. ``precreate``,
+    if given, is called first with the days to create while this call has copied nothing
+    yet (to create them in a short transaction of its own; the caller's must hold no lock
+    on ``observations`` then).
     """
     _check_batch_key(batch_key)
     now = clock.now()
-    digest = digest or content_hash(table)
+    if digest is None:
+        if not isinstance(table, pa.Table):
+            raise ValueError("digest: a batch given in parts needs the digest of its body")
+        digest = content_hash(table)
     done = _stored_result(conn, batch_key, digest)
     if done is not None:
         return done
-    batch = _prepare(conn, table, now, future_tolerance)
+    tables = iter([table] if isinstance(table, pa.Table) else table)
+    first = next(tables, None)
+    if first is None:
+        raise validate.BatchError("the batch has no parts (and so no columns)")
+    reg = registry(conn)
+    # the whole-batch checks (columns, their types) on no rows, so no slice can refuse it
+    validate.prepare(first.slice(0, 0), reg, now=now, future_tolerance=future_tolerance)
     return _write(
-        conn, batch, batch_key=batch_key, digest=digest, source=source, now=now, fault=fault
+        conn,
+        _slices(itertools.chain([first], tables), reg, now, future_tolerance),
+        reg,
+        batch_key=batch_key,
+        digest=digest,
+        source=source,
+        now=now,
+        fault=fault,
+        row_offset=row_offset,
+        precreate=precreate,
     )
 
 
@@ -182,10 +237,11 @@ def load_table(
 ) -> IngestResult:
     """Validate and load one batch in a transaction of its own (see the module docstring).
 
-    The entry point of the CLI, the HTTP endpoint and the writer. Validation runs before
-    the transaction; the partitions the batch needs are created inside it (a new day's
-    partition briefly locks ``observations`` until the batch commits). Concurrent
-    deliveries of one id: one loads, the others get its record as a duplicate.
+    The entry point of the HTTP endpoint, the writer and the simulator. Validation runs
+    before the transaction, on the whole batch (the server's row limit bounds it); the
+    partitions the batch needs are created inside it (a new day's partition briefly locks
+    ``observations`` until the batch commits). Concurrent deliveries of one id: one loads,
+    the others get its record as a duplicate.
     """
     _check_batch_key(batch_key)
     now = clock.now()
@@ -194,74 +250,99 @@ def load_table(
         done = _stored_result(conn, batch_key, digest)
         if done is not None:
             return done
-        batch = _prepare(conn, table, now, future_tolerance)
+        reg = registry(conn)
+        whole = _part(table, 0, reg, now, future_tolerance)
     with engine.begin() as conn:
         return _write(
-            conn, batch, batch_key=batch_key, digest=digest, source=source, now=now, fault=fault
+            conn,
+            [whole],
+            reg,
+            batch_key=batch_key,
+            digest=digest,
+            source=source,
+            now=now,
+            fault=fault,
         )
 
 
 def _write(
     conn: sa.Connection,
-    batch: _Batch,
+    parts: Iterable[_Part],
+    reg: dict[str, validate.ExperimentInfo],
     *,
     batch_key: str,
     digest: str,
     source: str,
     now: datetime,
     fault: FaultHook | None,
+    row_offset: int = 0,
+    precreate: Callable[[frozenset[date]], object] | None = None,
 ) -> IngestResult:
-    """Record the batch's key, create its partitions, copy its good rows, upsert the rollups,
-    store its rejects."""
-    prep = batch.prep
-    info = _lock_settings(conn, prep, batch.info) if prep.loaded else batch.info
-    late = _late_mask(prep, info, now)
+    """Record the batch's key, then part by part create its partitions, copy its good rows
+    and store its rejects; then upsert the rollups of all parts and the batch's counts."""
     batch_id = conn.execute(
         sa.text(
             "INSERT INTO ingest_batches "
             "(batch_key, source, received, loaded, rejected, late, at, content_hash) "
-            "VALUES (:k, :s, :r, :l, :j, :t, :at, :h) "
+            "VALUES (:k, :s, 0, 0, 0, 0, :at, :h) "
             "ON CONFLICT (batch_key) DO NOTHING RETURNING id"
         ),
-        {
-            "k": batch_key,
-            "h": digest,
-            "s": source,
-            "r": prep.received,
-            "l": prep.loaded,
-            "j": len(prep.rejects),
-            "t": int(late.sum()),
-            "at": now,
-        },
+        {"k": batch_key, "h": digest, "s": source, "at": now},
     ).scalar()
     if batch_id is None:  # delivered concurrently and committed first: read its record
         stored = _stored_result(conn, batch_key, digest)
         assert stored is not None
         return stored
-    partitions.ensure_partitions(conn, batch.days)
     raw = conn.connection.driver_connection
-    if prep.loaded:
-        _copy_observations(raw, prep, late, batch_id)
-        if fault:
-            fault("after_copy")
-        aggregate.upsert_rollups(raw, prep, late, info)
-        if fault:
-            fault("after_rollups")
-    if prep.rejects:
-        _store_rejects(raw, batch.table, prep.rejects, batch_id)
-    return IngestResult(
-        batch_key,
-        prep.received,
-        prep.loaded,
-        len(prep.rejects),
-        int(late.sum()),
-        False,
-        tuple(prep.rejects),
+    info = {exp.id: exp for exp in reg.values()}
+    locked: set[int] = set()
+    made: set[date] = set()
+    groups: list[aggregate.Groups] = []
+    rejects: list[validate.Reject] = []
+    received = loaded = late_n = 0
+    for part in parts:
+        prep = part.prep
+        received += prep.received
+        if prep.loaded:
+            ids = {int(i) for i in np.unique(prep.experiment_id)} - locked
+            if ids:
+                info = _lock_settings(conn, ids, info)
+                locked |= ids
+            late = _late_mask(prep, info, now)
+            if precreate is not None and not loaded and part.days - made:
+                precreate(part.days - made)  # nothing copied yet: no lock on observations
+            partitions.ensure_partitions(conn, part.days - made)
+            made |= part.days
+            _copy_observations(raw, prep, late, batch_id)
+            groups.append(aggregate.group_sums(prep, late, info))
+            loaded += prep.loaded
+            late_n += int(late.sum())
+            del late
+        if prep.rejects:
+            numbered = [
+                validate.Reject(r.row + part.start + row_offset, r.reason) for r in prep.rejects
+            ]
+            _store_rejects(raw, part.table, prep.rejects, numbered, batch_id)
+            rejects += numbered
+        del part, prep
+    if fault:
+        fault("after_copy")
+    if groups:
+        aggregate.upsert_rollups(raw, aggregate.merge(groups))
+    if fault:
+        fault("after_rollups")
+    conn.execute(
+        sa.text(
+            "UPDATE ingest_batches SET received = :r, loaded = :l, rejected = :j, late = :t "
+            "WHERE id = :id"
+        ),
+        {"id": batch_id, "r": received, "l": loaded, "j": len(rejects), "t": late_n},
     )
+    return IngestResult(batch_key, received, loaded, len(rejects), late_n, False, tuple(rejects))
 
 
 def _lock_settings(
-    conn: sa.Connection, prep: validate.Prepared, info: dict[int, validate.ExperimentInfo]
+    conn: sa.Connection, ids: set[int], info: dict[int, validate.ExperimentInfo]
 ) -> dict[int, validate.ExperimentInfo]:
     """Share-lock the batch's experiments and read their cap and lateness inside the transaction.
 
@@ -269,13 +350,12 @@ def _lock_settings(
     freeze (whose rebuild then covers it) or sees the frozen cap and lateness; no batch is
     capped or flagged with stale ones.
     """
-    ids = sorted({int(i) for i in np.unique(prep.experiment_id)})
     rows = conn.execute(
         sa.text(
             "SELECT id, revenue_cap, allowed_lateness_seconds FROM experiments "
             "WHERE id = ANY(:ids) ORDER BY id FOR SHARE"
         ),
-        {"ids": ids},
+        {"ids": sorted(ids)},
     ).all()
     out = dict(info)
     for exp_id, cap, lateness in rows:
@@ -371,9 +451,17 @@ def _column_values(column: pa.ChunkedArray) -> list[object]:
 
 
 def _store_rejects(
-    raw: Any, table: pa.Table, rejects: list[validate.Reject], batch_id: int
+    raw: Any,
+    table: pa.Table,
+    rejects: list[validate.Reject],
+    numbered: list[validate.Reject],
+    batch_id: int,
 ) -> None:
-    """Copy the rejected rows as JSON, with their reasons (both cleaned: see ``_storable``)."""
+    """Copy the rejected rows as JSON, with their reasons (both cleaned: see ``_storable``).
+
+    ``rejects`` number the rows of ``table``; ``numbered`` are the same rejects with the
+    numbers they are stored under (their row in the batch or the file).
+    """
     taken = table.take(pa.array([r.row - 1 for r in rejects], type=pa.int64()))
     names = [n for n in taken.column_names if n != validate.PROBLEM_COLUMN]
     columns = [_column_values(taken.column(i)) for i, n in enumerate(taken.column_names)
@@ -382,7 +470,7 @@ def _store_rejects(
         raw.cursor() as cur,
         cur.copy("COPY ingest_rejects (batch_id, row_number, reason, raw) FROM STDIN") as copy,
     ):
-        for i, reject in enumerate(rejects):
+        for i, reject in enumerate(numbered):
             row = {
                 validate.clean_text(n): _storable(col[i])
                 for n, col in zip(names, columns, strict=True)

@@ -249,6 +249,9 @@ def _timestamps(
         code[np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)] = _TS_BAD
     else:
         text = _text(col, "ts")
+        iso = _iso_vectorised(text)  # every value ISO 8601 (a number never casts): done
+        if iso is not None:
+            return iso
         numeric = np.asarray(
             pc.fill_null(pc.match_substring_regex(text, _NUMBER), False).to_numpy(
                 zero_copy_only=False
@@ -283,8 +286,10 @@ def _from_seconds(
     return out, code
 
 
-def _iso(text: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
-    """ISO 8601 text: vectorised when every value parses, else value by value."""
+def _iso_vectorised(
+    text: pa.Array,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]] | None:
+    """ISO 8601 text cast by Arrow when every value parses (a null is ``_TS_BAD``), else None."""
     for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
         try:
             arr = pc.cast(text, target)
@@ -293,6 +298,14 @@ def _iso(text: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
         bad = np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
         ticks = np.asarray(pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
         return ticks.astype(np.int64), np.where(bad, _TS_BAD, 0).astype(np.int8)
+    return None
+
+
+def _iso(text: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    """ISO 8601 text: vectorised when every value parses, else value by value."""
+    fast = _iso_vectorised(text)
+    if fast is not None:
+        return fast
     values = text.to_pylist()
     out = np.zeros(len(values), dtype=np.int64)
     code = np.zeros(len(values), dtype=np.int8)

@@ -94,18 +94,95 @@ def test_file_larger_than_a_chunk_loads_completely_once_and_a_rerun_loads_nothin
     assert _counts(truncating_engine) == (ROWS, ROWS, 8, ROWS)
 
 
-def test_rejects_are_numbered_by_their_row_in_the_file(
-    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_rejects_are_stored_and_printed_with_their_row_in_the_file(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path, suffix: str
 ) -> None:
     table = outcomes(ROWS, seed=6, start=START)
     latency = table["latency_ms"].to_pylist()
-    latency[600] = -1.0  # row 601 of the file, row 89 of chunk 5
-    path = tmp_path / "outcomes.parquet"
+    bad = [5, 130, 600, 999]  # 0-based: chunks 1, 2, 5 and 8 (rows 6, 3, 89 and 104 of them)
+    for i in bad:
+        latency[i] = -1.0
+    path = tmp_path / f"outcomes{suffix}"
     _write(table.set_column(4, "latency_ms", pa.array(latency)), path)
     result = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(CHUNK))
     assert result.exit_code == 1
-    assert "row 601: latency_ms is negative" in result.output
-    assert _counts(truncating_engine)[0] == ROWS - 1
+    assert "4 of 1000 rows rejected (first: row 6: latency_ms is negative)" in result.output
+    assert _counts(truncating_engine)[0] == ROWS - len(bad)
+    with truncating_engine.connect() as conn:
+        stored = conn.execute(
+            sa.text(
+                "SELECT b.batch_key, r.row_number, r.raw->>'latency_ms' FROM ingest_rejects r "
+                "JOIN ingest_batches b ON b.id = r.batch_id ORDER BY r.row_number"
+            )
+        ).all()
+    assert [r.row_number for r in stored] == [i + 1 for i in bad]
+    assert {float(r[2]) for r in stored} == {-1.0}
+    key = stored[0].batch_key
+    assert [r.batch_key for r in stored] == [key, f"{key}:2", f"{key}:5", f"{key}:8"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_rows_of_a_file_with_bytes_that_are_not_utf8_are_quarantined_by_their_row(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"outcomes{suffix}"
+    _write(outcomes(ROWS, seed=7, start=START), path)
+    lines = path.read_bytes().split(b"\n")
+    header = 1 if suffix == ".csv" else 0
+    bad = [3, 300, 777]  # 1-based rows: in chunks 1, 3 and 7
+    for n in bad:
+        lines[n - 1 + header] = lines[n - 1 + header].replace(b"ranker", b"rank\xffer", 1)
+    path.write_bytes(b"\n".join(lines))
+    result = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(CHUNK))
+    assert result.exit_code == 1, result.output
+    assert "3 of 1000 rows rejected (first: row 3: " in result.output
+    assert _counts(truncating_engine)[0] == ROWS - len(bad)
+    with truncating_engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT row_number, reason, raw FROM ingest_rejects ORDER BY row_number")
+        ).all()
+    assert [r.row_number for r in stored] == bad
+    assert all("not valid UTF-8" in r.reason for r in stored)
+    assert {r.raw["experiment"] for r in stored} == {"default/rank\\xffer"}
+
+
+def test_a_file_whose_later_chunks_start_new_days_loads_and_creates_them(
+    truncating_engine: sa.Engine, registered: int, database_url: str, tmp_path: Path
+) -> None:
+    """Chunk 1's days are created before the file's transaction; days first seen in later
+    chunks inside it (a transaction of their own would wait on the file's own lock)."""
+    from controller.storage import partitions
+
+    first = START - timedelta(days=40)
+    days = [first + timedelta(days=d) for d in range(3)]
+    parts = [outcomes(300, seed=d, start=day, seconds=3_600) for d, day in enumerate(days)]
+    path = tmp_path / "outcomes.parquet"
+    _write(pa.concat_tables(parts), path)
+    result = _cli(database_url, "ingest", "load", str(path), "--chunk-rows", str(CHUNK))
+    assert result.exit_code == 0, result.output
+    assert _counts(truncating_engine)[0] == 900
+    with truncating_engine.connect() as conn:
+        have = set(partitions.existing_partitions(conn))
+    assert {partitions.partition_name(d.date()) for d in days} <= have
+
+
+def test_precreate_is_asked_for_the_days_before_the_first_row_is_copied(
+    truncating_engine: sa.Engine, registered: int
+) -> None:
+    from controller.ingest import load
+
+    day = START - timedelta(days=300)
+    parts = [outcomes(10, seed=9, start=day + timedelta(days=d), seconds=60) for d in range(3)]
+    asked: list[frozenset[object]] = []
+    with truncating_engine.begin() as conn:
+        result = load.load(
+            conn, iter(parts), batch_key="k", source="t", digest="sha256:k", precreate=asked.append
+        )
+    assert result.loaded == 30
+    assert asked == [frozenset({day.date()})]  # the later days: created by the load itself
+    with pytest.raises(ValueError, match="digest"), truncating_engine.begin() as conn:
+        load.load(conn, iter(parts), batch_key="j", source="t")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -127,22 +204,3 @@ def test_a_file_unreadable_after_its_first_chunks_stores_nothing(
             sa.text("SELECT relname FROM pg_class WHERE relname LIKE 'observations_p%'")
         ).scalars()
         assert not [n for n in names if n.endswith(f"{(START - timedelta(days=200)):%Y%m%d}")]
-
-
-def test_a_chunks_partitions_are_created_before_the_files_transaction(
-    truncating_engine: sa.Engine, registered: int
-) -> None:
-    from controller.cli import ingest
-    from controller.storage import partitions
-
-    day = START - timedelta(days=300)
-    chunk = outcomes(10, seed=9, start=day, seconds=60)
-    as_text = chunk.set_column(2, "ts", chunk["ts"].cast(pa.string()))
-    name = partitions.partition_name(day.date())
-    assert ingest._precreate(truncating_engine, as_text) == [name]
-    assert ingest._precreate(truncating_engine, chunk) == []  # it exists now
-    absurd = outcomes(3, seed=9, start=day.replace(year=1990), seconds=60)
-    assert ingest._precreate(truncating_engine, absurd) == []  # left to the load itself
-    ingest._drop_if_empty(truncating_engine, [name])
-    with truncating_engine.connect() as conn:
-        assert name not in partitions.existing_partitions(conn)

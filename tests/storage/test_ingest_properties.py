@@ -1,7 +1,7 @@
 """The ingest core under arbitrary rows (hypothesis): nothing escapes, nothing is lost or doubled.
 
 Rows with extreme and non-finite numbers, any Unicode (NUL and lone surrogates included),
-timestamps of any year or epoch unit, and missing or duplicated columns go through a reader
+arbitrary bytes that are not UTF-8 (in CSV and JSON lines), timestamps of any year or epoch unit, and missing or duplicated columns go through a reader
 (CSV, JSON lines or Parquet) and ``load.load``. Whatever they hold: only the documented
 refusal of a batch unusable as a whole may raise (and then nothing is stored); loaded +
 rejected = received; the rollups equal a recount from the stored observations; a re-send
@@ -34,6 +34,9 @@ EXAMPLES = 2_000 if os.environ.get("HYPOTHESIS_PROFILE") == "nightly" else 60
 COLUMNS = (*validate.REQUIRED, "unit_id", "note")
 
 _text = st.text(max_size=12)  # any code point, NUL and lone surrogates included
+# arbitrary bytes, carried in text as U+DC80..U+DCFF (``surrogateescape``): ``_encode``
+# writes them back as the bytes themselves, most of them not valid UTF-8
+_raw = st.binary(min_size=1, max_size=8).map(lambda b: b.decode("utf-8", "surrogateescape"))
 _numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(10**30), max_value=10**30),
@@ -59,29 +62,33 @@ _ts = st.one_of(
     ),
     _numbers,
     _text,
+    _raw,
 )
 VALUES: dict[str, st.SearchStrategy[Any]] = {
-    "experiment": st.sampled_from(["default/ranker", "ranker", "ghost", "", " ranker "]) | _text,
-    "arm": st.sampled_from(["champion", "challenger", "Champion", ""]) | _text,
+    "experiment": st.sampled_from(["default/ranker", "ranker", "ghost", "", " ranker "])
+    | _text
+    | _raw,
+    "arm": st.sampled_from(["champion", "challenger", "Champion", ""]) | _text | _raw,
     "ts": _ts,
-    "revenue": _numbers | _text | st.sampled_from(["0.25", "nan", "-inf", "1e400", ""]),
+    "revenue": _numbers | _text | _raw | st.sampled_from(["0.25", "nan", "-inf", "1e400", ""]),
     "latency_ms": _numbers | _text | st.sampled_from(["31.5", "1e10", ""]),
     "error": st.sampled_from([True, False, "true", "0", "1", "no"]) | _text,
-    "unit_id": st.none() | _text | st.text(min_size=1020, max_size=1030, alphabet="ab"),
-    "note": _text,
+    "unit_id": st.none() | _text | _raw | st.text(min_size=1020, max_size=1030, alphabet="ab"),
+    "note": _text | _raw,
 }
 
 
 @st.composite
 def batches(draw: st.DrawFn) -> tuple[str, list[str], list[list[Any]]]:
     """A format, column names (perhaps one missing or duplicated) and rows of values (in CSV
-    some perhaps with a field too few or too many)."""
-    fmt = draw(st.sampled_from(["csv", "jsonl", "parquet"]))
+    some perhaps with a field too few or too many). JSON lines are written with escapes
+    (``\\ud800``) or, as ``jsonl-raw``, with the characters and bytes themselves."""
+    fmt = draw(st.sampled_from(["csv", "jsonl", "jsonl-raw", "parquet"]))
     names = [c for c in COLUMNS if c in validate.REQUIRED or draw(st.booleans())]
     change = draw(st.sampled_from(["none"] * 8 + ["drop", "duplicate"]))
     if change == "drop":
         names.remove(draw(st.sampled_from(names)))
-    elif change == "duplicate" and fmt != "jsonl":  # a JSON object cannot repeat a key
+    elif change == "duplicate" and fmt in ("csv", "parquet"):  # a JSON object cannot repeat a key
         names.append(draw(st.sampled_from(names)))
     # most rows plausible, some with arbitrary values in arbitrary columns
     n = draw(st.integers(min_value=1, max_value=25))
@@ -113,15 +120,32 @@ def _text_of(value: Any) -> str:
     return str(value)
 
 
+def _encode(text: str) -> bytes:
+    """``text`` as UTF-8, except U+DC80..U+DCFF as the bytes they carry (``_raw``) and other
+    lone surrogates as their (invalid) three-byte forms."""
+    out = bytearray()
+    for char in text:
+        code = ord(char)
+        out += (
+            bytes([code - 0xDC00])
+            if 0xDC80 <= code <= 0xDCFF
+            else char.encode("utf-8", "surrogatepass")
+        )
+    return bytes(out)
+
+
 def _body(fmt: str, names: list[str], rows: list[list[Any]]) -> bytes:
-    if fmt == "jsonl":
-        return "\n".join(json.dumps(dict(zip(names, r, strict=True))) for r in rows).encode()
+    if fmt.startswith("jsonl"):
+        lines = (
+            json.dumps(dict(zip(names, r, strict=True)), ensure_ascii=fmt == "jsonl") for r in rows
+        )
+        return _encode("\n".join(lines))
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")  # so a value with \r is quoted
         writer.writerow(names)
         writer.writerows([[_text_of(v) for v in r] for r in rows])
-        return out.getvalue().encode("utf-8", "surrogatepass")
+        return _encode(out.getvalue())
     import pyarrow.parquet as pq
 
     columns = []
@@ -158,18 +182,19 @@ def _check(conn: sa.Connection, fmt: str, names: list[str], rows: list[list[Any]
     clock = SimulatedClock(NOW)
     experiments.register_experiment(conn, "default/ranker", allowed_lateness_seconds=300)
     try:
-        table = readers.read_bytes(_body(fmt, names, rows), fmt)
+        table = readers.read_bytes(_body(fmt, names, rows), fmt.removesuffix("-raw"))
         result = load.load(conn, table, batch_key="p", source="property", clock=clock)
     except (readers.ReadError, validate.BatchRefused) as exc:  # refused whole: nothing stored
         event(f"{fmt}: refused whole")
         assert str(exc) and "\n" not in str(exc)
-        if len(set(names)) == len(names) and set(validate.REQUIRED) <= set(names):
-            # columns fine: only a CSV whose bytes are not UTF-8 (a lone surrogate) is unreadable
-            assert isinstance(exc, readers.ReadError) and fmt == "csv", exc
+        # columns fine: no value, not even bytes that are not UTF-8, refuses the batch
+        assert len(set(names)) < len(names) or not set(validate.REQUIRED) <= set(names), exc
         assert _count(conn, "SELECT count(*) FROM ingest_batches") == 0
         return
     event(f"{fmt}: {'some rows loaded' if result.loaded else 'no row loaded'}")
     event(f"{fmt}: {'some rows rejected' if result.rejected else 'no row rejected'}")
+    if any("not valid UTF-8" in r.reason for r in result.rejects):
+        event(f"{fmt}: a row quarantined for bytes that are not UTF-8")
     assert result.received == len(rows)
     assert result.loaded + result.rejected == result.received
     stored = _count(conn, "SELECT count(*) FROM observations")

@@ -159,6 +159,62 @@ def test_d4_a_lone_surrogate_in_json_is_quarantined(
     assert validate.PROBLEM_COLUMN not in raw
 
 
+# bytes that are not UTF-8: their rows are quarantined, never the batch
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_rows_with_bytes_that_are_not_utf8_are_quarantined_and_the_others_load(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock, fmt: str
+) -> None:
+    good = row(unit_id="u1", note="fine")
+    rows = [good, row(unit_id="u\udcff2", note="ok"), good, row(unit_id="u4", note="caf\udcc3(")]
+    if fmt == "csv":
+        lines = [f"{HEADER},unit_id,note"] + [",".join(r.values()) for r in rows]
+    else:
+        lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    body = "\n".join(lines).encode("utf-8", "surrogateescape")  # 0xff and a cut 0xc3 0x28
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    result = _load(conn, readers.read_bytes(body, fmt), clock)
+    assert (result.received, result.loaded, result.rejected) == (4, 2, 2)
+    reasons = dict(_reasons(result))
+    assert sorted(reasons) == [2, 4]
+    if fmt == "csv":
+        assert reasons[2] == "unit_id is not valid UTF-8 (kept with the bad bytes escaped: u\\xff2)"
+        assert reasons[4].startswith("note is not valid UTF-8")
+    else:
+        assert reasons[2] == "line 2 is not valid UTF-8 (kept with the bad bytes escaped)"
+    stored = conn.execute(
+        sa.text("SELECT row_number, raw FROM ingest_rejects ORDER BY row_number")
+    ).all()
+    assert [r.row_number for r in stored] == [2, 4]
+    assert stored[0].raw["unit_id"] == "u\\xff2" and stored[1].raw["note"] == "caf\\xc3("
+    assert validate.PROBLEM_COLUMN not in stored[0].raw
+    assert _count(conn, "SELECT count(*) FROM observations WHERE unit_id = 'u1'") == 2
+
+
+def test_a_ragged_csv_row_with_bytes_that_are_not_utf8_is_quarantined(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock
+) -> None:
+    body = f"{HEADER}\n{GOOD_CSV}\ndefault/ranker,champ\udcffion\n{GOOD_CSV}\n"
+    table = readers.read_bytes(body.encode("utf-8", "surrogateescape"), "csv")
+    result = _load(conn, table, clock)
+    assert (result.received, result.loaded, result.rejected) == (3, 2, 1)
+    assert _reasons(result) == [
+        (3, "line 3 has 2 field(s) where the header has 6: default/ranker,champ\\xffion")
+    ]
+
+
+def test_a_csv_header_that_is_not_utf8_refuses_the_batch_naming_the_columns(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock
+) -> None:
+    body = f"experiment,a\udcffrm,ts,revenue,latency_ms,error\n{GOOD_CSV}\n"
+    table = readers.read_bytes(body.encode("utf-8", "surrogateescape"), "csv")
+    with pytest.raises(validate.BatchRefused, match="missing required column"):
+        _load(conn, table, clock)
+    assert _count(conn, "SELECT count(*) FROM ingest_batches") == 0
+
+
 # D5: duplicate column names refuse the batch whole
 
 
