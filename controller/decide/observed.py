@@ -134,6 +134,11 @@ class GuardrailVerdict:
     verdict: Verdict
     reason_code: str
     reason: str
+    # The largest harm the confidence sequence could not exclude (the bound on the harmful
+    # side, on ``scale``), and the margin line it is judged against: "no harm found" reads it.
+    harm_bound: float | None = None
+    margin_line: float | None = None
+    scale: str = ""
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,12 @@ class Tick:
         *,
         actor: str = p.ACTOR,
         request: manual.ManualRequest | None = None,
+        evidence: Mapping[str, Any] | None = None,
     ) -> p.Plan:
-        """A terminal transition to RolledBack or Promoted (see the module docstring)."""
+        """A terminal transition to RolledBack or Promoted (see the module docstring).
+
+        ``evidence`` joins what reconcile saw in the decision-log entry.
+        """
         if phase is obs.Phase.ROLLED_BACK:
             route: p.Action = p.FinalizeRoute()
             kind = p.DecisionKind.ROLLBACK
@@ -88,7 +92,14 @@ class Tick:
                 route,
                 *self.actions,
                 p.SetPhase(phase, code, message, self.now),
-                self.record(kind, code, message, actor, self.evidence(), key=kind.value),
+                self.record(
+                    kind,
+                    code,
+                    message,
+                    actor,
+                    {**self.evidence(), **(evidence or {})},
+                    key=kind.value,
+                ),
                 event,
                 *handled,
             )

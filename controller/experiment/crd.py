@@ -362,6 +362,14 @@ _ANALYSIS = _obj(
             "How late a request may arrive and still count.",
             default=defaults.ALLOWED_LATENESS,
         ),
+        "onInconclusive": {
+            "type": "string",
+            "enum": [m.value for m in spec.InconclusivePolicy],
+            "default": defaults.ON_INCONCLUSIVE.value,
+            "description": "At maxDuration without PASS on every guardrail: rollback, or"
+            " promote when no guardrail failed (reason no_harm_found, recording the largest"
+            " harm each guardrail could not exclude).",
+        },
         "tuning": _obj(
             {
                 "samplesPerArm": {

@@ -234,6 +234,12 @@ def _outcome(report: v.ReportView) -> str:
         "Promoted": "Promoted: every guardrail passed",
         "Failed": "Failed",
     }.get(phase, f"{phase}: no final decision yet")
+    if phase == "Promoted" and out is not None and out.reason_code == "no_harm_found":
+        # spec.analysis.onInconclusive=promote: never shown as "passed" (docs/statistics.md)
+        css, headline = (
+            "running",
+            "Promoted at maxDuration: no harm found, non-inferiority not shown",
+        )
     reason = (
         ""
         if out is None
