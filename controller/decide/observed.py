@@ -38,6 +38,7 @@ class ConditionType(StrEnum):
     DATA_FRESH = "DataFresh"
     ANALYSIS_AVAILABLE = "AnalysisAvailable"
     BASELINE_READY = "BaselineReady"
+    DECISION_FORECAST = "DecisionForecast"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,21 @@ class BaselineResult:
 
 
 @dataclass(frozen=True)
+class ForecastNote:
+    """The decision forecast the operator computed at a step start (``operate.forecasting``).
+
+    ``likely``: a healthy challenger is expected to be promoted before maxDuration;
+    ``message`` names the blocking guardrail and its fix; ``document`` is
+    ``status.forecast``.
+    """
+
+    likely: bool
+    reason: str
+    message: str
+    document: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything reconcile knows about the world at one tick."""
 
@@ -112,6 +128,7 @@ class Observed:
     baseline: BaselineResult | None = None
     request: manual.ManualRequest | manual.MalformedRequest | None = None
     held_flushed: bool = False  # decisions held in status.pendingDecisions reached the log
+    forecast: ForecastNote | None = None  # recomputed at a step start, else None
 
 
 @dataclass(frozen=True)

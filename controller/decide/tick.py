@@ -133,6 +133,14 @@ class Tick:
         if not ok and (old is None or old.status != status):
             self.add(p.EmitEvent(p.EventType.WARNING, reason, message))
 
+    def forecast(self, note: obs.ForecastNote) -> None:
+        """Record a new decision forecast: the condition, ``status.forecast`` and an event."""
+        old = self.status.condition(obs.ConditionType.DECISION_FORECAST)
+        self.condition(obs.ConditionType.DECISION_FORECAST, note.likely, note.reason, note.message)
+        self._fields["forecast"] = dict(note.document)
+        if note.likely and (old is None or old.status != _T):
+            self.add(p.EmitEvent(p.EventType.NORMAL, note.reason, note.message))
+
     def false_since(self, type_: obs.ConditionType) -> datetime:
         """Since when a condition has been False (now if it is not False yet)."""
         old = self.status.condition(type_)

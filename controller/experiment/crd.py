@@ -629,6 +629,13 @@ STATUS_SCHEMA: Schema = _obj(
             },
             description="The sample-ratio check against the split the router reports.",
         ),
+        "forecast": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "The decision forecast of the current step (stepIndex): when a"
+            " healthy challenger is expected to be promoted, per guardrail, from the observed"
+            " champion traffic; the blocking guardrail and its fix (condition DecisionForecast).",
+        },
         "pendingDecisions": {
             "type": "array",
             "description": "Decisions taken while the database was unreachable, written to the "

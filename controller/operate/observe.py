@@ -91,6 +91,7 @@ def observed(
     last_data_at: datetime | None,
     baseline: obs.BaselineResult | None,
     held_flushed: bool,
+    forecast: obs.ForecastNote | None = None,
 ) -> obs.Observed:
     """Everything reconcile reads about the world at this tick."""
     if route_state is not None:
@@ -107,6 +108,7 @@ def observed(
         baseline=baseline,
         request=manual.parse_request(res.annotations),
         held_flushed=held_flushed,
+        forecast=forecast,
     )
 
 
