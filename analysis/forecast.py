@@ -272,16 +272,18 @@ class Forecast:
     Attributes
     ----------
     promotion : Times
-        Minutes from the first step's start until promotion (the first PASS after the
-        steps' minimum durations, with no FAIL before it).
+        Minutes from the first step's start until a healthy challenger is promoted (the
+        first PASS after the steps' minimum durations, with no FAIL before it).
     passing : dict of str to Times
         Per guardrail: minutes until it shows non-inferiority after the steps' minimum
         durations (on its own), probability by maxDuration.
     failure : Times
-        Minutes until the first FAIL (rollback); for a healthy challenger this is the
-        false-rollback share.
+        Minutes until the first FAIL (rollback) of a challenger with the ``effect`` (of a
+        healthy one without).
     failing : dict of str to Times
         Per guardrail (and ``"srm"``): minutes until its FAIL.
+    false_rollback : float
+        Probability that a healthy challenger is rolled back before maxDuration.
     steps_minutes : float
         When the steps' minimum durations end (no promotion before).
     max_minutes : float
@@ -297,6 +299,7 @@ class Forecast:
     passing: dict[str, Times]
     failure: Times
     failing: dict[str, Times]
+    false_rollback: float
     steps_minutes: float
     max_minutes: float
     blocking: str | None
@@ -482,7 +485,8 @@ def forecast(
         maxDuration in minutes: no promotion after it.
     traffic : Traffic
     effect : Effect, optional
-        The challenger's effect (default: healthy).
+        A harm to forecast the FAIL of (``failure``, ``failing``); promotion is always
+        forecast for a healthy challenger.
     paths : int
         Simulated histories.
     seed : int
@@ -512,11 +516,15 @@ def forecast(
         raise ValueError(f"max_minutes must be finite and > 0, got {max_minutes}")
     if paths < 1:
         raise ValueError(f"paths must be >= 1, got {paths}")
-    effect = effect or Effect()
     look = _look_minutes(max_minutes, look_minutes)
     run, steps_end = _run(
-        settings, guardrails, ramp, max_minutes, traffic, effect, paths, seed, look
+        settings, guardrails, ramp, max_minutes, traffic, Effect(), paths, seed, look
     )
+    harmed = run
+    if effect is not None and effect != Effect():
+        harmed, _ = _run(
+            settings, guardrails, ramp, max_minutes, traffic, effect, paths, seed, look
+        )
     promotion = Times.of(run.promoted, max_minutes)
     passing = {name: Times.of(x, max_minutes) for name, x in run.passed.items()}
     blocking = None
@@ -530,8 +538,9 @@ def forecast(
     return Forecast(
         promotion,
         passing,
-        Times.of(run.failed, max_minutes),
-        {name: Times.of(x, max_minutes) for name, x in run.failed_by.items()},
+        Times.of(harmed.failed, max_minutes),
+        {name: Times.of(x, max_minutes) for name, x in harmed.failed_by.items()},
+        float(np.mean(run.failed <= max_minutes)),
         steps_end,
         max_minutes,
         blocking,
@@ -542,11 +551,14 @@ def forecast(
     )
 
 
-def _alone(
-    settings: spec.AnalysisSettings, guardrails: Sequence[spec.GuardrailSpec], g: spec.GuardrailSpec
-) -> spec.AnalysisSettings:
-    """Settings under which ``g`` alone is tested at the alpha it gets among ``guardrails``."""
-    each = settings.alpha_each(len(guardrails))
+def alone(settings: spec.AnalysisSettings, n_guardrails: int) -> spec.AnalysisSettings:
+    """Settings under which one guardrail is tested at the alpha it gets among ``n_guardrails``.
+
+    For forecasting one guardrail of a larger set (``canaryctl plan --guardrails``, and the
+    searches below): the Bonferroni share is linear in alpha, so scaling alpha by
+    ``alpha_each(n) / alpha_each(1)`` gives the single guardrail (and the SRM check) that share.
+    """
+    each = settings.alpha_each(n_guardrails)
     return replace(settings, alpha=each * settings.alpha / settings.alpha_each(1))
 
 
@@ -578,13 +590,13 @@ def _search(
     guardrails), with fewer paths: it says what to change, the forecast then confirms it.
     """
     g = next(x for x in guardrails if x.name == blocking)
-    alone = _alone(settings, guardrails, g)
+    single = alone(settings, len(guardrails))
 
     def likely(
         guard: spec.GuardrailSpec, horizon: float, tr: Traffic, *, by: float | None = None
     ) -> tuple[bool, FloatArray]:
         run, _ = _run(
-            alone,
+            single,
             [guard],
             ramp,
             horizon,

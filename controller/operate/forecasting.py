@@ -190,7 +190,7 @@ def document(
             {"name": g.name, "kind": g.kind.value, "limit": limit(g), **_times(f.passing[g.name])}
             for g in guardrails
         ],
-        "falseRollback": round(f.failure.probability, 4),
+        "falseRollback": round(f.false_rollback, 4),
         "blocking": f.blocking,
         "advice": advice(f, guardrails),
         "paths": f.paths,
