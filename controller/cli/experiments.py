@@ -51,11 +51,19 @@ def list_(
     all_namespaces: Annotated[
         bool, typer.Option("-A", "--all-namespaces", help="List in every namespace.")
     ] = False,
+    forecast: Annotated[
+        bool,
+        typer.Option(
+            "--forecast",
+            help="Add the decision forecast: probability of promotion by maxDuration, and "
+            "the blocking guardrail.",
+        ),
+    ] = False,
     kubeconfig: kube.Kubeconfig = None,
     context: kube.Context = None,
     namespace: kube.Namespace = None,
 ) -> None:
-    """List Experiments with phase, weight, step and verdict.
+    """List Experiments with phase, weight, step and verdict (and the forecast with --forecast).
 
     `canaryctl list -n ranking`
 
@@ -71,7 +79,10 @@ def list_(
             where = "any namespace" if all_namespaces else f"namespace {cluster.namespace}"
             typer.echo(f"no experiments in {where}", err=True)
             return
-        typer.echo(output.list_table(items, SYSTEM_CLOCK.now(), all_namespaces), nl=False)
+        typer.echo(
+            output.list_table(items, SYSTEM_CLOCK.now(), all_namespaces, forecast=forecast),
+            nl=False,
+        )
     else:
         typer.echo(output.dump({"apiVersion": "v1", "kind": "List", "items": items}, out), nl=False)
 

@@ -80,9 +80,25 @@ def _dash(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def list_table(items: Sequence[Body], now: datetime, with_namespace: bool = False) -> str:
-    """The ``canaryctl list`` table: the CRD's printer columns plus the arms."""
+def forecast_cell(st: Mapping[str, Any]) -> str:
+    """``status.forecast`` in a few characters: "97%", "14% revenue" (blocking), or "-"."""
+    doc = st.get("forecast")
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("promotion"), Mapping):
+        return "-"
+    p = doc["promotion"].get("probability")
+    if p is None:
+        return "-"
+    blocking = doc.get("blocking")
+    return f"{100 * p:.0f}%" + (f" {blocking}" if blocking else "")
+
+
+def list_table(
+    items: Sequence[Body], now: datetime, with_namespace: bool = False, *, forecast: bool = False
+) -> str:
+    """The ``canaryctl list`` table: the CRD's printer columns plus the arms (and the forecast)."""
     headers = ["NAME", "PHASE", "WEIGHT", "STEP", "VERDICT", "CHAMPION", "CHALLENGER", "AGE"]
+    if forecast:
+        headers.insert(5, "PROMOTION")
     if with_namespace:
         headers.insert(0, "NAMESPACE")
     rows = []
@@ -99,6 +115,8 @@ def list_table(items: Sequence[Body], now: datetime, with_namespace: bool = Fals
             _dash((sp.get("challenger") or {}).get("name")),
             age(parse_time(meta.get("creationTimestamp")), now),
         ]
+        if forecast:
+            row.insert(5, forecast_cell(st))
         if with_namespace:
             row.insert(0, meta.get("namespace", ""))
         rows.append(row)
@@ -246,8 +264,17 @@ def status_view(body: Body, now: datetime) -> str:
         ]
         header = ["NAME", "KIND", "ESTIMATE", "BOUNDS", "VERDICT", "REASON"]
         lines += ["  " + line for line in table(header, rows).splitlines()]
+    doc = st.get("forecast")
+    if isinstance(doc, Mapping) and doc.get("advice"):
+        step = doc.get("stepIndex")
+        at = "" if step is None else f" (at step {step + 1})"
+        lines.append(f"Forecast:     {doc['advice']}{at}")
     conditions = st.get("conditions") or []
-    bad = [c for c in conditions if c.get("status") != "True"]
+    bad = [
+        c
+        for c in conditions
+        if c.get("status") != "True" and c.get("type") != "DecisionForecast"  # not a hold
+    ]
     if bad:
         lines.append("Holds:")
         lines += [f"  {c['type']}={c['status']}: {c.get('message', '')}" for c in bad]
