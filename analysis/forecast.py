@@ -228,11 +228,14 @@ class Times:
     median, p90 : float
     probability : float
         Share of paths that reach the event by the horizon (``maxDuration``).
+    minutes : tuple of float
+        Every path's time, sorted.
     """
 
     median: float
     p90: float
     probability: float
+    minutes: tuple[float, ...] = field(default=(), repr=False)
 
     @classmethod
     def of(cls, minutes: FloatArray, horizon: float) -> Times:
@@ -241,7 +244,17 @@ class Times:
         def q(p: float) -> float:
             return float(s[max(math.ceil(p * s.size) - 1, 0)])
 
-        return cls(q(0.5), q(0.9), float(np.mean(minutes <= horizon)))
+        return cls(q(0.5), q(0.9), float(np.mean(minutes <= horizon)), tuple(s.tolist()))
+
+    def share_by(self, minutes: float) -> float:
+        """Share of paths that reach the event by ``minutes``."""
+        return float(np.mean(np.array(self.minutes) <= minutes)) if self.minutes else math.nan
+
+    @property
+    def reached_median(self) -> float:
+        """Median over the paths that reach the event (``inf`` when none does)."""
+        hit = [m for m in self.minutes if math.isfinite(m)]
+        return float(np.median(hit)) if hit else math.inf
 
 
 @dataclass(frozen=True)
