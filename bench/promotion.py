@@ -45,7 +45,9 @@ MARGINS = {
 CHUNK = 60
 
 
-def guardrails(margins: tuple[float, float, float], threshold_ms: float) -> list[spec.GuardrailSpec]:
+def guardrails(
+    margins: tuple[float, float, float], threshold_ms: float
+) -> list[spec.GuardrailSpec]:
     revenue, tail, errors = margins
     return [
         spec.GuardrailSpec("revenue", spec.GuardrailKind.MEAN, margin=revenue),
