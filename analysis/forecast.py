@@ -347,7 +347,9 @@ def _looks(
             t += dt
         if t >= horizon - 1e-9:
             break
-    return np.array(lengths), np.array(weights), np.array(steps, dtype=np.int64), steps_end
+    # a step that lasts no time has no look: number the steps that do consecutively
+    index = np.unique(steps, return_inverse=True)[1].astype(np.int64)
+    return np.array(lengths), np.array(weights), index, steps_end
 
 
 def _draw(

@@ -98,6 +98,13 @@ def test_traffic_from_a_scenario_matches_the_simulated_champion() -> None:
     assert minutes.exceedances[:, 0, 0].sum() / n == pytest.approx(t.tail_of("latency"), rel=0.1)
 
 
+def test_a_step_that_lasts_no_time_is_skipped() -> None:
+    ramp = [fc.RampStep(0.05, 0), fc.RampStep(0.2, 30), fc.RampStep(0.5, 30)]
+    traffic = fc.Traffic.from_scenario(SCENARIO, GUARDRAILS)
+    f = fc.forecast(SETTINGS, GUARDRAILS, ramp, 240, traffic, paths=10)
+    assert f.steps_minutes == 60 and f.promotion.probability > 0.5
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
