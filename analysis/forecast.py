@@ -465,12 +465,14 @@ def _run(
     return _Run(promoted, passed, failed, failed_by), steps_end
 
 
-def _look_minutes(horizon: float, look_minutes: float | None) -> float:
+def _look_minutes(horizon: float, look_minutes: float | None, looks: int = DEFAULT_LOOKS) -> float:
     if look_minutes is not None:
         if not look_minutes > 0:
             raise ValueError(f"look_minutes must be > 0, got {look_minutes}")
         return look_minutes
-    return max(1.0, math.ceil(horizon / DEFAULT_LOOKS))
+    if looks < 1:
+        raise ValueError(f"looks must be >= 1, got {looks}")
+    return max(1.0, math.ceil(horizon / looks))
 
 
 def forecast(
@@ -484,6 +486,7 @@ def forecast(
     paths: int = DEFAULT_PATHS,
     seed: int = 0,
     look_minutes: float | None = None,
+    looks: int = DEFAULT_LOOKS,
     fixes: bool = False,
 ) -> Forecast:
     """Forecast promotion (and, with ``effect``, failure) on a ramp.
@@ -507,7 +510,9 @@ def forecast(
     seed : int
         Fixes the draws: the same inputs give the same forecast.
     look_minutes : float, optional
-        Minutes between looks (default: the horizon over about 150 looks, at least 1).
+        Minutes between looks (default: the horizon over ``looks`` looks, at least 1).
+    looks : int
+        About how many looks over the horizon when ``look_minutes`` is not given.
     fixes : bool
         When promotion is unlikely, search the blocking guardrail's margin, the maxDuration
         and the traffic that make it likely (``Fix``); a few more seconds.
@@ -531,7 +536,7 @@ def forecast(
         raise ValueError(f"max_minutes must be finite and > 0, got {max_minutes}")
     if paths < 1:
         raise ValueError(f"paths must be >= 1, got {paths}")
-    look = _look_minutes(max_minutes, look_minutes)
+    look = _look_minutes(max_minutes, look_minutes, looks)
     run, steps_end = _run(
         settings, guardrails, ramp, max_minutes, traffic, Effect(), paths, seed, look
     )

@@ -28,9 +28,11 @@ from controller.operate import evaluate
 _STAND_IN_THRESHOLD_MS = 1000.0
 #: The operator waits for this many champion requests before forecasting from them.
 MIN_CHAMPION_REQUESTS = 1000
-#: Paths of the operator's forecast: half the CLI's, so that a step start costs a tick about
-#: half a second more (the CLI's 200 give the probabilities to ±3 points).
-OPERATOR_PATHS = 100
+#: Paths and looks of the operator's forecast: fewer than the CLI's (200 and 150), so that a
+#: step start costs its tick well under a second more; the probabilities are then good to
+#: about ±6 points and the times to a look (maxDuration / 80).
+OPERATOR_PATHS = 60
+OPERATOR_LOOKS = 80
 
 REASON_LIKELY = "PromotionLikely"
 REASON_UNLIKELY = "PromotionUnlikely"
@@ -111,6 +113,7 @@ def run(
     *,
     fixes: bool = True,
     paths: int = fc.DEFAULT_PATHS,
+    looks: int = fc.DEFAULT_LOOKS,
 ) -> fc.Forecast:
     """``analysis.forecast.forecast`` with maxDuration as a duration."""
     return fc.forecast(
@@ -122,6 +125,7 @@ def run(
         effect,
         fixes=fixes,
         paths=paths,
+        looks=looks,
     )
 
 
@@ -258,7 +262,15 @@ def for_tick(
     traffic = observed_traffic(pending.item.steps, minutes, guardrails)
     if traffic is None:
         return None
-    f = run(settings, guardrails, ramp(s.steps), s.max_duration, traffic, paths=OPERATOR_PATHS)
+    f = run(
+        settings,
+        guardrails,
+        ramp(s.steps),
+        s.max_duration,
+        traffic,
+        paths=OPERATOR_PATHS,
+        looks=OPERATOR_LOOKS,
+    )
     return note(f, guardrails, traffic, step_index)
 
 
