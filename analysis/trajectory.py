@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,9 @@ class Replay:
         First minute with an overall PASS.
     log_e_harm : dict of str to ndarray
         ln E of each guardrail's harm test at each minute.
+    passing : dict of str to ndarray of bool
+        Minutes at which each guardrail, on its own, shows non-inferiority with its data
+        eligible and no sample-ratio mismatch (what ``analysis.forecast`` reads).
     """
 
     verdict: npt.NDArray[np.str_]
@@ -47,6 +50,7 @@ class Replay:
     first_fail_by: dict[str, int]
     first_pass: int
     log_e_harm: dict[str, FloatArray]
+    passing: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
 
 def _first(mask: npt.NDArray[np.bool_]) -> int:
@@ -101,6 +105,7 @@ def replay(
     pass_all = burn_in & ~srm_fire
     first_by: dict[str, int] = {}
     log_e: dict[str, FloatArray] = {}
+    passing: dict[str, npt.NDArray[np.bool_]] = {}
     for g in guardrails:
         if g.kind == spec.GuardrailKind.MEAN:
             rev = g.metric == spec.MeanMetric.REVENUE
@@ -155,6 +160,7 @@ def replay(
         pass_all &= passed
         first_by[g.name] = _first(fail)
         log_e[g.name] = comb.log_e_harm
+        passing[g.name] = burn_in & ~srm_fire & passed
     first_by["srm"] = _first(srm_fire)
     pass_all &= ~fail_any & bool(guardrails)
     verdict = np.where(
@@ -162,4 +168,4 @@ def replay(
         spec.Verdict.FAIL.value,
         np.where(pass_all, spec.Verdict.PASS.value, spec.Verdict.CONTINUE.value),
     )
-    return Replay(verdict, _first(fail_any), first_by, _first(pass_all), log_e)
+    return Replay(verdict, _first(fail_any), first_by, _first(pass_all), log_e, passing)

@@ -58,7 +58,9 @@ Interval = Annotated[
 ]
 
 
-def render(items: list[dict[str, Any]], out: output.Output, *, namespaces: bool) -> str:
+def render(
+    items: list[dict[str, Any]], out: output.Output, *, namespaces: bool, forecast: bool = False
+) -> str:
     """``list``'s output for ``items`` in the ``-o`` view (the table without a header)."""
     if out.view is output.View.NAME:
         return output.names(items)
@@ -67,7 +69,11 @@ def render(items: list[dict[str, Any]], out: output.Output, *, namespaces: bool)
     if out.format is not None:
         return output.dump({"apiVersion": "v1", "kind": "List", "items": items}, out.format)
     return output.list_table(
-        items, SYSTEM_CLOCK.now(), namespaces, wide=out.view is output.View.WIDE
+        items,
+        SYSTEM_CLOCK.now(),
+        namespaces,
+        wide=out.view is output.View.WIDE,
+        forecast=forecast,
     )
 
 
@@ -85,11 +91,19 @@ def list_(
         typer.Option("-w", "--watch", help="After listing, print each Experiment that changes."),
     ] = False,
     interval: Interval = "2s",
+    forecast: Annotated[
+        bool,
+        typer.Option(
+            "--forecast",
+            help="Add the decision forecast: probability of promotion by maxDuration, and "
+            "the blocking guardrail.",
+        ),
+    ] = False,
     kubeconfig: kube.Kubeconfig = None,
     context: kube.Context = None,
     namespace: kube.Namespace = None,
 ) -> None:
-    """List Experiments with phase, weight, step and verdict.
+    """List Experiments with phase, weight, step and verdict (and the forecast with --forecast).
 
     `canaryctl list -n ranking`
 
@@ -110,9 +124,9 @@ def list_(
     if not items and out.view in (output.View.TABLE, output.View.WIDE):
         typer.echo(f"no experiments in {where}", err=True)
     else:
-        typer.echo(render(items, out, namespaces=all_namespaces), nl=False)
+        typer.echo(render(items, out, namespaces=all_namespaces, forecast=forecast), nl=False)
     if watch:
-        _watch_list(experiments, items, out, all_namespaces, pause)
+        _watch_list(experiments, items, out, all_namespaces, pause, forecast)
 
 
 def _watch_list(
@@ -121,6 +135,7 @@ def _watch_list(
     out: output.Output,
     all_namespaces: bool,
     pause: float,
+    forecast: bool = False,
 ) -> None:
     """``list -w``: poll, and print the rows (or objects) of Experiments that changed."""
 
@@ -146,7 +161,7 @@ def _watch_list(
             gone = set(seen) - {key(i) for i in now}
             seen = {key(i): row(i) for i in now}
             if changed:
-                text = render(changed, out, namespaces=all_namespaces)
+                text = render(changed, out, namespaces=all_namespaces, forecast=forecast)
                 if out.view in (output.View.TABLE, output.View.WIDE):
                     text = "".join(text.splitlines(keepends=True)[1:])  # no header again
                 typer.echo(text, nl=False)

@@ -207,13 +207,35 @@ def _route(sp: Mapping[str, Any]) -> str:
     return "-"
 
 
+def forecast_cell(st: Mapping[str, Any]) -> str:
+    """``status.forecast`` in a few characters: "97%", "14% revenue" (blocking), or "-"."""
+    doc = st.get("forecast")
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("promotion"), Mapping):
+        return "-"
+    p = doc["promotion"].get("probability")
+    if p is None:
+        return "-"
+    blocking = doc.get("blocking")
+    return f"{100 * p:.0f}%" + (f" {blocking}" if blocking else "")
+
+
+#: Where ``list``'s PROMOTION column goes: after VERDICT.
+_PROMOTION_AT = 6
+
+
 def list_table(
-    items: Sequence[Body], now: datetime, with_namespace: bool = False, wide: bool = False
+    items: Sequence[Body],
+    now: datetime,
+    with_namespace: bool = False,
+    wide: bool = False,
+    *,
+    forecast: bool = False,
 ) -> str:
     """The ``canaryctl list`` table: the CRD's printer columns, what holds it, and the arms.
 
     ``wide`` adds the router, the samples of the current step per arm, each guardrail's
-    verdict and the time of the last analysis.
+    verdict and the time of the last analysis; ``forecast`` (and ``wide``) the decision
+    forecast's chance of promotion by ``maxDuration`` and the guardrail that blocks it.
     """
     headers = [
         "NAME",
@@ -228,6 +250,8 @@ def list_table(
     ]
     if wide:
         headers += ["ROUTE", "SAMPLES", "GUARDRAILS", "ANALYSED"]
+    if forecast or wide:
+        headers.insert(_PROMOTION_AT, "PROMOTION")
     if with_namespace:
         headers.insert(0, "NAMESPACE")
     rows = []
@@ -258,6 +282,8 @@ def list_table(
                 or "-",
                 "-" if analysed is None else f"{age(analysed, now)} ago",
             ]
+        if forecast or wide:
+            row.insert(_PROMOTION_AT, forecast_cell(st))
         if with_namespace:
             row.insert(0, meta.get("namespace", ""))
         rows.append(row)
@@ -628,8 +654,13 @@ def status_view(body: Body, now: datetime, wide: bool = False, refreshed: bool =
     if rows:
         lines += ["Guardrails:", *rows]
     lines += arm_lines(st, wide)
+    doc = st.get("forecast")
+    if isinstance(doc, Mapping) and doc.get("advice"):
+        step = doc.get("stepIndex")
+        at = "" if step is None else f" (at step {step + 1})"
+        lines.append(f"Forecast:     {doc['advice']}{at}")
     conditions = st.get("conditions") or []
-    held_types = {c.get("type") for _, c in held}
+    held_types = {c.get("type") for _, c in held} | {"DecisionForecast"}  # shown above
     bad = [c for c in conditions if c.get("status") == "False" and c.get("type") not in held_types]
     if bad:
         lines.append("Conditions:")

@@ -9,8 +9,10 @@ input as the option it came from; the numbers are the analysis engine's.
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -108,24 +110,339 @@ def plan_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_ramp(text: str) -> list[tuple[float, str | None, int]]:
+    """``5:2h,25:4h,50`` -> (weight %, minDuration or None, minSamples); errors name --steps."""
+    out: list[tuple[float, str | None, int]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        fields = part.split(":")
+        try:
+            weight = float(fields[0])
+            samples = int(fields[2]) if len(fields) == 3 else 0
+        except ValueError:
+            weight, samples = math.nan, 0
+        if not 1 <= len(fields) <= 3 or not math.isfinite(weight):
+            fail(
+                f"--steps: {part!r}: give weight[:minDuration[:minSamples]], e.g. 5:2h,25:4h,50",
+                EXIT_USAGE,
+            )
+        if not 0 < weight < 100:
+            fail(f"--steps: weight {weight:g} must lie strictly between 0 and 100", EXIT_USAGE)
+        if samples < 0:
+            fail(f"--steps: {part!r}: minSamples must be >= 0", EXIT_USAGE)
+        out.append((weight, fields[1] if len(fields) > 1 else None, samples))
+    if not out:
+        fail("--steps: give at least one step, e.g. 5:2h,25:4h,50", EXIT_USAGE)
+    if any(b[0] <= a[0] for a, b in itertools.pairwise(out)):
+        fail("--steps: weights must increase from step to step", EXIT_USAGE)
+    return out
+
+
+def _times(t: dict[str, Any]) -> str:
+    return f"median {t['median']}, 90th percentile {t['p90']}"
+
+
+def forecast_table(doc: dict[str, Any], ramp_text: str) -> str:
+    """The forecast as lines for people (``plan`` and ``start``)."""
+    p, i = doc["promotion"], doc["inputs"]
+    lines = [
+        f"Forecast through {ramp_text}, maxDuration {doc['maxDuration']}, at "
+        f"{doc['requestsPerMinute']:,.0f} requests/min",
+        f"(analysis.forecast: {doc['paths']} simulated runs of the decision rule, seed "
+        f"{doc['seed']}; alpha {i['alpha']:g} over {i['guardrails']} guardrails and the SRM "
+        "check):",
+        f"  healthy challenger promoted   {_times(p)}; by maxDuration "
+        f"{100 * p['probability']:.0f} %",
+        f"  steps end                     {doc['stepsEnd']} (no promotion before)",
+        f"  {'guardrail':<16}{'kind':<6}{'limit':<16}non-inferior after the steps",
+    ]
+    for g in doc["guardrails"]:
+        lines.append(
+            f"  {g['name']:<16}{g['kind']:<6}{g['limit']:<16}{_times(g)}; by maxDuration "
+            f"{100 * g['probability']:.0f} %"
+        )
+    lines.append(f"  false rollback (healthy)      {100 * doc['falseRollback']:.1f} %")
+    if "failure" in doc:
+        f = doc["failure"]
+        lines.append(
+            f"  harm {i['effectText']:<24} fails: {_times(f)}; by maxDuration "
+            f"{100 * f['probability']:.0f} %"
+        )
+    text = "\n".join(lines) + "\n"
+    if not doc["likely"]:
+        text += f"warning: {doc['advice']}\n"
+    return text
+
+
+def ramp_text(steps: list[Any]) -> str:
+    """``5 % for 2h, 25 % for 4h, then 50 %`` from spec steps."""
+    from controller.experiment import spec
+
+    parts = [f"{s.weight:g} % for {spec.format_duration(s.min_duration)}" for s in steps[:-1]]
+    last = steps[-1]
+    tail = f"then {last.weight:g} %" + (
+        f" (at least {spec.format_duration(last.min_duration)})"
+        if last.min_duration.total_seconds() > 0
+        else ""
+    )
+    return "the steps " + ", ".join([*parts, tail]) if parts else f"one step at {last.weight:g} %"
+
+
+def _forecast_mode(
+    *,
+    filename: str | None,
+    steps: str | None,
+    traffic: float | None,
+    kind: str,
+    margin: float | None,
+    kappa: float | None,
+    effect: float | None,
+    mean: float | None,
+    sd: float | None,
+    nonzero_share: float,
+    error_rate: float,
+    tail_share: float,
+    alpha: float,
+    guardrails: int,
+    deadline: str | None,
+    burn_in: int,
+    samples_per_arm: int | None,
+    out: output.Format,
+) -> None:
+    """``canaryctl plan --steps … --traffic …`` or ``-f experiment.yaml --traffic …``."""
+    from datetime import UTC, datetime
+
+    import analysis
+    from analysis import forecast as fc
+    from controller.experiment import spec, validation
+    from controller.operate import forecasting
+
+    if traffic is None:
+        fail("--traffic: give the total requests per minute to forecast at", EXIT_USAGE)
+    if not (traffic > 0 and math.isfinite(traffic)):
+        fail(f"--traffic: must be > 0 requests per minute (got {traffic:g})", EXIT_USAGE)
+    if not 0 < alpha <= defaults.ALPHA_MAX:
+        fail(f"--alpha: must lie in (0, {defaults.ALPHA_MAX:g}] (got {alpha:g})", EXIT_USAGE)
+    if guardrails < 1:
+        fail(f"--guardrails: must be at least 1 (got {guardrails})", EXIT_USAGE)
+    if filename is not None:
+        if steps is not None or margin is not None or kappa is not None:
+            fail("give either -f FILE or --steps with --margin/--kappa, not both", EXIT_USAGE)
+        from controller.cli.start import read_manifest
+
+        try:
+            s = validation.parse_experiment(read_manifest(filename))
+        except validation.SpecError as exc:
+            fail(f"{filename}: invalid spec: {'; '.join(str(i) for i in exc.issues)}", EXIT_USAGE)
+        settings, specs = forecasting.spec_inputs(s, datetime.now(UTC))
+        ramp_steps = list(s.steps)
+        max_duration = s.max_duration
+        n_guardrails = len(specs)
+    else:
+        assert steps is not None
+        parsed = parse_ramp(steps)
+        try:
+            ramp_steps = [
+                spec.Step(
+                    int(w) if w == int(w) else w,  # type: ignore[arg-type]
+                    spec.parse_duration(d) if d else spec.parse_duration("0s"),
+                    n,
+                )
+                for w, d, n in parsed
+            ]
+        except ValueError:
+            fail(f"--steps: {steps!r}: a duration is not like '2h' or '30m'", EXIT_USAGE)
+        max_duration = spec.parse_duration(defaults.MAX_DURATION)
+        if margin is not None and not (margin >= 0 and math.isfinite(margin)):
+            fail(f"--margin: must be >= 0, a fraction of the mean (got {margin:g})", EXIT_USAGE)
+        if kappa is not None and not (kappa >= 1 and math.isfinite(kappa)):
+            fail(f"--kappa: must be >= 1, the tolerated inflation (got {kappa:g})", EXIT_USAGE)
+        if kind == "mean":
+            if margin is None:
+                fail(
+                    "--margin: give the tolerated relative drop for --kind mean, e.g. 0.02",
+                    EXIT_USAGE,
+                )
+            g = analysis.GuardrailSpec("revenue", analysis.GuardrailKind.MEAN, margin=margin)
+        else:
+            if kappa is None:
+                fail(
+                    f"--kappa: give the tolerated inflation for --kind {kind}, e.g. 1.2", EXIT_USAGE
+                )
+            g = analysis.GuardrailSpec(
+                "latency" if kind == "tail" else "errors",
+                analysis.GuardrailKind(kind),
+                kappa=kappa,
+                threshold_ms=1000.0 if kind == "tail" else None,
+            )
+        specs = [g]
+        base = analysis.AnalysisSettings(
+            alpha=alpha,
+            burn_in_requests=burn_in,
+            n_star=float(samples_per_arm) if samples_per_arm else analysis.AnalysisSettings.n_star,
+        )
+        settings = fc.alone(base, guardrails)
+        n_guardrails = guardrails
+    if deadline is not None:
+        try:
+            max_duration = spec.parse_duration(deadline)
+        except ValueError:
+            fail(f"--deadline: {deadline!r} is not a duration like '6h' or '24h'", EXIT_USAGE)
+    harm: fc.Effect | None = None
+    effect_text = ""
+    if effect is not None:
+        g0 = specs[0]
+        if g0.kind == analysis.GuardrailKind.MEAN:
+            if not effect > -1:
+                fail(f"--effect: {100 * effect:+g} % is a change of more than −100 %", EXIT_USAGE)
+            if not effect < -g0.margin:
+                fail(
+                    f"--effect: {100 * effect:+g} % is on the wrong side of the margin "
+                    f"{-100 * g0.margin:+g} %: a harm to detect must be worse than the margin",
+                    EXIT_USAGE,
+                )
+            harm, effect_text = fc.Effect(revenue=effect), f"{100 * effect:+g} % revenue"
+        else:
+            if not effect > g0.kappa:
+                fail(
+                    f"--effect: ×{effect:g} is not beyond κ {g0.kappa:g}: a harm to detect must "
+                    "inflate the rate by more than κ",
+                    EXIT_USAGE,
+                )
+            if g0.kind == analysis.GuardrailKind.TAIL:
+                harm = fc.Effect(tail_ratio=effect)
+            else:
+                harm = fc.Effect(error_ratio=effect)
+            effect_text = f"×{effect:g} {g0.name}"
+    try:
+        t = fc.Traffic(
+            requests_per_minute=traffic,
+            revenue_mean=mean if mean is not None else fc.Traffic.revenue_mean,
+            revenue_sd=sd if sd is not None else fc.Traffic.revenue_sd,
+            revenue_nonzero=nonzero_share,
+            error_rate=error_rate,
+            tail_share=tail_share,
+        )
+    except ValueError as exc:
+        text = str(exc)
+        option = {
+            "revenue_mean": "--mean",
+            "revenue_sd": "--sd",
+            "revenue_nonzero": "--nonzero-share",
+            "error_rate": "--error-rate",
+            "tail_share": "--tail-share",
+        }
+        name = next((o for a, o in option.items() if text.startswith(a)), "--mean")
+        fail(f"{name}: {text}", EXIT_USAGE)
+    try:
+        f = forecasting.run(settings, specs, forecasting.ramp(ramp_steps), max_duration, t, harm)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+    doc = forecasting.document(f, specs, t, harm=harm is not None)
+    doc["inputs"] = {
+        "steps": [
+            {"weight": st.weight, "minDuration": spec.format_duration(st.min_duration)}
+            for st in ramp_steps
+        ],
+        "alpha": alpha if filename is None else s.analysis.alpha,
+        "guardrails": n_guardrails,
+        "effect": effect,
+        "effectText": effect_text,
+    }
+    if out is output.Format.TABLE:
+        typer.echo(forecast_table(doc, ramp_text(ramp_steps)), nl=False)
+    else:
+        typer.echo(output.dump(doc, out), nl=False)
+
+
+_FORECAST = "Forecast through a ramp (--steps or -f)"
+
+
+class Kind(StrEnum):
+    """The guardrail kind ``plan --steps`` forecasts."""
+
+    MEAN = "mean"
+    TAIL = "tail"
+    RATE = "rate"
+
+
 @app.command()
 def plan(
-    rps: Annotated[float, typer.Option("--rps", help="Total traffic, requests per second.")],
+    rps: Annotated[
+        float | None, typer.Option("--rps", help="Total traffic, requests per second.")
+    ] = None,
     weight: Annotated[
-        float, typer.Option("--weight", help="Canary weight: the challenger's share in percent.")
-    ],
-    mean: Annotated[float, typer.Option("--mean", help="The metric's baseline mean per request.")],
+        float | None,
+        typer.Option("--weight", help="Canary weight: the challenger's share in percent."),
+    ] = None,
+    mean: Annotated[
+        float | None,
+        typer.Option("--mean", help="The metric's baseline mean per request (capped revenue)."),
+    ] = None,
     sd: Annotated[
-        float, typer.Option("--sd", help="The metric's baseline standard deviation per request.")
-    ],
+        float | None,
+        typer.Option("--sd", help="The metric's baseline standard deviation per request."),
+    ] = None,
     effect: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--effect",
             help="Effect to detect: a fraction of the mean (-0.05 is a 5 % drop), or with "
-            "--absolute a change in the metric's unit.",
+            "--absolute a change in the metric's unit; with --kind tail or rate, a ratio of "
+            "rates (1.5).",
         ),
-    ],
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            "--steps",
+            help="The ramp, weight[:minDuration[:minSamples]] comma-separated (5:2h,25:4h,50): "
+            "forecast when a healthy challenger is promoted.",
+            rich_help_panel=_FORECAST,
+        ),
+    ] = None,
+    filename: Annotated[
+        str | None,
+        typer.Option(
+            "-f",
+            "--filename",
+            help="Forecast an Experiment manifest (its steps, guardrails, alpha, maxDuration).",
+            rich_help_panel=_FORECAST,
+        ),
+    ] = None,
+    traffic: Annotated[
+        float | None,
+        typer.Option(help="Total requests per minute.", rich_help_panel=_FORECAST),
+    ] = None,
+    kind: Annotated[
+        Kind,
+        typer.Option(help="Guardrail kind with --steps.", rich_help_panel=_FORECAST),
+    ] = Kind.MEAN,
+    margin: Annotated[
+        float | None,
+        typer.Option(
+            help="--kind mean: tolerated relative drop (0.02 = 2 %).", rich_help_panel=_FORECAST
+        ),
+    ] = None,
+    kappa: Annotated[
+        float | None,
+        typer.Option(
+            help="--kind tail or rate: tolerated inflation (1.2).", rich_help_panel=_FORECAST
+        ),
+    ] = None,
+    nonzero_share: Annotated[
+        float,
+        typer.Option(help="Share of requests with revenue > 0.", rich_help_panel=_FORECAST),
+    ] = 0.08,
+    error_rate: Annotated[
+        float, typer.Option(help="The champion's error rate.", rich_help_panel=_FORECAST)
+    ] = 0.002,
+    tail_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of the champion's requests above the tail threshold.",
+            rich_help_panel=_FORECAST,
+        ),
+    ] = 0.01,
     absolute: Annotated[
         bool, typer.Option("--absolute", help="--effect is absolute, not relative.")
     ] = False,
@@ -137,8 +454,12 @@ def plan(
     ] = 3,
     power: Annotated[float, typer.Option(help="Power of the fixed-horizon comparison.")] = 0.8,
     deadline: Annotated[
-        str, typer.Option(help="Deadline for the power figure (the experiment's maxDuration).")
-    ] = defaults.MAX_DURATION,
+        str | None,
+        typer.Option(
+            help="Deadline for the power figure: the experiment's maxDuration (default 24h, or "
+            "the manifest's)."
+        ),
+    ] = None,
     samples_per_arm: Annotated[
         int | None,
         typer.Option(help="τ² tuning, as spec.analysis.tuning.samplesPerArm (default: engine's)."),
@@ -150,20 +471,62 @@ def plan(
         output.Format, typer.Option("-o", "--output", help="Output format: table, json or yaml.")
     ] = output.Format.TABLE,
 ) -> None:
-    """How many samples and how much time a guardrail needs to detect an effect.
+    """How long until a healthy model is promoted through a ramp; or what one step detects.
+
+    `canaryctl plan --steps 5:2h,25:4h,50 --traffic 1000 --margin 0.02`
+
+    `canaryctl plan -f experiment.yaml --traffic 89000 -o json`
 
     `canaryctl plan --rps 200 --weight 10 --mean 0.13 --sd 0.7 --effect -0.05`
-
-    `canaryctl plan --rps 200 --weight 50 --mean 0.13 --sd 0.7 --effect -0.02 -o json`
     """
     import analysis
     from analysis import sequential
     from controller.experiment import spec
 
+    if steps is not None or filename is not None:
+        for value, flag in ((rps, "--rps"), (weight, "--weight")):
+            if value is not None:
+                fail(f"{flag}: not with --steps or -f (give --traffic)", EXIT_USAGE)
+        _forecast_mode(
+            filename=filename,
+            steps=steps,
+            traffic=traffic,
+            kind=kind.value,
+            margin=margin,
+            kappa=kappa,
+            effect=effect,
+            mean=mean,
+            sd=sd,
+            nonzero_share=nonzero_share,
+            error_rate=error_rate,
+            tail_share=tail_share,
+            alpha=alpha,
+            guardrails=guardrails,
+            deadline=deadline,
+            burn_in=burn_in,
+            samples_per_arm=samples_per_arm,
+            out=out,
+        )
+        return
+    missing = [
+        o
+        for v, o in ((rps, "--rps"), (weight, "--weight"), (mean, "--mean"), (sd, "--sd"))
+        if v is None
+    ] + (["--effect"] if effect is None else [])
+    if missing:
+        fail(
+            f"{missing[0]}: required (give --steps or -f with --traffic to forecast a ramp, "
+            "or --rps, --weight, --mean, --sd and --effect for one step)",
+            EXIT_USAGE,
+        )
+    assert rps is not None and weight is not None and mean is not None and sd is not None
+    assert effect is not None
+    deadline_text = deadline or defaults.MAX_DURATION
+
     try:
-        deadline_td = spec.parse_duration(deadline)
+        deadline_td = spec.parse_duration(deadline_text)
     except ValueError:
-        fail(f"--deadline: {deadline!r} is not a duration like '6h' or '24h'", EXIT_USAGE)
+        fail(f"--deadline: {deadline_text!r} is not a duration like '6h' or '24h'", EXIT_USAGE)
     if not 0 < alpha <= defaults.ALPHA_MAX:
         fail(
             f"--alpha: must lie in (0, {defaults.ALPHA_MAX:g}], as spec.analysis.alpha (got {alpha:g})",

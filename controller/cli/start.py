@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from controller.cli import kube, output
-from controller.cli.common import EXIT_USAGE, fail, output_option
+from controller.cli.common import EXIT_USAGE, DatabaseUrl, fail, output_option
 
 app = typer.Typer()
 #: ``start`` refused: another live Experiment already routes through the same objects.
@@ -178,6 +178,68 @@ def route_users(parsed: Any, name: str, namespace: str, items: list[dict[str, An
     return "; ".join(found) or None
 
 
+def _observed_traffic(url: str | None, champion: str, guardrails: list[Any]) -> tuple[Any, str]:
+    """The champion's latest observed traffic in Postgres, or None and why not."""
+    from controller.storage import db
+
+    found = db.configured_url(url)
+    if not found:
+        return None, "no --traffic and no database configured"
+    import sqlalchemy as sa
+
+    from controller.operate import evaluate, forecasting
+    from controller.storage import rollups
+
+    try:
+        engine = db.make_engine(
+            found, connect_args={"options": "-c timezone=UTC", "connect_timeout": 5}
+        )
+    except db.DatabaseConfigError as exc:
+        return None, str(exc)
+    try:
+        with engine.connect() as conn:
+            recent = rollups.champion_recent_totals(conn, champion)
+    except sa.exc.SQLAlchemyError as exc:
+        return None, f"the database is not reachable ({type(exc).__name__})"
+    finally:
+        engine.dispose()
+    if recent is None:
+        return None, f"no earlier experiment with champion {champion} in the database"
+    totals, minutes = recent
+    requests = sum(t.n for t in totals.values())
+    traffic = forecasting.traffic_from(
+        evaluate.arm_stats(totals["champion"]), requests, minutes, guardrails
+    )
+    if traffic is None:
+        return None, f"too little recent traffic of champion {champion} in the database"
+    return traffic, f"observed for {champion} over its last {minutes:.0f} min in Postgres"
+
+
+def print_forecast(body: dict[str, Any], traffic: float | None, url: str | None) -> None:
+    """The decision forecast of the spec to stderr, with a warning when promotion is unlikely."""
+    from datetime import UTC, datetime
+
+    from analysis import forecast as fc
+    from controller.cli import plan
+    from controller.experiment import validation
+    from controller.operate import forecasting
+
+    s = validation.parse_experiment(body)
+    settings, guardrails = forecasting.spec_inputs(s, datetime.now(UTC))
+    if traffic is not None:
+        observed, source = fc.Traffic(traffic), "--traffic, default metric moments"
+    else:
+        observed, source = _observed_traffic(url, s.champion.name, guardrails)
+    if observed is None:
+        typer.echo(f"no decision forecast: {source}; give --traffic (requests/min)", err=True)
+        return
+    f = forecasting.run(settings, guardrails, forecasting.ramp(s.steps), s.max_duration, observed)
+    doc = forecasting.document(f, guardrails, observed)
+    doc["inputs"] = {"alpha": s.analysis.alpha, "guardrails": len(guardrails)}
+    typer.echo(f"traffic: {source}", err=True)
+    typer.echo(plan.forecast_table(doc, plan.ramp_text(list(s.steps))), nl=False, err=True)
+
+
 @app.command()
 def start(
     filename: Annotated[
@@ -264,6 +326,17 @@ def start(
     max_duration: Annotated[
         str | None, typer.Option(help="Longest run (default 24h).", rich_help_panel=_FLAGS)
     ] = None,
+    traffic: Annotated[
+        float | None,
+        typer.Option(
+            help="Total requests per minute for the decision forecast (default: the champion's "
+            "latest traffic in Postgres, when reachable).",
+        ),
+    ] = None,
+    no_forecast: Annotated[
+        bool, typer.Option("--no-forecast", help="Skip the decision forecast.")
+    ] = False,
+    database_url: DatabaseUrl = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and print the object; create nothing.")
     ] = False,
@@ -335,6 +408,9 @@ def start(
         parsed = validation.parse_experiment(body)
     except validation.SpecError as exc:
         fail(f"{source}: invalid spec: {exc}", EXIT_USAGE)
+    if traffic is not None and not (traffic > 0 and traffic < float("inf")):
+        fail(f"--traffic: must be > 0 requests per minute (got {traffic:g})", EXIT_USAGE)
+
     body.setdefault("apiVersion", f"{spec.API_GROUP}/{spec.API_VERSION}")
     body.setdefault("kind", spec.KIND)
     body.pop("status", None)
@@ -371,6 +447,8 @@ def start(
             f"namespace {target} (nothing was sent)",
             err=True,
         )
+        if not no_forecast:
+            print_forecast(body, traffic, database_url)
         return
     assert cluster is not None
     experiments = kube.Experiments(cluster)
@@ -391,4 +469,6 @@ def start(
     except kube.KubeError as exc:
         fail(str(exc))
     typer.echo(f"experiment.{spec.API_GROUP}/{meta['name']} created in namespace {target}")
+    if not no_forecast:
+        print_forecast(body, traffic, database_url)
     typer.echo(f"follow it: canaryctl status {meta['name']} -n {target} --watch", err=True)

@@ -40,14 +40,15 @@ class ConditionType(StrEnum):
     BASELINE_READY = "BaselineReady"
     ROUTE_FOUND = "RouteFound"
     ROUTE_AVAILABLE = "RouteAvailable"
+    DECISION_FORECAST = "DecisionForecast"
 
 
 #: The conditions whose False status holds an experiment (no step up, no start, no
 #: promotion), each with the code the hold goes by in ``Tick.holds``, in the manual
 #: request rules and in the CLI. The one list of holds: ``safety`` sets these conditions,
 #: ``stepping`` and ``manual.refusal`` read the codes, ``canaryctl list`` and ``status``
-#: show the conditions. A new hold (e.g. a forecast that says the experiment cannot
-#: decide in time) is added here with its condition type.
+#: show the conditions. ``DecisionForecast`` is a condition but not a hold: a forecast
+#: that a healthy challenger will not be promoted in time warns; it never stops a step.
 HOLDS: Mapping[ConditionType, str] = {
     ConditionType.ROUTE_FOUND: "route_not_found",
     ConditionType.ROUTE_AVAILABLE: "route_owned",
@@ -127,6 +128,21 @@ class BaselineResult:
 
 
 @dataclass(frozen=True)
+class ForecastNote:
+    """The decision forecast the operator computed at a step start (``operate.forecasting``).
+
+    ``likely``: a healthy challenger is expected to be promoted before maxDuration;
+    ``message`` names the blocking guardrail and its fix; ``document`` is
+    ``status.forecast``.
+    """
+
+    likely: bool
+    reason: str
+    message: str
+    document: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything reconcile knows about the world at one tick."""
 
@@ -139,6 +155,7 @@ class Observed:
     baseline: BaselineResult | None = None
     request: manual.ManualRequest | manual.MalformedRequest | None = None
     held_flushed: bool = False  # decisions held in status.pendingDecisions reached the log
+    forecast: ForecastNote | None = None  # recomputed at a step start, else None
 
 
 @dataclass(frozen=True)
@@ -161,6 +178,11 @@ class GuardrailVerdict:
     verdict: Verdict
     reason_code: str
     reason: str
+    # The largest harm the confidence sequence could not exclude (the bound on the harmful
+    # side, on ``scale``), and the margin line it is judged against: "no harm found" reads it.
+    harm_bound: float | None = None
+    margin_line: float | None = None
+    scale: str = ""
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,8 @@ def _run(tick: Tick, s: spec.ExperimentSpec) -> p.Plan:
     """Steps 3–8 for a valid spec in a phase that is not terminal."""
     tick.condition(obs.ConditionType.SPEC_VALID, True, "Valid", "the spec is valid")
     analysis = _frozen_settings(tick, s)
+    if tick.observed.forecast is not None:
+        tick.forecast(tick.observed.forecast)
     if tick.verdicts is not None and tick.verdicts.overall.value != tick.status.verdict:
         tick.add(p.SetVerdict(tick.verdicts.overall.value))
     req = tick.pending_request()

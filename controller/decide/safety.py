@@ -1,7 +1,9 @@
 """Reconcile's precedence 4–6: roll back at once, roll back after a grace period, or hold.
 
 4. a guardrail FAIL or a sample-ratio mismatch (phases where the challenger has traffic);
-5. the maximum duration reached without PASS (reason ``inconclusive``);
+5. the maximum duration reached without PASS (reason ``inconclusive``), or, opted in by
+   ``spec.analysis.onInconclusive: promote``, a promotion with reason ``no_harm_found``
+   that records the largest harm each guardrail could not exclude;
 6. the route missing or owned by another Experiment: hold (a queued experiment waits
    for the route; only ``maxDuration`` ends the wait); the database unreachable, data
    missing, analysis unavailable or the challenger not ready: hold the current weight,
@@ -96,12 +98,66 @@ def _verdicts(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> p.Plan | 
             return tick.end(_ROLLED_BACK, "analysis_failed", "the analysis reported FAIL")
     start = tick.status.started_at or tick.observed.created_at
     if tick.now - start >= s.max_duration and not (v is not None and v.all_pass):
+        if _no_harm_found(tick, s, a):
+            return _promote_no_harm(tick, s)
         return tick.end(
             _ROLLED_BACK,
             "inconclusive",
             f"maxDuration {_fmt(s.max_duration)} reached without PASS on every guardrail",
         )
     return None
+
+
+def _no_harm_found(tick: Tick, s: spec.ExperimentSpec, a: spec.Analysis) -> bool:
+    """The opt-in applies: last step reached, burn-in met, analysis ran, no guardrail failed."""
+    v = tick.verdicts
+    return (
+        a.on_inconclusive is spec.InconclusivePolicy.PROMOTE
+        and v is not None
+        and v.burn_in_met
+        and not v.failed
+        and v.overall is not obs.Verdict.FAIL
+        and tick.status.phase in (obs.Phase.PROGRESSING, obs.Phase.AWAITING_PROMOTION)
+        and tick.status.step_index >= len(s.steps) - 1
+    )
+
+
+def format_bound(x: float | None, scale: str) -> str:
+    """A bound on a guardrail's scale, as people read it (−3.10 %, ×1.31, +0.02)."""
+    if x is None:
+        return "unknown"
+    if scale == spec.Scale.RELATIVE.value:
+        return f"{100 * x:+.2f} %"
+    if scale == spec.Scale.RATIO.value:
+        return f"×{x:.3g}"
+    return f"{x:+.4g}"
+
+
+def _promote_no_harm(tick: Tick, s: spec.ExperimentSpec) -> p.Plan:
+    """maxDuration without PASS, no FAIL, opted in: promote, saying what was not shown."""
+    v = tick.verdicts
+    assert v is not None
+    bounds = [
+        {
+            "name": g.name,
+            "verdict": g.verdict.value,
+            "scale": g.scale,
+            "largestHarmNotExcluded": g.harm_bound,
+            "marginLine": g.margin_line,
+        }
+        for g in v.guardrails
+    ]
+    open_ = [g for g in v.guardrails if g.verdict is not obs.Verdict.PASS]
+    parts = "; ".join(
+        f"{g.name}: harm up to {format_bound(g.harm_bound, g.scale)} not excluded "
+        f"(margin {format_bound(g.margin_line, g.scale)})"
+        for g in open_
+    )
+    message = (
+        f"maxDuration {_fmt(s.max_duration)} reached with no guardrail failed; promoted by "
+        f"spec.analysis.onInconclusive=promote. No harm found, non-inferiority NOT shown: {parts}"
+    )
+    return tick.end(obs.Phase.PROMOTED, "no_harm_found", message, evidence={"noHarmFound": bounds})
 
 
 def _data_fresh(tick: Tick, a: spec.Analysis, grace: timedelta) -> p.Plan | None:

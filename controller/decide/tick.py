@@ -72,8 +72,12 @@ class Tick:
         *,
         actor: str = p.ACTOR,
         request: manual.ManualRequest | None = None,
+        evidence: Mapping[str, Any] | None = None,
     ) -> p.Plan:
-        """A terminal transition to RolledBack or Promoted (see the module docstring)."""
+        """A terminal transition to RolledBack or Promoted (see the module docstring).
+
+        ``evidence`` joins what reconcile saw in the decision-log entry.
+        """
         if phase is obs.Phase.ROLLED_BACK:
             route: p.Action = p.FinalizeRoute()
             kind = p.DecisionKind.ROLLBACK
@@ -89,7 +93,14 @@ class Tick:
                 route,
                 *self.actions,
                 p.SetPhase(phase, code, message, self.now),
-                self.record(kind, code, message, actor, self.evidence(), key=kind.value),
+                self.record(
+                    kind,
+                    code,
+                    message,
+                    actor,
+                    {**self.evidence(), **(evidence or {})},
+                    key=kind.value,
+                ),
                 event,
                 *handled,
             )
@@ -156,6 +167,14 @@ class Tick:
         for type_ in obs.HOLDS:
             if type_ is not db and self.current(type_) is _F:
                 self.condition(type_, None, "Finished", "not checked since the experiment finished")
+
+    def forecast(self, note: obs.ForecastNote) -> None:
+        """Record a new decision forecast: the condition, ``status.forecast`` and an event."""
+        old = self.status.condition(obs.ConditionType.DECISION_FORECAST)
+        self.condition(obs.ConditionType.DECISION_FORECAST, note.likely, note.reason, note.message)
+        self._fields["forecast"] = dict(note.document)
+        if note.likely and (old is None or old.status != _T):
+            self.add(p.EmitEvent(p.EventType.NORMAL, note.reason, note.message))
 
     def false_since(self, type_: obs.ConditionType) -> datetime:
         """Since when a condition has been False (now if it is not False yet)."""

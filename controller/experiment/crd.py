@@ -362,6 +362,14 @@ _ANALYSIS = _obj(
             "How late a request may arrive and still count.",
             default=defaults.ALLOWED_LATENESS,
         ),
+        "onInconclusive": {
+            "type": "string",
+            "enum": [m.value for m in spec.InconclusivePolicy],
+            "default": defaults.ON_INCONCLUSIVE.value,
+            "description": "At maxDuration without PASS on every guardrail: rollback, or"
+            " promote when no guardrail failed (reason no_harm_found, recording the largest"
+            " harm each guardrail could not exclude).",
+        },
         "tuning": _obj(
             {
                 "samplesPerArm": {
@@ -675,6 +683,13 @@ STATUS_SCHEMA: Schema = _obj(
             },
             description="The sample-ratio check against the split the router reports.",
         ),
+        "forecast": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "The decision forecast of the current step (stepIndex): when a"
+            " healthy challenger is expected to be promoted, per guardrail, from the observed"
+            " champion traffic; the blocking guardrail and its fix (condition DecisionForecast).",
+        },
         "pendingDecisions": {
             "type": "array",
             "description": "Decisions taken while the database was unreachable, written to the "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.experiment.spec import Direction, PromotionMode
+from controller.experiment.spec import Direction, InconclusivePolicy, PromotionMode
 
 #: ``spec.analysis.interval``: how often the operator reconciles and the analysis runs.
 INTERVAL = "1m"
@@ -26,6 +26,8 @@ BURN_IN_MIN_NON_ZERO_REVENUE = 200
 SRM_ENABLED = True
 #: ``spec.analysis.allowedLateness``.
 ALLOWED_LATENESS = "2m"
+#: ``spec.analysis.onInconclusive``: maxDuration without PASS rolls back unless opted in.
+ON_INCONCLUSIVE = InconclusivePolicy.ROLLBACK
 #: ``spec.analysis.guardrails[].direction`` (mean guardrails only).
 DIRECTION = Direction.HIGHER_IS_BETTER
 #: ``spec.analysis.guardrails[].thresholdFromBaseline.margin``.
@@ -57,6 +59,7 @@ BY_PATH: dict[str, Any] = {
     "analysis.burnIn.minNonZeroRevenue": BURN_IN_MIN_NON_ZERO_REVENUE,
     "analysis.srm.enabled": SRM_ENABLED,
     "analysis.allowedLateness": ALLOWED_LATENESS,
+    "analysis.onInconclusive": ON_INCONCLUSIVE.value,
     "promotion.mode": PROMOTION_MODE.value,
     "failurePolicy.missingData.gracePeriod": MISSING_DATA_GRACE,
     "failurePolicy.databaseUnreachable.gracePeriod": DATABASE_UNREACHABLE_GRACE,

@@ -343,6 +343,10 @@ def analysis_to_raw(a: spec.Analysis) -> dict[str, Any]:
         raw["baseline"] = {"duration": spec.format_duration(a.baseline.duration)}
     if a.tuning.samples_per_arm is not None:
         raw["tuning"] = {"samplesPerArm": a.tuning.samples_per_arm}
+    if a.on_inconclusive is not spec.InconclusivePolicy.ROLLBACK:
+        # Written only when opted in: the default keeps the digests (and the records) of
+        # experiments frozen before the field existed, which read back as rollback.
+        raw["onInconclusive"] = a.on_inconclusive.value
     return raw
 
 

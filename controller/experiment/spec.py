@@ -147,6 +147,13 @@ class MarginKind(StrEnum):
     ABSOLUTE = "absolute"
 
 
+class InconclusivePolicy(StrEnum):
+    """What maxDuration reached without PASS on every guardrail leads to."""
+
+    ROLLBACK = "rollback"  # the default: inconclusive means not shown safe
+    PROMOTE = "promote"  # opt-in: promote when no guardrail failed ("no harm found")
+
+
 class PromotionMode(StrEnum):
     """Whether passing the last step promotes on its own or waits for a person."""
 
@@ -304,6 +311,7 @@ class Analysis:
     srm_enabled: bool
     allowed_lateness: timedelta
     tuning: Tuning
+    on_inconclusive: InconclusivePolicy = InconclusivePolicy.ROLLBACK
 
     @property
     def needs_baseline(self) -> bool:

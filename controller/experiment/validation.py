@@ -183,6 +183,9 @@ def analysis_from_raw(raw: Mapping[str, Any]) -> spec.Analysis:
         srm_enabled=bool(raw.get("srm", {}).get("enabled", defaults.SRM_ENABLED)),
         allowed_lateness=spec.parse_duration(raw.get("allowedLateness", defaults.ALLOWED_LATENESS)),
         tuning=spec.Tuning(samples_per_arm=tuning.get("samplesPerArm")),
+        on_inconclusive=spec.InconclusivePolicy(
+            raw.get("onInconclusive", defaults.ON_INCONCLUSIVE.value)
+        ),
     )
 
 

@@ -28,7 +28,7 @@ from controller.decide import deletion, reconcile
 from controller.decide import observed as obs
 from controller.experiment import frozen, validation
 from controller.experiment import spec as sp
-from controller.operate import evaluate, executor, observe
+from controller.operate import evaluate, executor, forecasting, observe
 from controller.routers import base as routers
 from controller.storage import experiments
 
@@ -204,6 +204,7 @@ class Assembler:
             baseline=found.baseline,
             held_flushed=work.flushed,
             route_missing=work.route_missing,
+            forecast=self._forecast(work),
         )
         plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
         outcome = self._apply(work, plan)
@@ -215,6 +216,22 @@ class Assembler:
         )
         work.due = now + (requeue.delay if requeue else interval)
         return TickResult(res.key, plan, outcome, evaluation)
+
+    def _forecast(self, work: Work) -> obs.ForecastNote | None:
+        """The decision forecast, once per step of a Progressing experiment (see forecasting)."""
+        res, pending, s = work.res, work.found.pending, work.spec_or_error
+        if (
+            pending is None
+            or not isinstance(s, sp.ExperimentSpec)
+            or res.stored.phase is not obs.Phase.PROGRESSING
+            or forecasting.stored_step(res.raw_status) == res.stored.step_index
+        ):
+            return None
+        try:
+            return forecasting.for_tick(pending, s, res.stored.step_index)
+        except ValueError as exc:  # inputs the forecast refuses: no forecast, never a failed tick
+            logger.warning("%s: no decision forecast: %s", res.key, exc)
+            return None
 
     def _apply(self, work: Work, plan: p.Plan) -> executor.Outcome:
         res = work.res

@@ -119,7 +119,13 @@ def summarise(
         overall=obs.Verdict(ev.verdict.value),
         guardrails=tuple(
             obs.GuardrailVerdict(
-                g.name, obs.Verdict(g.verdict.value), g.reason_code.value, g.reason
+                g.name,
+                obs.Verdict(g.verdict.value),
+                g.reason_code.value,
+                g.reason,
+                harm_bound=harm_bound(g, settings.guardrail(g.name)),
+                margin_line=settings.guardrail(g.name).margin_line,
+                scale=settings.guardrail(g.name).scale.value,
             )
             for g in ev.guardrails
         ),
@@ -133,6 +139,18 @@ def summarise(
 
 def _num(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)
+
+
+def harm_bound(g: analysis.GuardrailResult, test: frozen.GuardrailTest) -> float | None:
+    """The confidence-sequence bound on the harmful side: the largest harm not excluded.
+
+    The lower bound of a higher-is-better mean, the upper bound otherwise (a lower-is-better
+    mean, a ratio of exceedances or errors); None before the burn-in (no bound yet).
+    """
+    lower_is_harm = (
+        test.kind is spec.GuardrailKind.MEAN and test.direction is spec.Direction.HIGHER_IS_BETTER
+    )
+    return _num(g.lower if lower_is_harm else g.upper)
 
 
 def status_fields(

@@ -109,6 +109,7 @@ def observed(
     baseline: obs.BaselineResult | None,
     held_flushed: bool,
     route_missing: tuple[str, str] | None = None,
+    forecast: obs.ForecastNote | None = None,
 ) -> obs.Observed:
     """Everything reconcile reads about the world at this tick."""
     if route_state is not None:
@@ -133,6 +134,7 @@ def observed(
         baseline=baseline,
         request=manual.parse_request(res.annotations),
         held_flushed=held_flushed,
+        forecast=forecast,
     )
 
 

@@ -311,3 +311,28 @@ def _quantile_with_cells(
             exp_id, q, arm, candidate, short,
         )  # fmt: skip
     return candidate
+
+
+def champion_recent_totals(
+    conn: sa.Connection, champion: str, minutes: int = 60
+) -> tuple[dict[str, ArmTotals], float] | None:
+    """Per-arm totals over the last ``minutes`` of data of the newest experiment whose champion
+    is ``champion``, and the minutes they cover; None when there is none.
+
+    What ``canaryctl start`` forecasts from when no ``--traffic`` is given: the model about
+    to be challenged served this traffic in its latest experiment (as champion).
+    """
+    exp_id = conn.execute(
+        sa.select(models.Experiment.id)
+        .where(models.Experiment.spec["champion"]["name"].astext == champion)
+        .order_by(models.Experiment.created_at.desc(), models.Experiment.id.desc())
+        .limit(1)
+    ).scalar()
+    if exp_id is None:
+        return None
+    extent = data_extent(conn, exp_id)
+    if extent is None:
+        return None
+    end = extent[1] + timedelta(minutes=1)
+    start = max(extent[0], end - timedelta(minutes=minutes))
+    return window_totals(conn, exp_id, start, end), (end - start).total_seconds() / 60

@@ -80,4 +80,5 @@ def test_wrong_input_names_the_option(change: list[str], message: str) -> None:
 
 def test_missing_option_is_a_usage_error() -> None:
     result = run("plan", "--rps", "100")
-    assert result.exit_code == 2 and "Missing option" in result.stderr
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --weight: required (give --steps or -f")

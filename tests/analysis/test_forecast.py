@@ -1,0 +1,129 @@
+"""The forecast: reproducible, monotone in traffic, and in line with request-level replays."""
+
+import math
+
+import numpy as np
+import pytest
+
+from analysis import forecast as fc
+from analysis import simulate, spec, trajectory
+
+SETTINGS = spec.AnalysisSettings(burn_in_requests=300, burn_in_nonzero=20)
+SCENARIO = simulate.Scenario(
+    minutes=240,
+    requests_per_minute=2000,
+    ramp=((0, 0.2), (30, 0.5)),
+    volume_amplitude=0.0,
+    revenue_amplitude=0.0,
+    latency_amplitude=0.0,
+    error_amplitude=0.0,
+)
+THRESHOLD = SCENARIO.champion_p99_ms() * 1.1
+GUARDRAILS = [
+    spec.GuardrailSpec("revenue", spec.GuardrailKind.MEAN, margin=0.07),
+    spec.GuardrailSpec("latency", spec.GuardrailKind.TAIL, kappa=1.5, threshold_ms=THRESHOLD),
+    spec.GuardrailSpec("errors", spec.GuardrailKind.RATE, kappa=2.0),
+]
+RAMP = [fc.RampStep(0.2, 30), fc.RampStep(0.5, 30)]
+
+
+def _forecast(rpm: float = 2000, **kw: object) -> fc.Forecast:
+    traffic = fc.Traffic.from_scenario(SCENARIO, GUARDRAILS).scaled(rpm / 2000)
+    return fc.forecast(SETTINGS, GUARDRAILS, RAMP, 240, traffic, paths=60, **kw)  # type: ignore[arg-type]
+
+
+def test_the_same_inputs_give_the_same_forecast_and_another_seed_another() -> None:
+    a, b = _forecast(), _forecast()
+    assert a == b
+    assert _forecast(seed=1).promotion != a.promotion or _forecast(seed=1).passing != a.passing
+
+
+def test_more_traffic_promotes_earlier_and_more_often() -> None:
+    low, mid, high = _forecast(500), _forecast(2000), _forecast(8000)
+    assert low.promotion.probability <= mid.promotion.probability <= high.promotion.probability
+    assert high.promotion.median <= mid.promotion.median <= low.promotion.median
+    assert high.promotion.median < low.promotion.median
+    # never before the steps' minimum durations
+    assert high.promotion.median >= high.steps_minutes == 60
+
+
+def test_the_forecast_median_agrees_with_replays_of_request_level_simulations() -> None:
+    """The forecast's draws against simulate_minutes' per-request draws, same rule (replay)."""
+    promoted = []
+    for seed in range(24):
+        minutes = simulate.simulate_minutes(SCENARIO, seed, thresholds_ms=(THRESHOLD,))
+        r = trajectory.replay(SETTINGS, GUARDRAILS, minutes)
+        after = (np.arange(SCENARIO.minutes) + 1 >= 60) & (r.verdict == "pass")
+        hits = np.flatnonzero(after)
+        ok = hits.size and (r.first_fail < 0 or r.first_fail > hits[0])
+        promoted.append(hits[0] + 1 if ok else math.inf)
+    measured = float(np.median(promoted))
+    predicted = _forecast(look_minutes=1).promotion.median
+    assert math.isfinite(measured)
+    assert predicted == pytest.approx(measured, rel=0.25)
+
+
+def test_a_harm_is_forecast_to_fail_on_its_own_guardrail() -> None:
+    f = _forecast(effect=fc.Effect(error_ratio=4.0))
+    assert f.failing["errors"].probability > 0.9
+    assert f.failing["revenue"].probability < 0.1
+    assert f.failure.median == f.failing["errors"].median < 240
+    assert f.promotion == _forecast().promotion  # promotion is forecast for a healthy model
+    assert f.false_rollback < 0.1
+
+
+def test_an_unlikely_promotion_names_the_blocking_guardrail_and_what_would_fix_it() -> None:
+    g = [spec.GuardrailSpec("revenue", spec.GuardrailKind.MEAN, margin=0.01), *GUARDRAILS[1:]]
+    traffic = fc.Traffic.from_scenario(SCENARIO, g)
+    f = fc.forecast(SETTINGS, g, RAMP, 240, traffic, paths=40, fixes=True)
+    assert not f.likely
+    assert f.blocking == "revenue"
+    assert f.fix.margin is not None and f.fix.margin > 0.01
+    assert f.fix.requests_per_minute is not None and f.fix.requests_per_minute > 2000
+    assert f.fix.max_minutes is None or f.fix.max_minutes > 240
+    likely = fc.forecast(
+        SETTINGS, g, RAMP, 240, traffic.scaled(f.fix.requests_per_minute / 2000), paths=40
+    )
+    assert likely.promotion.probability >= 0.6
+
+
+def test_traffic_from_a_scenario_matches_the_simulated_champion() -> None:
+    minutes = simulate.simulate_minutes(SCENARIO, 3, thresholds_ms=(THRESHOLD,))
+    t = fc.Traffic.from_scenario(SCENARIO, GUARDRAILS)
+    n = minutes.n[:, 0].sum()
+    mean = minutes.revenue_sum[:, 0].sum() / n
+    sd = math.sqrt(minutes.revenue_sum_sq[:, 0].sum() / n - mean**2)
+    assert mean == pytest.approx(t.revenue_mean, rel=0.05)
+    assert sd == pytest.approx(t.revenue_sd, rel=0.08)
+    assert minutes.exceedances[:, 0, 0].sum() / n == pytest.approx(t.tail_of("latency"), rel=0.1)
+
+
+def test_a_step_that_lasts_no_time_is_skipped() -> None:
+    ramp = [fc.RampStep(0.05, 0), fc.RampStep(0.2, 30), fc.RampStep(0.5, 30)]
+    traffic = fc.Traffic.from_scenario(SCENARIO, GUARDRAILS)
+    f = fc.forecast(SETTINGS, GUARDRAILS, ramp, 240, traffic, paths=10)
+    assert f.steps_minutes == 60 and f.promotion.probability > 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_minutes": 0}, "max_minutes"),
+        ({"ramp": []}, "ramp"),
+        ({"guardrails": []}, "guardrails"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {
+        "settings": SETTINGS,
+        "guardrails": GUARDRAILS,
+        "ramp": RAMP,
+        "max_minutes": 240,
+        "traffic": fc.Traffic(1000),
+    }
+    with pytest.raises(ValueError, match=message):
+        fc.forecast(**{**args, **kwargs})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="weight"):
+        fc.RampStep(1.5, 10)
+    with pytest.raises(ValueError, match="revenue"):
+        fc.Effect(revenue=-2.0)

@@ -1,0 +1,71 @@
+"""The operator's decision forecast against the API emulator and Postgres, in simulated time.
+
+At each step start the operator forecasts, from the champion traffic it observed, whether a
+healthy challenger will be promoted before maxDuration, and says so in a condition, an
+Event and ``status.forecast``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes.client
+import pytest
+import sqlalchemy as sa
+
+from analysis import Scenario
+from canaryctl_demo.world import World, experiment_body, guardrails
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def world(truncating_engine: sa.Engine) -> Iterator[World]:
+    with World.start(truncating_engine, start=T0) as w:
+        yield w
+
+
+def _condition(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "DecisionForecast")
+
+
+def _events(world: World, name: str) -> list[tuple[str, str, str]]:
+    items = kubernetes.client.CoreV1Api(world.api).list_namespaced_event(world.namespace).items
+    return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]
+
+
+def test_a_margin_too_tight_for_the_traffic_is_flagged_naming_the_guardrail(
+    world: World,
+) -> None:
+    body = experiment_body(
+        "tight",
+        analysis={"guardrails": guardrails(revenue_margin=0.005)},
+        max_duration="2h",
+    )
+    world.create(body)
+    status = world.run("tight", Scenario(requests_per_minute=2000), until={"x"}, max_minutes=6)
+    assert status["phase"] == "Progressing"
+    cond = _condition(status)
+    assert (cond["status"], cond["reason"]) == ("False", "PromotionUnlikely")
+    assert "guardrail revenue (margin 0.5 %) blocks" in cond["message"]
+    assert "requests/min" in cond["message"] or "maxDuration" in cond["message"]
+    forecast = status["forecast"]
+    assert forecast["stepIndex"] == 0 and forecast["blocking"] == "revenue"
+    assert forecast["promotion"]["probability"] < 0.8
+    assert 1500 < forecast["requestsPerMinute"] < 2500  # observed, not assumed
+    assert ("Warning", "PromotionUnlikely", cond["message"]) in _events(world, "tight")
+
+
+def test_a_comfortable_canary_is_forecast_likely(world: World) -> None:
+    world.create(experiment_body("easy"))
+    status = world.run("easy", Scenario(requests_per_minute=10_000), until={"x"}, max_minutes=6)
+    cond = _condition(status)
+    assert (cond["status"], cond["reason"]) == ("True", "PromotionLikely")
+    assert (
+        status["forecast"]["likely"] is True and status["forecast"].get("blocking") is None
+    )  # null: merge-patched away
+    assert status["forecast"]["stepsEnd"] == "1h"  # the steps' minimum durations: no earlier
+    assert status["forecast"]["promotion"]["probability"] >= 0.8
+    assert any(r == "PromotionLikely" for _, r, _ in _events(world, "easy"))

@@ -1,0 +1,99 @@
+"""``canaryctl plan --steps/-f --traffic``: the shared forecast through a ramp, and nonsense refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import analysis
+from analysis import forecast as fc
+from controller.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+RAMP = ["plan", "--steps", "5:2h,25:4h,50", "--margin", "0.02"]
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, list(args))
+
+
+def test_json_is_the_forecast_of_the_analysis_engine() -> None:
+    result = run(*RAMP, "--traffic", "1000", "-o", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    g = analysis.GuardrailSpec("revenue", analysis.GuardrailKind.MEAN, margin=0.02)
+    f = fc.forecast(
+        fc.alone(analysis.AnalysisSettings(), 3),
+        [g],
+        [fc.RampStep(0.05, 120), fc.RampStep(0.25, 240), fc.RampStep(0.5, 0)],
+        1440,
+        fc.Traffic(1000),
+    )
+    assert doc["promotion"]["probability"] == pytest.approx(f.promotion.probability, abs=1e-4)
+    assert doc["stepsEnd"] == "6h" and doc["maxDuration"] == "24h"
+    assert doc["likely"] is False and doc["blocking"] == "revenue"
+    assert doc["fix"]["margin"] > 0.02 and doc["fix"]["requestsPerMinute"] > 1000
+
+
+def test_the_table_warns_at_low_traffic_naming_guardrail_and_fix_and_not_at_high() -> None:
+    low = run(*RAMP, "--traffic", "1000")
+    assert low.exit_code == 0, low.output
+    assert (
+        "healthy challenger promoted" in low.stdout
+        and "steps end                     6h" in low.stdout
+    )
+    warning = next(line for line in low.stdout.splitlines() if line.startswith("warning:"))
+    assert "guardrail revenue (margin 2 %) blocks" in warning
+    assert "requests/min" in warning and "maxDuration" in warning
+    high = run(*RAMP, "--traffic", "89000")
+    assert high.exit_code == 0 and "warning:" not in high.stdout
+    assert "median 6h, 90th percentile 6h; by maxDuration 100 %" in high.stdout
+
+
+def test_a_harm_is_forecast_to_fail() -> None:
+    result = run(*RAMP, "--traffic", "89000", "--effect", "-0.05", "-o", "json")
+    doc = json.loads(result.stdout)
+    assert doc["failure"]["probability"] == 1.0
+    assert doc["promotion"]["probability"] == 1.0  # the healthy forecast is unchanged
+
+
+def test_a_manifest_is_forecast_with_all_its_guardrails_and_minimum_samples() -> None:
+    path = str(ROOT / "manifests" / "examples" / "gateway-api.yaml")
+    result = run("plan", "-f", path, "--traffic", "1000", "-o", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [g["name"] for g in doc["guardrails"]] == ["revenue", "latency-p99", "errors"]
+    assert doc["stepsEnd"] == "14h40m"  # 20,000 samples at 5 % of 1,000/min take 400 min
+    assert doc["blocking"] == "revenue"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--effect", "-0.01"], "error: --effect: -1 % is on the wrong side of the margin -2 %"),
+        (["--effect", "-2"], "error: --effect: -200 % is a change of more than −100 %"),
+        (["--steps", "5:2h,25:4h,150"], "error: --steps: weight 150 must lie strictly between"),
+        (["--steps", "25:2h,5"], "error: --steps: weights must increase"),
+        (["--steps", "5:2x"], "error: --steps: '5:2x': a duration is not like"),
+        (["--traffic", "0"], "error: --traffic: must be > 0"),
+        (["--margin", "-0.1"], "error: --margin: must be >= 0"),
+        (["--kind", "tail"], "error: --kappa: give the tolerated inflation"),
+        (["--kind", "rate", "--kappa", "1.5", "--effect", "1.2"], "error: --effect: ×1.2 is not"),
+        (["--nonzero-share", "2"], "error: --nonzero-share: revenue_nonzero must lie in"),
+        (["--rps", "10"], "error: --rps: not with --steps or -f"),
+    ],
+)
+def test_nonsense_is_refused_in_one_line_naming_the_option(args: list[str], message: str) -> None:
+    result = run(*RAMP, "--traffic", "1000", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_without_a_ramp_the_single_step_options_are_required() -> None:
+    result = run("plan", "--traffic", "1000")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --rps: required (give --steps or -f")
