@@ -305,6 +305,32 @@ def _count_bounds(
     return out[0], out[1]
 
 
+def mean_eligible(s: MeanSummary) -> BoolArray:
+    """A mean guardrail may decide once one of its steps counts (passed its burn-in)."""
+    out: BoolArray = np.asarray(s.active.any(axis=1))
+    return out
+
+
+def count_eligible(events: FloatArray, present: BoolArray, min_events: FloatArray) -> BoolArray:
+    """A count guardrail may decide once both arms together have ``min_events`` events.
+
+    ``events`` has shape (rows, steps, 2), ``present`` (rows, steps), ``min_events`` (rows,).
+    The count test is exact at any count (it conditions on the events' total), so this
+    floor only restricts the looks at which it may reject: Ville's inequality covers every
+    look, hence any subset of them.
+    """
+    total = np.where(present[..., None], events, 0.0).sum(axis=(1, 2))
+    out: BoolArray = np.asarray(total >= min_events)
+    return out
+
+
+def srm_eligible(n: FloatArray, present: BoolArray, min_requests: FloatArray) -> BoolArray:
+    """The SRM check may decide once the smaller arm has ``min_requests`` (all steps)."""
+    smaller = np.where(present[..., None], n, 0.0).sum(axis=1).min(axis=-1)
+    out: BoolArray = np.asarray(smaller >= min_requests)
+    return out
+
+
 def srm_step_log_bf(n: FloatArray, rho: FloatArray, concentration: npt.ArrayLike) -> FloatArray:
     """Per-step ln BF of the SRM test; ``n`` has shape (..., 2), ``rho`` the challenger share."""
     theta = np.stack([1.0 - rho, rho], axis=-1)

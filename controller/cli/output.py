@@ -8,7 +8,7 @@ Status fields read: ``phase``, ``reasonCode``, ``message``, ``phaseStartedAt``,
 ``stepIndex``, ``step``, ``stepStartedAt``, ``challengerWeight``, ``verdict``,
 ``conditions``, ``handledRequests`` and, when the operator writes them,
 ``guardrails[]`` (``name``, ``kind``, ``estimate``, ``lower``, ``upper``, ``verdict``,
-``reasonCode``) and ``samples`` (``champion``, ``challenger``: finalised requests per arm
+``reasonCode``, ``waiting``), ``srm.waiting`` and ``samples`` (``champion``, ``challenger``: finalised requests per arm
 in the current step).
 """
 
@@ -196,6 +196,16 @@ def _progress(body: Body, st: Mapping[str, Any], now: datetime) -> list[str]:
     return lines
 
 
+def waiting_text(waiting: Mapping[str, Any] | None) -> str:
+    """``waiting for data: 140 of 200 revenue events`` from ``status…waiting`` (or "")."""
+    if not waiting:
+        return ""
+    return (
+        f"waiting for data: {_number(waiting.get('have'))} of "
+        f"{_number(waiting.get('need'))} {waiting.get('unit', '')}".rstrip()
+    )
+
+
 def _seconds(d: timedelta) -> timedelta:
     return timedelta(seconds=int(d.total_seconds()))
 
@@ -240,12 +250,15 @@ def status_view(body: Body, now: datetime) -> str:
                 _effect(g.get("estimate"), g, relative),
                 f"[{_effect(g.get('lower'), g, relative)}, {_effect(g.get('upper'), g, relative)}]",
                 _dash(g.get("verdict")),
-                _dash(g.get("reasonCode")),
+                waiting_text(g.get("waiting")) or _dash(g.get("reasonCode")),
             ]
             for g in guardrails
         ]
         header = ["NAME", "KIND", "ESTIMATE", "BOUNDS", "VERDICT", "REASON"]
         lines += ["  " + line for line in table(header, rows).splitlines()]
+    srm_wait = waiting_text((st.get("srm") or {}).get("waiting"))
+    if srm_wait:
+        lines.append(f"SRM check:    {srm_wait}")
     conditions = st.get("conditions") or []
     bad = [c for c in conditions if c.get("status") != "True"]
     if bad:

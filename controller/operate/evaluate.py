@@ -37,6 +37,8 @@ def settings_for(settings: frozen.FrozenSettings) -> analysis.AnalysisSettings:
         "alpha": a.alpha,
         "burn_in_requests": a.burn_in.min_requests,
         "burn_in_nonzero": a.burn_in.min_non_zero_revenue,
+        "min_events": a.burn_in.min_events,
+        "srm_min_requests": a.burn_in.min_srm_requests,
         "srm_check": settings.srm.enabled,
     }
     if a.tuning.samples_per_arm:
@@ -126,6 +128,11 @@ def _num(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)
 
 
+def _waiting(w: analysis.Waiting | None) -> dict[str, Any]:
+    """``{"waiting": {have, need, unit}}`` while a test waits for its own data, else nothing."""
+    return {} if w is None else {"waiting": {"have": w.have, "need": w.need, "unit": w.unit}}
+
+
 def status_fields(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> dict[str, Any]:
     """``status.guardrails`` and ``status.srm``: each figure with the alpha it was judged at,
     the scale it is on and the line where harm begins (as frozen), for people and the CLI."""
@@ -148,6 +155,7 @@ def status_fields(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> d
                 "scale": test.scale.value,
                 "marginLine": test.margin_line,
                 "nullLine": test.null_line,
+                **_waiting(g.waiting),
             }
         )
     return {
@@ -159,6 +167,7 @@ def status_fields(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> d
             "observedShare": _num(ev.srm.observed_share),
             "expectedShare": _num(ev.srm.expected_share),
             "alpha": ev.srm.alpha,
+            **_waiting(ev.srm.waiting),
         },
     }
 
