@@ -165,6 +165,7 @@ def evaluate_batch(
             ),
             n_star=np.array([float(items[i].settings.n_star) for i in idx]),
             alpha=np.array([alpha_of(i) for i in idx]),
+            null_ratio=np.array([1.0 - g.sign * g.margin for _, g in mean_rows]),
         )
         comb = engine.combine_means(
             summ,

@@ -118,6 +118,7 @@ def replay(
                 min_nonzero=ones * (settings.burn_in_nonzero if rev else 0.0),
                 n_star=ones * settings.n_star,
                 alpha=ones * alpha_g,
+                null_ratio=ones * (1.0 - g.sign * g.margin),
             )
             comb = engine.combine_means(
                 summ,
