@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from analysis.counts import CountTest, exceedance_test
     from analysis.decision import evaluate, evaluate_batch
     from analysis.power import Plan, fixed_horizon_n, plan
-    from analysis.results import BatchItem, Evaluation, GuardrailResult, SrmStatus
+    from analysis.results import BatchItem, Evaluation, GuardrailResult, SrmStatus, Waiting
     from analysis.sequential import MeanDifference, mean_difference
     from analysis.simulate import (
         MinuteStats,
@@ -49,7 +49,7 @@ _EXPORTS = {  # module -> the names it exports here
     "counts": ("CountTest", "exceedance_test"),
     "decision": ("evaluate", "evaluate_batch"),
     "power": ("Plan", "fixed_horizon_n", "plan"),
-    "results": ("BatchItem", "Evaluation", "GuardrailResult", "SrmStatus"),
+    "results": ("BatchItem", "Evaluation", "GuardrailResult", "SrmStatus", "Waiting"),
     "sequential": ("MeanDifference", "mean_difference"),
     "simulate": ("MinuteStats", "RequestRows", "Scenario", "simulate_minutes", "simulate_requests"),
     "spec": (
@@ -97,6 +97,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), pinned by tests/analysis/test_api.
     "StepWindow",
     "SufficientStats",
     "Verdict",
+    "Waiting",
     "evaluate",
     "evaluate_batch",
     "exceedance_test",

@@ -146,6 +146,7 @@ def evaluate_batch(
         return items[i].settings.alpha_each(len(items[i].guardrails))
 
     by_row: dict[tuple[int, str], tuple[engine.Combined, int]] = {}
+    waiting: dict[tuple[int, str], results.Waiting] = {}
     if mean_rows:
         idx = np.array([i for i, _ in mean_rows])
         is_rev = np.array([g.metric == spec.MeanMetric.REVENUE for _, g in mean_rows])
@@ -158,12 +159,13 @@ def evaluate_batch(
             total_sq,
             np.where(is_rev[:, None, None], sel[..., 3], np.inf),
             relative=np.array([g.relative for _, g in mean_rows]),
-            min_requests=np.array([float(items[i].settings.burn_in_requests) for i in idx]),
+            min_requests=np.array([_min_requests(items[i].settings, g) for i, g in mean_rows]),
             min_nonzero=np.where(
                 is_rev, [float(items[i].settings.burn_in_nonzero) for i in idx], 0.0
             ),
             n_star=np.array([float(items[i].settings.n_star) for i in idx]),
             alpha=np.array([alpha_of(i) for i in idx]),
+            null_ratio=np.array([1.0 - g.sign * g.margin for _, g in mean_rows]),
         )
         comb = engine.combine_means(
             summ,
@@ -172,8 +174,13 @@ def evaluate_batch(
             alpha=np.array([alpha_of(i) for i in idx]),
             with_bounds=with_bounds,
         )
+        mean_ok = engine.mean_eligible(summ)
         for r, (i, g) in enumerate(mean_rows):
             by_row[(i, g.name)] = (comb, r)
+            if not mean_ok[r]:
+                waiting[(i, g.name)] = _mean_waiting(
+                    items[i].settings, g, arms[i, len(items[i].steps) - 1]
+                )
     exceed: dict[tuple[int, str], list[tuple[int, int]]] = {}
     if count_rows:
         events = np.zeros((len(count_rows), k_max, 2))
@@ -206,14 +213,42 @@ def evaluate_batch(
             prior_ratio=np.array([_ratio(items[i].settings) for i in idx], dtype=np.float64),
             with_bounds=with_bounds,
         )
+        min_events = np.array([float(items[i].settings.min_events) for i in idx])
+        count_ok = engine.count_eligible(events, present[idx], min_events)
         for r, (i, g) in enumerate(count_rows):
             by_row[(i, g.name)] = (comb, r)
+            if not count_ok[r]:
+                unit = "slow requests" if g.kind == spec.GuardrailKind.TAIL else "errors"
+                have = int(events[r, : len(items[i].steps)].sum())
+                waiting[(i, g.name)] = results.Waiting(have, items[i].settings.min_events, unit)
     conc = np.array([it.settings.srm_concentration for it in items])[:, None, None]
     srm_steps = np.where(present, engine.srm_step_log_bf(arms[..., 0], rho, conc), 0.0)
     return [
-        _assemble(it, i, arms[i], rho[i], srm_steps[i], by_row, exceed)
+        _assemble(it, i, arms[i], rho[i], srm_steps[i], by_row, exceed, waiting)
         for i, it in enumerate(items)
     ]
+
+
+def _min_requests(settings: spec.AnalysisSettings, g: spec.GuardrailSpec) -> float:
+    """Requests a mean guardrail's step needs in its smaller arm before it counts."""
+    if g.metric == spec.MeanMetric.REVENUE:
+        return float(settings.burn_in_requests)
+    return float(settings.mean_min_requests)
+
+
+def _mean_waiting(
+    settings: spec.AnalysisSettings, g: spec.GuardrailSpec, last: FloatArray
+) -> results.Waiting:
+    """What a mean guardrail's current step still lacks: the unmet minimum furthest from done.
+
+    ``last`` holds the current step's arm rows (2, fields).
+    """
+    need = [(int(last[:, 0].min()), max(int(_min_requests(settings, g)), 2), "requests")]
+    if g.metric == spec.MeanMetric.REVENUE:
+        need.append((int(last[:, 3].min()), settings.burn_in_nonzero, "revenue events"))
+    unmet = [w for w in need if w[0] < w[1]] or need[-1:]
+    have, want, unit = min(unmet, key=lambda w: w[0] / w[1] if w[1] else 1.0)
+    return results.Waiting(have, want, unit)
 
 
 def _ratio(settings: spec.AnalysisSettings) -> float:
@@ -240,36 +275,39 @@ def _assemble(
     srm_steps: FloatArray,
     by_row: dict[tuple[int, str], tuple[engine.Combined, int]],
     exceed: dict[tuple[int, str], list[tuple[int, int]]],
+    waiting: dict[tuple[int, str], results.Waiting],
 ) -> results.Evaluation:
     st, settings = it.state, it.settings
     k = len(it.steps)
     alpha_g = settings.alpha_each(len(it.guardrails))
     big_l = engine.log_threshold(alpha_g)
     n_arm = arms[:k, :, 0].sum(axis=0)
-    nz_arm = arms[:k, :, 3].sum(axis=0)
-    needs_nonzero = any(
-        g.kind == spec.GuardrailKind.MEAN and g.metric == spec.MeanMetric.REVENUE
-        for g in it.guardrails
+    srm_ok = bool(
+        engine.srm_eligible(
+            arms[None, :k, :, 0], np.ones((1, k), dtype=bool), np.array([settings.srm_min_requests])
+        )[0]
     )
-    burn_in = bool(
-        n_arm.min() >= settings.burn_in_requests
-        and (not needs_nonzero or nz_arm.min() >= settings.burn_in_nonzero)
+    srm_wait = (
+        None if srm_ok else results.Waiting(int(n_arm.min()), settings.srm_min_requests, "requests")
     )
     log_bf = float(srm_steps[:k].sum())
-    srm_p = min(st.srm_p, math.exp(-log_bf) if log_bf > -700 else 1.0) if burn_in else st.srm_p
-    srm_fired = settings.srm_check and burn_in and log_bf >= big_l
+    srm_p = min(st.srm_p, math.exp(-log_bf) if log_bf > -700 else 1.0) if srm_ok else st.srm_p
+    srm_fired = settings.srm_check and srm_ok and log_bf >= big_l
     expected = float((rho[:k] * arms[:k, :, 0].sum(axis=1)).sum() / max(n_arm.sum(), 1.0))
     observed = float(n_arm[1] / n_arm.sum()) if n_arm.sum() > 0 else math.nan
     srm_alpha = alpha_g if settings.srm_check else 0.0
-    srm_status = results.SrmStatus(srm_fired, srm_p, log_bf, observed, expected, srm_alpha)
+    srm_status = results.SrmStatus(
+        srm_fired, srm_p, log_bf, observed, expected, srm_alpha, srm_wait
+    )
 
     out: list[results.GuardrailResult] = []
     running: dict[str, state.RunningP] = {}
     for g in it.guardrails:
         comb, r = by_row[(i, g.name)]
+        wait = waiting.get((i, g.name))
         harm, noninf = float(comb.log_e_harm[r]), float(comb.log_e_noninf[r])
         prev = st.running_p.get(g.name, state.RunningP())
-        if burn_in:
+        if wait is None:
             prev = state.RunningP(
                 min(prev.harm, math.exp(-harm) if harm > -700 else 1.0),
                 min(prev.noninferiority, math.exp(-noninf) if noninf > -700 else 1.0),
@@ -285,11 +323,11 @@ def _assemble(
             limit = f"the margin {_fmt(-g.sign * g.margin, rel)}"
         else:
             limit = f"κ = {g.kappa:g} times the champion's rate"
-        if not burn_in:
-            verdict, code, text = spec.Verdict.CONTINUE, spec.ReasonCode.BURN_IN, "burn-in not met"
-        elif srm_fired:
+        if srm_fired:
             verdict, code = spec.Verdict.CONTINUE, spec.ReasonCode.VOID_SRM
             text = "void: the traffic split does not match the reported split"
+        elif wait is not None:
+            verdict, code, text = spec.Verdict.CONTINUE, spec.ReasonCode.BURN_IN, wait.describe()
         elif harm >= big_l and bool(comb.harmful[r]):
             verdict, code = spec.Verdict.FAIL, spec.ReasonCode.HARM
             text = f"challenger worse than {limit} ({shown}, ln E = {harm:.2f} ≥ {big_l:.2f})"
@@ -314,26 +352,13 @@ def _assemble(
                 prev.noninferiority,
                 noninf,
                 alpha_g,
+                wait,
             )
         )
 
+    all_eligible = srm_ok and all(r.eligible for r in out)
     fails = [r for r in out if r.verdict == spec.Verdict.FAIL]
-    if not burn_in:
-        verdict, code, reason = (
-            spec.Verdict.CONTINUE,
-            spec.ReasonCode.BURN_IN,
-            (
-                f"burn-in: smaller arm has {int(n_arm.min())} of "
-                f"{settings.burn_in_requests} requests"
-                + (
-                    f" and {int(nz_arm.min())} of {settings.burn_in_nonzero} "
-                    "non-zero revenue events"
-                    if needs_nonzero
-                    else ""
-                )
-            ),
-        )
-    elif srm_fired:
+    if srm_fired:
         verdict, code = spec.Verdict.FAIL, spec.ReasonCode.SRM
         reason = (
             f"sample-ratio mismatch: challenger got {100 * observed:.2f} % of requests, "
@@ -351,12 +376,18 @@ def _assemble(
     elif fails:
         verdict, code = spec.Verdict.FAIL, spec.ReasonCode.HARM
         reason = "; ".join(r.reason for r in fails)
-    elif out and all(r.verdict == spec.Verdict.PASS for r in out):
+    elif out and all_eligible and all(r.verdict == spec.Verdict.PASS for r in out):
         verdict, code, reason = (
             spec.Verdict.PASS,
             spec.ReasonCode.ALL_PASS,
             ("every guardrail shows non-inferiority"),
         )
+    elif not all_eligible:
+        waits = [r.reason for r in out if not r.eligible]
+        if srm_wait is not None:
+            waits.append(f"srm: {srm_wait.describe()}")
+        verdict, code = spec.Verdict.CONTINUE, spec.ReasonCode.BURN_IN
+        reason = "; ".join(waits)
     else:
         verdict, code, reason = (
             spec.Verdict.CONTINUE,
@@ -388,4 +419,6 @@ def _assemble(
             )
         )
     new_state = state.AnalysisState(st.looks + 1, tuple(frozen), running, srm_p)
-    return results.Evaluation(verdict, code, reason, burn_in, tuple(out), srm_status, new_state)
+    return results.Evaluation(
+        verdict, code, reason, all_eligible, tuple(out), srm_status, new_state
+    )

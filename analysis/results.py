@@ -14,6 +14,24 @@ from analysis import spec, state
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """What a test still waits for before it may decide (its eligibility).
+
+    ``have`` of ``need`` ``unit`` (e.g. 140 of 200 "revenue events"), counted as its rule
+    says: a mean test in the current step's smaller arm; a count test over both arms and
+    every step; the SRM check in the smaller arm over every step.
+    """
+
+    have: int
+    need: int
+    unit: str
+
+    def describe(self) -> str:
+        """``waiting for data: 140 of 200 revenue events``."""
+        return f"waiting for data: {self.have} of {self.need} {self.unit}"
+
+
+@dataclass(frozen=True)
 class GuardrailResult:
     """One guardrail at one look.
 
@@ -35,6 +53,9 @@ class GuardrailResult:
         The same for non-inferiority (challenger within the margin).
     alpha : float
         This guardrail's share of the experiment's alpha.
+    waiting : Waiting, optional
+        Set while the guardrail is not yet eligible (its own data do not suffice); it
+        then neither fails nor passes.
     """
 
     name: str
@@ -50,6 +71,12 @@ class GuardrailResult:
     p_value_noninferiority: float
     log_e_value_noninferiority: float
     alpha: float
+    waiting: Waiting | None = None
+
+    @property
+    def eligible(self) -> bool:
+        """True once the guardrail's own data suffice for it to decide."""
+        return self.waiting is None
 
     @property
     def e_value(self) -> float:
@@ -62,7 +89,8 @@ class SrmStatus:
     """The sample-ratio check at one look, against the shares the router reported.
 
     ``alpha`` is the check's share of the family-wise alpha: 0 when the check is off
-    (``AnalysisSettings.srm_check``), and ``mismatch`` is then always False.
+    (``AnalysisSettings.srm_check``), and ``mismatch`` is then always False. ``waiting``
+    is set until the smaller arm has ``AnalysisSettings.srm_min_requests`` requests.
     """
 
     mismatch: bool
@@ -71,11 +99,21 @@ class SrmStatus:
     observed_share: float
     expected_share: float
     alpha: float
+    waiting: Waiting | None = None
+
+    @property
+    def eligible(self) -> bool:
+        """True once the check may decide."""
+        return self.waiting is None
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """An experiment at one look; ``state`` is what to persist and pass to the next look."""
+    """An experiment at one look; ``state`` is what to persist and pass to the next look.
+
+    ``burn_in_met`` is True when every guardrail and the SRM check are eligible (what a
+    PASS needs); a FAIL needs only the failing test's own eligibility.
+    """
 
     verdict: spec.Verdict
     reason_code: spec.ReasonCode

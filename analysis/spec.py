@@ -136,6 +136,14 @@ class GuardrailSpec:
         return float(buckets.LATENCY_EDGES_MS[self.edge_index])
 
 
+#: Per-guardrail eligibility defaults (docs/statistics.md, "Eligibility").
+DEFAULT_BURN_IN_REQUESTS = 3000
+DEFAULT_BURN_IN_NONZERO = 200
+DEFAULT_MEAN_MIN_REQUESTS = 500
+DEFAULT_MIN_EVENTS = 10
+DEFAULT_SRM_MIN_REQUESTS = 100
+
+
 @dataclass(frozen=True)
 class AnalysisSettings:
     """An experiment's recorded analysis settings.
@@ -146,10 +154,22 @@ class AnalysisSettings:
         Family-wise probability that a healthy challenger is rolled back for any reason;
         split equally (Bonferroni) over the guardrails and, when it runs, the SRM check.
     burn_in_requests : int
-        Minimum requests in the smaller arm before any verdict other than CONTINUE (and,
-        per step, before a step's mean test counts).
+        ``mean`` guardrails on revenue: requests in a step's smaller arm before that step's
+        test counts (enough for the plug-in variance; STATISTICS.md §2). A mean guardrail
+        is *eligible* (may decide) once one of its steps counts.
     burn_in_nonzero : int
-        Minimum requests with revenue > 0 in the smaller arm (revenue guardrails).
+        ``mean`` guardrails on revenue: requests with revenue > 0 in a step's smaller arm
+        before that step's test counts (STATISTICS.md §2).
+    mean_min_requests : int
+        ``mean`` guardrails on other metrics (log latency, not heavy-tailed): requests in a
+        step's smaller arm before that step's test counts.
+    min_events : int
+        ``tail`` and ``rate`` guardrails: bad events (slow requests or errors, both arms,
+        all steps) before the guardrail may decide. The count test is exact at any count,
+        so this is a small floor, not a validity condition.
+    srm_min_requests : int
+        Requests in the smaller arm (all steps) before the SRM check may decide (exact
+        test; a small floor).
     n_star : float
         Smaller-arm sample size per step at which mean tests are tightest (τ² tuning).
     srm_concentration : float
@@ -163,8 +183,11 @@ class AnalysisSettings:
     """
 
     alpha: float = 0.05
-    burn_in_requests: int = 3000
-    burn_in_nonzero: int = 200
+    burn_in_requests: int = DEFAULT_BURN_IN_REQUESTS
+    burn_in_nonzero: int = DEFAULT_BURN_IN_NONZERO
+    mean_min_requests: int = DEFAULT_MEAN_MIN_REQUESTS
+    min_events: int = DEFAULT_MIN_EVENTS
+    srm_min_requests: int = DEFAULT_SRM_MIN_REQUESTS
     n_star: float = sequential.DEFAULT_N_STAR
     srm_concentration: float = srm.DEFAULT_CONCENTRATION
     beta_a: float = 1.0
@@ -178,6 +201,12 @@ class AnalysisSettings:
             raise ValueError(f"burn_in_requests must be >= 0, got {self.burn_in_requests}")
         if self.burn_in_nonzero < 0:
             raise ValueError(f"burn_in_nonzero must be >= 0, got {self.burn_in_nonzero}")
+        if self.mean_min_requests < 0:
+            raise ValueError(f"mean_min_requests must be >= 0, got {self.mean_min_requests}")
+        if self.min_events < 0:
+            raise ValueError(f"min_events must be >= 0, got {self.min_events}")
+        if self.srm_min_requests < 0:
+            raise ValueError(f"srm_min_requests must be >= 0, got {self.srm_min_requests}")
         if not self.n_star > 0:
             raise ValueError(f"n_star must be > 0, got {self.n_star}")
         if not self.srm_concentration > 0:

@@ -3,7 +3,7 @@
 Sits beside ``decision``: where ``evaluate`` answers "what now?" for one look with state
 passed in and out, ``replay`` answers "when would canaryctl have stopped?" for every
 minute of a history, vectorised over time with the same ``engine`` kernels and the same
-rules (per-step burn-in, products over steps, Bonferroni split, FAIL only with the
+rules (per-guardrail eligibility, per-step burn-in, products over steps, Bonferroni split, FAIL only with the
 estimate on the harmful side). Tests check it against minute-by-minute ``evaluate``. Used
 by the benchmark and by notebooks; it must not be used by the controller (which needs
 state) and must not change any rule of ``decision``.
@@ -40,6 +40,8 @@ class Replay:
         First minute with an overall PASS.
     log_e_harm : dict of str to ndarray
         ln E of each guardrail's harm test at each minute.
+    first_eligible : dict of str to int
+        First minute at which each guardrail (and ``"srm"``) may decide.
     passing : dict of str to ndarray of bool
         Minutes at which each guardrail, on its own, shows non-inferiority with its data
         eligible and no sample-ratio mismatch (what ``analysis.forecast`` reads).
@@ -50,6 +52,7 @@ class Replay:
     first_fail_by: dict[str, int]
     first_pass: int
     log_e_harm: dict[str, FloatArray]
+    first_eligible: dict[str, int]
     passing: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
 
@@ -87,23 +90,17 @@ def replay(
     big_l = engine.log_threshold(alpha_g)
     ones = np.ones(t_len)
 
-    n_tot = n.sum(axis=1)
     nz = _cumulate(minutes.revenue_nonzero, step, n_steps)
-    needs_nonzero = any(
-        g.kind == spec.GuardrailKind.MEAN and g.metric == spec.MeanMetric.REVENUE
-        for g in guardrails
-    )
-    burn_in = n_tot.min(axis=1) >= settings.burn_in_requests
-    if needs_nonzero:
-        burn_in &= nz.sum(axis=1).min(axis=1) >= settings.burn_in_nonzero
+    srm_ok = engine.srm_eligible(n, started, ones * settings.srm_min_requests)
     log_bf = np.where(started, engine.srm_step_log_bf(n, rho, settings.srm_concentration), 0.0).sum(
         axis=1
     )
-    srm_fire = burn_in & (log_bf >= big_l)
+    srm_fire = srm_ok & (log_bf >= big_l) & settings.srm_check
 
     fail_any = srm_fire.copy()
-    pass_all = burn_in & ~srm_fire
+    pass_all = srm_ok & ~srm_fire
     first_by: dict[str, int] = {}
+    first_ok: dict[str, int] = {"srm": _first(srm_ok)}
     log_e: dict[str, FloatArray] = {}
     passing: dict[str, npt.NDArray[np.bool_]] = {}
     for g in guardrails:
@@ -121,10 +118,12 @@ def replay(
                 total_sq,
                 nz if rev else np.full_like(n, np.inf),
                 relative=np.full(t_len, g.relative),
-                min_requests=ones * settings.burn_in_requests,
+                min_requests=ones
+                * (settings.burn_in_requests if rev else settings.mean_min_requests),
                 min_nonzero=ones * (settings.burn_in_nonzero if rev else 0.0),
                 n_star=ones * settings.n_star,
                 alpha=ones * alpha_g,
+                null_ratio=ones * (1.0 - g.sign * g.margin),
             )
             comb = engine.combine_means(
                 summ,
@@ -133,6 +132,7 @@ def replay(
                 alpha=ones * alpha_g,
                 with_bounds=False,
             )
+            ok = engine.mean_eligible(summ)
         else:
             if g.kind == spec.GuardrailKind.RATE:
                 ev = _cumulate(minutes.errors, step, n_steps)
@@ -154,13 +154,15 @@ def replay(
                 * (math.inf if settings.count_prior_ratio is None else settings.count_prior_ratio),
                 with_bounds=False,
             )
-        fail = burn_in & ~srm_fire & (comb.log_e_harm >= big_l) & comb.harmful
-        passed = (comb.log_e_noninf >= big_l) & comb.safe
+            ok = engine.count_eligible(ev, started, ones * settings.min_events)
+        fail = ok & ~srm_fire & (comb.log_e_harm >= big_l) & comb.harmful
+        passed = ok & (comb.log_e_noninf >= big_l) & comb.safe
         fail_any |= fail
         pass_all &= passed
         first_by[g.name] = _first(fail)
+        first_ok[g.name] = _first(ok)
         log_e[g.name] = comb.log_e_harm
-        passing[g.name] = burn_in & ~srm_fire & passed
+        passing[g.name] = passed & ~srm_fire
     first_by["srm"] = _first(srm_fire)
     pass_all &= ~fail_any & bool(guardrails)
     verdict = np.where(
@@ -168,4 +170,4 @@ def replay(
         spec.Verdict.FAIL.value,
         np.where(pass_all, spec.Verdict.PASS.value, spec.Verdict.CONTINUE.value),
     )
-    return Replay(verdict, _first(fail_any), first_by, _first(pass_all), log_e, passing)
+    return Replay(verdict, _first(fail_any), first_by, _first(pass_all), log_e, first_ok, passing)

@@ -8,7 +8,7 @@ Status fields read: ``phase``, ``reasonCode``, ``message``, ``phaseStartedAt``,
 ``stepIndex``, ``step``, ``stepStartedAt``, ``challengerWeight``, ``verdict``,
 ``conditions``, ``handledRequests`` and, when the operator writes them,
 ``guardrails[]`` (``name``, ``kind``, ``estimate``, ``lower``, ``upper``, ``verdict``,
-``reasonCode``) and ``samples`` (``champion``, ``challenger``: finalised requests per arm
+``reasonCode``, ``waiting``), ``srm.waiting`` and ``samples`` (``champion``, ``challenger``: finalised requests per arm
 in the current step).
 """
 
@@ -404,6 +404,9 @@ def guardrail_table(body: Body, wide: bool = False) -> list[str]:
         return []
     scales = _scales(body)
     header = ["NAME", "MEASURES", "CHAMPION", "CHALLENGER", "CHANGE [BOUNDS]", "VERDICT"]
+    waits = any(g.get("waiting") for g in guardrails)  # a test still short of its own data
+    if waits:
+        header.append("NOTE")
     if wide:
         header[1:1] = ["KIND"]
         header += ["REASON", "P(HARM)", "P(NON-INFERIOR)", "ALPHA"]
@@ -417,6 +420,8 @@ def guardrail_table(body: Body, wide: bool = False) -> list[str]:
             _change(g, scales),
             _dash(g.get("verdict")),
         ]
+        if waits:
+            row.append(waiting_text(g.get("waiting")))
         if wide:
             row[1:1] = [_dash(g.get("kind"))]
             row += [
@@ -538,6 +543,16 @@ def _progress(body: Body, st: Mapping[str, Any], now: datetime) -> list[str]:
     return lines
 
 
+def waiting_text(waiting: Mapping[str, Any] | None) -> str:
+    """``waiting for data: 140 of 200 revenue events`` from ``status…waiting`` (or "")."""
+    if not waiting:
+        return ""
+    return (
+        f"waiting for data: {_number(waiting.get('have'))} of "
+        f"{_number(waiting.get('need'))} {waiting.get('unit', '')}".rstrip()
+    )
+
+
 def _seconds(d: timedelta) -> timedelta:
     return timedelta(seconds=int(d.total_seconds()))
 
@@ -653,6 +668,9 @@ def status_view(body: Body, now: datetime, wide: bool = False, refreshed: bool =
     rows = guardrail_table(body, wide)
     if rows:
         lines += ["Guardrails:", *rows]
+    srm_wait = waiting_text((st.get("srm") or {}).get("waiting"))
+    if srm_wait:
+        lines.append(f"SRM check:    {srm_wait}")
     lines += arm_lines(st, wide)
     doc = st.get("forecast")
     if isinstance(doc, Mapping) and doc.get("advice"):

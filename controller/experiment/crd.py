@@ -273,6 +273,16 @@ _GUARDRAIL = _obj(
     ],
 )
 
+_WAITING = _obj(
+    {
+        "have": {"type": "integer", "minimum": 0},
+        "need": {"type": "integer", "minimum": 0},
+        "unit": {"type": "string"},
+    },
+    description="Set while the test waits for its own data (not yet eligible to decide):"
+    " have of need units, e.g. 140 of 200 revenue events.",
+)
+
 _ANALYSIS = _obj(
     {
         "interval": _with(
@@ -301,17 +311,33 @@ _ANALYSIS = _obj(
                     "type": "integer",
                     "minimum": 0,
                     "default": defaults.BURN_IN_MIN_REQUESTS,
-                    "description": "Requests in the smaller arm before tests may decide.",
+                    "description": "Requests in a step's smaller arm before a mean (revenue)"
+                    " test may decide.",
                 },
                 "minNonZeroRevenue": {
                     "type": "integer",
                     "minimum": 0,
                     "default": defaults.BURN_IN_MIN_NON_ZERO_REVENUE,
-                    "description": "Requests with non-zero revenue in the smaller arm"
-                    " before tests may decide.",
+                    "description": "Requests with non-zero revenue in a step's smaller arm"
+                    " before a mean (revenue) test may decide.",
+                },
+                "minEvents": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "default": defaults.BURN_IN_MIN_EVENTS,
+                    "description": "Slow requests (tail) or errors (rate), both arms, before"
+                    " a tail or rate test may decide.",
+                },
+                "minSrmRequests": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "default": defaults.BURN_IN_MIN_SRM_REQUESTS,
+                    "description": "Requests in the smaller arm before the sample-ratio check"
+                    " may decide.",
                 },
             },
-            description="Burn-in before any test may decide (STATISTICS.md section 2).",
+            description="The data each test needs before it may decide; each test waits"
+            " for its own (docs/statistics.md, Eligibility).",
             default={},
         ),
         "revenueCap": _obj(
@@ -632,6 +658,7 @@ STATUS_SCHEMA: Schema = _obj(
                         "type": "number",
                         "description": "A tail guardrail's threshold (the histogram edge).",
                     },
+                    "waiting": _WAITING,
                 },
                 required=["name", "verdict"],
                 description="The figures of the latest look, with the alpha, scale and margin"
@@ -680,6 +707,7 @@ STATUS_SCHEMA: Schema = _obj(
                 "observedShare": {"type": "number", "nullable": True},
                 "expectedShare": {"type": "number", "nullable": True},
                 "alpha": {"type": "number", "description": "Its share of alpha (0 when off)."},
+                "waiting": _WAITING,
             },
             description="The sample-ratio check against the split the router reports.",
         ),

@@ -19,9 +19,14 @@ INTERVAL = "1m"
 ALPHA = 0.05
 #: The largest alpha the schema accepts: beyond even odds a "test" is a coin toss.
 ALPHA_MAX = 0.5
-#: ``spec.analysis.burnIn``: data in the smaller arm before any test may decide.
+#: ``spec.analysis.burnIn``: the data each test needs before it may decide (its eligibility):
+#: requests and non-zero revenue events in a step's smaller arm for a mean (revenue) test,
+#: bad events for a tail or rate test, requests in the smaller arm for the SRM check. They
+#: equal ``analysis.AnalysisSettings``' defaults (a test holds them together).
 BURN_IN_MIN_REQUESTS = 3000
 BURN_IN_MIN_NON_ZERO_REVENUE = 200
+BURN_IN_MIN_EVENTS = 10
+BURN_IN_MIN_SRM_REQUESTS = 100
 #: ``spec.analysis.srm.enabled``.
 SRM_ENABLED = True
 #: ``spec.analysis.allowedLateness``.
@@ -57,6 +62,8 @@ BY_PATH: dict[str, Any] = {
     "analysis.guardrails[].thresholdFromBaseline.margin": THRESHOLD_MARGIN,
     "analysis.burnIn.minRequests": BURN_IN_MIN_REQUESTS,
     "analysis.burnIn.minNonZeroRevenue": BURN_IN_MIN_NON_ZERO_REVENUE,
+    "analysis.burnIn.minEvents": BURN_IN_MIN_EVENTS,
+    "analysis.burnIn.minSrmRequests": BURN_IN_MIN_SRM_REQUESTS,
     "analysis.srm.enabled": SRM_ENABLED,
     "analysis.allowedLateness": ALLOWED_LATENESS,
     "analysis.onInconclusive": ON_INCONCLUSIVE.value,

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from analysis import multiplicity
-from controller.experiment import spec, validation
+from controller.experiment import defaults, spec, validation
 from controller.experiment.spec import Scale as Scale
 
 #: The version of the JSON shape written by ``to_json``; ``from_json`` reads it and older ones.
@@ -329,6 +329,8 @@ def analysis_to_raw(a: spec.Analysis) -> dict[str, Any]:
         "burnIn": {
             "minRequests": a.burn_in.min_requests,
             "minNonZeroRevenue": a.burn_in.min_non_zero_revenue,
+            "minEvents": a.burn_in.min_events,
+            "minSrmRequests": a.burn_in.min_srm_requests,
         },
         "srm": {"enabled": a.srm_enabled},
         "allowedLateness": spec.format_duration(a.allowed_lateness),
@@ -350,9 +352,22 @@ def analysis_to_raw(a: spec.Analysis) -> dict[str, Any]:
     return raw
 
 
+#: Settings added after settings were first frozen, with their defaults: hashed only when set
+#: to something else, so that settings frozen before they existed keep their digest.
+_LATER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "burnIn": {
+        "minEvents": defaults.BURN_IN_MIN_EVENTS,
+        "minSrmRequests": defaults.BURN_IN_MIN_SRM_REQUESTS,
+    },
+}
+
+
 def digest(a: spec.Analysis) -> str:
     """A stable hash of the settings (derived values excluded) to detect later edits."""
-    text = json.dumps(analysis_to_raw(a), sort_keys=True, separators=(",", ":"))
+    raw = analysis_to_raw(a)
+    for section, later in _LATER_DEFAULTS.items():
+        raw[section] = {k: v for k, v in raw[section].items() if k not in later or later[k] != v}
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -270,10 +270,18 @@ Guardrail = MeanGuardrail | TailGuardrail | RateGuardrail
 
 @dataclass(frozen=True)
 class BurnIn:
-    """Minimum data in the smaller arm before any test may decide (§2)."""
+    """The data each test needs before it may decide (its eligibility; docs/statistics.md).
+
+    ``min_requests`` and ``min_non_zero_revenue``: in a step's smaller arm, for a mean
+    (revenue) guardrail (§2); ``min_events``: slow requests or errors, both arms, for a
+    tail or rate guardrail; ``min_srm_requests``: requests in the smaller arm for the SRM
+    check.
+    """
 
     min_requests: int
     min_non_zero_revenue: int
+    min_events: int
+    min_srm_requests: int
 
 
 @dataclass(frozen=True)

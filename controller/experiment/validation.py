@@ -170,6 +170,8 @@ def analysis_from_raw(raw: Mapping[str, Any]) -> spec.Analysis:
             min_non_zero_revenue=burn_in.get(
                 "minNonZeroRevenue", defaults.BURN_IN_MIN_NON_ZERO_REVENUE
             ),
+            min_events=burn_in.get("minEvents", defaults.BURN_IN_MIN_EVENTS),
+            min_srm_requests=burn_in.get("minSrmRequests", defaults.BURN_IN_MIN_SRM_REQUESTS),
         ),
         revenue_cap=None
         if cap is None

@@ -38,6 +38,8 @@ def settings_for(settings: frozen.FrozenSettings) -> analysis.AnalysisSettings:
         "alpha": a.alpha,
         "burn_in_requests": a.burn_in.min_requests,
         "burn_in_nonzero": a.burn_in.min_non_zero_revenue,
+        "min_events": a.burn_in.min_events,
+        "srm_min_requests": a.burn_in.min_srm_requests,
         "srm_check": settings.srm.enabled,
     }
     if a.tuning.samples_per_arm:
@@ -153,6 +155,11 @@ def harm_bound(g: analysis.GuardrailResult, test: frozen.GuardrailTest) -> float
     return _num(g.lower if lower_is_harm else g.upper)
 
 
+def _waiting(w: analysis.Waiting | None) -> dict[str, Any]:
+    """``{"waiting": {have, need, unit}}`` while a test waits for its own data, else nothing."""
+    return {} if w is None else {"waiting": {"have": w.have, "need": w.need, "unit": w.unit}}
+
+
 def status_fields(
     ev: analysis.Evaluation,
     settings: frozen.FrozenSettings,
@@ -184,6 +191,7 @@ def status_fields(
                 "scale": test.scale.value,
                 "marginLine": test.margin_line,
                 "nullLine": test.null_line,
+                **_waiting(g.waiting),
             }
         )
     out: dict[str, Any] = {"arms": values["arms"], "impact": values["impact"]} if steps else {}
@@ -196,6 +204,7 @@ def status_fields(
             "observedShare": _num(ev.srm.observed_share),
             "expectedShare": _num(ev.srm.expected_share),
             "alpha": ev.srm.alpha,
+            **_waiting(ev.srm.waiting),
         },
     }
 

@@ -7,7 +7,7 @@ EXPECTED = {
     "Evaluation", "GuardrailKind", "GuardrailResult", "GuardrailSpec", "LATENCY_EDGES_MS",
     "MeanDifference", "MeanMetric", "MinuteStats", "N_LATENCY_BUCKETS", "Plan", "ReasonCode",
     "Replay", "RequestRows", "Scenario", "SrmResult", "SrmStatus", "StepWindow",
-    "SufficientStats", "Verdict", "evaluate", "evaluate_batch", "exceedance_test",
+    "SufficientStats", "Verdict", "Waiting", "evaluate", "evaluate_batch", "exceedance_test",
     "fixed_horizon_n", "latency_bucket", "mean_difference", "plan", "replay",
     "simulate_minutes", "simulate_requests", "srm_test",
 }  # fmt: skip

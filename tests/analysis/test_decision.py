@@ -205,8 +205,9 @@ def test_p_values_never_increase_across_looks() -> None:
         for g in ev.guardrails:
             assert g.p_value <= last.get(g.name, 1.0)
             last[g.name] = g.p_value
-            if not ev.burn_in_met:
+            if not g.eligible:
                 assert g.verdict == Verdict.CONTINUE and g.reason_code == ReasonCode.BURN_IN
+                assert g.reason.endswith(g.waiting.describe())  # type: ignore[union-attr]
     assert min(last.values()) < 1.0
     assert not math.isnan(sum(last.values()))
 

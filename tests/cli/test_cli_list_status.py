@@ -212,3 +212,18 @@ def test_status_formats_each_figure_on_its_recorded_scale_not_the_live_spec() ->
     assert "−0.4 %" in view
     status = dict(PROGRESSING, guardrails=[dict(PROGRESSING["guardrails"][0], scale="absolute")])
     assert "−0.004 " in output.status_view({**body, "status": status}, NOW)
+
+
+def test_status_view_says_what_a_waiting_guardrail_waits_for() -> None:
+    waiting = {"have": 140, "need": 200, "unit": "revenue events"}
+    revenue = dict(PROGRESSING["guardrails"][0], reasonCode="burn_in", waiting=waiting)  # type: ignore[index]
+    status = dict(
+        PROGRESSING,
+        guardrails=[revenue, PROGRESSING["guardrails"][1]],  # type: ignore[index]
+        srm={"enabled": True, "waiting": {"have": 40, "need": 100, "unit": "requests"}},
+    )
+    view = output.status_view({**experiment("exp-a"), "status": status}, NOW)
+    (line,) = [x for x in view.splitlines() if x.startswith("  revenue ")]
+    assert line.rstrip().endswith("continue   waiting for data: 140 of 200 revenue events")
+    assert "SRM check:    waiting for data: 40 of 100 requests" in view
+    assert "waiting" not in output.status_view({**experiment("exp-a"), "status": PROGRESSING}, NOW)

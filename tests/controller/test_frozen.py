@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ import pytest
 import yaml
 
 import analysis
-from controller.experiment import frozen, spec, validation
+from controller.experiment import defaults, frozen, spec, validation
+from controller.operate import evaluate
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -139,3 +142,67 @@ def test_a_replayed_freeze_writes_the_same_json() -> None:
 def test_the_time_of_the_freeze_is_needed_to_read_the_record() -> None:
     with pytest.raises(ValueError, match="frozen_at"):
         frozen.from_json(frozen.to_json(_freeze(_spec(EXAMPLES[0]))))
+
+
+def _before_eligibility(data: dict[str, Any]) -> dict[str, Any]:
+    """A record as canaryctl wrote it before per-test eligibility: burnIn had two keys, and
+    the digest hashed exactly those."""
+    old = copy.deepcopy(data)
+    burn_in = old["analysis"]["burnIn"]
+    for key in ("minEvents", "minSrmRequests"):
+        del burn_in[key]
+    text = json.dumps(old["analysis"], sort_keys=True, separators=(",", ":"))
+    old["digest"] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return old
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_a_record_from_before_per_test_eligibility_is_read_with_the_new_defaults(
+    path: Path,
+) -> None:
+    s = _spec(path)
+    old = _before_eligibility(frozen.to_json(_freeze(s)))
+    read = frozen.from_json(old, frozen_at=AT)
+    b = read.analysis.burn_in
+    # the recorded values keep their meaning for the mean (revenue) test they were set for
+    assert (b.min_requests, b.min_non_zero_revenue) == (
+        old["analysis"]["burnIn"]["minRequests"],
+        old["analysis"]["burnIn"]["minNonZeroRevenue"],
+    )
+    assert (b.min_events, b.min_srm_requests) == (
+        defaults.BURN_IN_MIN_EVENTS,
+        defaults.BURN_IN_MIN_SRM_REQUESTS,
+    )
+    # the live spec (unchanged) still matches the record: no false "settings edited"
+    assert frozen.digest(s.analysis) == read.digest == old["digest"]
+    engine = evaluate.settings_for(read)
+    assert (engine.burn_in_requests, engine.burn_in_nonzero) == (
+        b.min_requests,
+        b.min_non_zero_revenue,
+    )
+    assert (engine.min_events, engine.srm_min_requests) == (b.min_events, b.min_srm_requests)
+
+
+def test_setting_an_eligibility_minimum_changes_the_digest() -> None:
+    s = _spec(EXAMPLES[0])
+    edited = dataclasses.replace(
+        s.analysis, burn_in=dataclasses.replace(s.analysis.burn_in, min_events=50)
+    )
+    assert frozen.digest(edited) != frozen.digest(s.analysis)
+    back = frozen.from_json(frozen.to_json(frozen.freeze_analysis(edited, AT, None)), frozen_at=AT)
+    assert back.analysis.burn_in.min_events == 50
+
+
+def test_the_spec_defaults_are_the_engines() -> None:
+    engine = analysis.AnalysisSettings()
+    assert (
+        engine.burn_in_requests,
+        engine.burn_in_nonzero,
+        engine.min_events,
+        engine.srm_min_requests,
+    ) == (
+        defaults.BURN_IN_MIN_REQUESTS,
+        defaults.BURN_IN_MIN_NON_ZERO_REVENUE,
+        defaults.BURN_IN_MIN_EVENTS,
+        defaults.BURN_IN_MIN_SRM_REQUESTS,
+    )

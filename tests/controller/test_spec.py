@@ -38,7 +38,7 @@ def test_defaults_are_filled_in() -> None:
     a = s.analysis
     assert a.interval == timedelta(minutes=1)
     assert a.alpha == 0.05
-    assert a.burn_in == spec.BurnIn(3000, 200)
+    assert a.burn_in == spec.BurnIn(3000, 200, 10, 100)
     assert a.srm_enabled is True
     assert a.allowed_lateness == timedelta(minutes=2)
     assert a.baseline is None and not a.needs_baseline
