@@ -98,7 +98,7 @@ def load_cells(
             _upsert(raw, prepared)
             _store_tops(raw, prepared, batch_id)
         if prepared.rejects:
-            load._store_rejects(raw, table, prepared.rejects, batch_id)
+            load._store_rejects(raw, table, prepared.rejects, prepared.rejects, batch_id)
     return load.IngestResult(
         batch_key,
         prepared.received,
