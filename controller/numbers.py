@@ -59,6 +59,13 @@ def revenue(x: float | None, signed: bool = False) -> str:
     return _minus(text)
 
 
+def p_value(x: float | None) -> str:
+    """An always-valid p-value: four decimals, or two significant digits below 0.001."""
+    if not _ok(x):
+        return MISSING
+    return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"  # type: ignore[operator]
+
+
 def count(n: float | None) -> str:
     """A count of requests: ``600,000``."""
     return f"{round(n):,}" if _ok(n) else MISSING  # type: ignore[arg-type]

@@ -435,9 +435,11 @@ def guardrail_table(body: Body, wide: bool = False) -> list[str]:
 
 
 def _p(x: Any) -> str:
+    from controller import numbers
+
     if not isinstance(x, (int, float)) or isinstance(x, bool):
         return "-"
-    return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
+    return numbers.p_value(x)
 
 
 def split_line(st: Mapping[str, Any]) -> str | None:

@@ -1,7 +1,9 @@
 """How a report writes its numbers: one formatter per kind, shared by the page and its charts.
 
 Sits under ``render`` and ``charts`` (both show the same figures, in text and in tooltips).
-Pure text formatting: no statistics, no HTML.
+Pure text formatting: no statistics, no HTML. Numbers read as in ``canaryctl status`` and the
+demo: every kind the CLI also shows is formatted by ``controller.numbers``; this module adds
+only what a report alone shows (coverages, percentage points, times).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-MINUS = "−"
+from controller import numbers
+
+MINUS = numbers.MINUS
 
 
 def _minus(text: str) -> str:
@@ -26,14 +30,8 @@ def coverage(percent: float) -> str:
 
 
 def value(x: float | None, scale: str | None) -> str:
-    """A guardrail's effect as people read it: ``−25.90 %`` (relative), ``×1.130`` (ratio)."""
-    if x is None or not math.isfinite(x):
-        return "–"
-    if scale == "relative":
-        return _minus(f"{100 * x:+.2f} %")
-    if scale == "ratio":
-        return f"×{x:.3f}"
-    return _minus(f"{x:+.4g}")
+    """A guardrail's effect as people read it: ``−25.9 %`` (relative), ``×1.13`` (ratio)."""
+    return numbers.effect(x, scale or "absolute")
 
 
 def bounds(lower: float | None, upper: float | None, scale: str | None) -> str:
@@ -42,9 +40,7 @@ def bounds(lower: float | None, upper: float | None, scale: str | None) -> str:
 
 def p(x: float | None) -> str:
     """A p-value: four decimals, or two significant digits below 0.001."""
-    if x is None or not math.isfinite(x):
-        return "–"
-    return f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
+    return numbers.p_value(x)
 
 
 def alpha(x: float | None) -> str:
@@ -61,13 +57,11 @@ def clock(t: datetime | None) -> str:
 
 def in_unit(x: float | None, unit: str | None) -> str:
     """A per-arm value in its metric's unit: ``0.0812`` revenue, ``0.204 %``, ``41.3 ms``."""
-    if x is None or not math.isfinite(x):
-        return "–"
     if unit == "share":
-        return f"{100 * x:.3g} %"
+        return numbers.share(x)
     if unit == "ms":
-        return f"{x:.3g} ms"
-    return f"{x:.4g}"
+        return numbers.ms(x)
+    return numbers.revenue(x)
 
 
 def change(x: float | None, unit: str | None) -> str:
@@ -87,4 +81,4 @@ def percent(x: float | None, digits: int = 2) -> str:
 
 
 def count(n: float | None) -> str:
-    return "–" if n is None else f"{n:,.0f}"
+    return numbers.count(n)

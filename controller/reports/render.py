@@ -242,7 +242,7 @@ def _metric_label(row: Any) -> str:
         "revenue_per_request": "revenue per request",
         "error_rate": "error rate",
         "share_slower": "share slower than "
-        + ("?" if row.threshold_ms is None else f"{row.threshold_ms:g} ms"),
+        + ("?" if row.threshold_ms is None else fmt.in_unit(row.threshold_ms, "ms")),
         "geometric_mean_latency_ms": "geometric mean latency",
     }
     return labels.get(row.metric or "", str(row.kind))

@@ -53,7 +53,9 @@ def test_list_adds_the_forecast_column_on_request(cli: Run, cluster: Cluster) ->
     result = cli("list", "--forecast")
     assert result.exit_code == 0, result.output
     header, *rows = result.stdout.splitlines()
-    assert header.split()[:6] == ["NAME", "PHASE", "WEIGHT", "STEP", "VERDICT", "PROMOTION"]
+    assert header.split()[:7] == [
+        *("NAME", "PHASE", "HELD", "WEIGHT", "STEP", "VERDICT", "PROMOTION")
+    ]
     row = next(r for r in rows if r.startswith("exp-f"))
     assert "14% revenue" in row
-    assert next(r for r in rows if r.startswith("exp-new")).split()[5] == "-"
+    assert next(r for r in rows if r.startswith("exp-new")).split()[6] == "-"

@@ -191,7 +191,7 @@ def test_start_takes_a_route_whose_experiment_has_finished_or_another_route(
     cluster.create(experiment("old"))
     cluster.set_status("old", {"phase": "RolledBack", "challengerWeight": 0})
     cluster.create(experiment("other-route", router={"gatewayAPI": {"httpRoute": "search"}}))
-    result = cli("start", "-f", str(write(tmp_path, experiment("new"))))
+    result = cli("start", "-f", str(write(tmp_path, experiment("new"))), "--no-forecast")
     assert (result.exit_code, result.stderr) == (
         0,
         "follow it: canaryctl status new -n ml --watch\n",

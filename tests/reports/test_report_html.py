@@ -145,13 +145,17 @@ def test_every_chart_draws_offline_with_a_point_per_look(
     }
     assert all(c["svg"] for c in charts), charts
     html = report.path.read_text()
+    drawn = 0
     for g in GUARDRAILS:
         est, pv = by_id[f"chart-{g}-estimate"], by_id[f"chart-{g}-pvalue"]
         declared = _declared(html, f"chart-{g}-estimate", "points")
-        assert est["points"] == declared > 0, (g, est)
+        # a guardrail still waiting for its own data when another decided has no estimate
+        assert est["points"] == declared, (g, est)
+        drawn += declared
         assert est["margins"] == 1 and pv["alpha"] == 1 and est["steps"] >= 1, (g, est, pv)
         assert "time (UTC)" in est["titles"] and len(est["titles"]) == 2, est
         assert "always-valid p-value (log)" in pv["titles"]
+    assert drawn > 0
     # every decision is marked once on the timeline
     assert by_id["chart-timeline"]["points"] == _declared(html, "chart-timeline", "decisions") > 0
     assert page.console == [] and page.fetched == []
