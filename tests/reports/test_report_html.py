@@ -268,8 +268,12 @@ def test_the_first_screen_leads_with_the_outcome(
         assert verdicts == ["void"] * 3 and "void" in (table.get_attribute("class") or "")
         counts = page.page.locator("#outcome .srm-counts").inner_text()
         assert "expected" in counts and "," in counts
-        # the guardrail charts come after and are greyed as void
-        assert not page.inside_first_screen("#chart-revenue-estimate")
+        # the guardrail charts come after the SRM evidence and the table, greyed as void
+        chart = page.page.locator("#chart-revenue-estimate").bounding_box()
+        evidence = page.page.locator("#outcome .srm-counts").bounding_box()
+        assert chart is not None and evidence is not None
+        assert chart["y"] > evidence["y"] + evidence["height"]
+        assert chart["y"] > (table.bounding_box() or {"y": 1e9})["y"]
         assert page.page.locator("#guardrails.void").count() == 1
     else:
         assert kind == "promoted" and heading.startswith("Promoted")

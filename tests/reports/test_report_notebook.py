@@ -118,7 +118,9 @@ def test_the_snippet_recomputes_the_recorded_last_look(report_engine: sa.Engine,
             ("p_value_harm", last.p_value),
             ("p_value_noninferiority", last.p_value_noninferiority),
         ):
-            assert recorded is not None
+            if recorded is None:  # the guardrail was still waiting for its own data
+                assert last.verdict == "continue" and not math.isfinite(row[column]), (name, column)
+                continue
             assert math.isclose(row[column], recorded, rel_tol=1e-9, abs_tol=1e-300), (name, column)
     assert math.isclose(
         got.loc["srm", "p_value_harm"], report.view.looks[-1].srm.p_value, rel_tol=1e-9
