@@ -121,7 +121,8 @@ def reset(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "TRUNCATE observations, rollups_minute, rollups_hour, latency_minute, latency_hour, ingest_rejects, ingest_batches"
+                "TRUNCATE observations, rollups_minute, rollups_hour, latency_minute, latency_hour, "
+                "revenue_tops, ingest_rejects, ingest_batches"
             )
         )
         conn.execute(sa.text("DROP TABLE IF EXISTS bare"))
@@ -439,6 +440,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--http-batches", type=int, default=60)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     server = db.configured_url() or "postgresql://postgres@127.0.0.1:5432/postgres"
     url = scratch_database(server)
     engine = db.make_engine(url)
@@ -449,6 +451,7 @@ def main() -> None:
         rows = make_rows(args.rows, seed=1, span_s=args.rows / 1_500)
         day = make_rows(args.rows, seed=2)
         ingest_rows, best, ingest_t, ingest_all = bench_ingest(engine, rows, day, args.runs)
+        load_after = os.getloadavg()[0]
         http_rows, http_ratio = bench_http(engine, url, args.http_batches, args.runs)
         fetch_rows, fetch_t = bench_fetch(engine, args.fetch_rows, args.runs)
     finally:
@@ -463,7 +466,9 @@ def main() -> None:
             "",
             f"{args.rows:,} rows (one experiment, no unit ids), median of {args.runs} runs; "
             f"Postgres {version}, Python {platform.python_version()}, {os.cpu_count()} cores. "
-            f"Ingest runs: {', '.join(f'{t:.2f} s' for t in ingest_all)}.",
+            f"Ingest runs: {', '.join(f'{t:.2f} s' for t in ingest_all)}. The machine is shared: "
+            f"1-minute load average {load_before:.1f} before the ingest rows and "
+            f"{load_after:.1f} after them, on {os.cpu_count()} cores.",
             "",
             table(["path", "rows/s", "ratio to the fastest raw COPY"], ingest_rows),
             "",

@@ -31,13 +31,14 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._results import table, write_section
 from bench.ingest import drop_database, make_rows, scratch_database
-from controller.ingest import load, readers
+from controller.ingest import allocator, load, readers
 from controller.storage import db, experiments
 
 BIN = Path(sys.executable).parent
 # the CLI's reading alone, nothing validated or loaded: what pyarrow's Parquet reader costs
 READ_ONLY = (
-    "import sys; from pathlib import Path; import pyarrow as pa; "
+    "import sys; from pathlib import Path; from controller.ingest import allocator; "
+    "allocator.use_system_allocator(); import pyarrow as pa; "
     "pa.set_memory_pool(pa.system_memory_pool()); "
     "from controller.ingest import readers\n"
     "for chunk in readers.iter_chunks(Path(sys.argv[1])):\n"
@@ -102,8 +103,14 @@ def main() -> None:
             read_big, _, _ = peak_rss([sys.executable, "-c", READ_ONLY, str(big)], env)
             base, _, _ = peak_rss([*cli, str(one)], env)
             peak, wall, said = peak_rss([*cli, str(big), "--chunk-rows", str(args.chunk_rows)], env)
-        with engine.connect() as conn:
-            stored = conn.execute(sa.text("SELECT count(*) FROM observations")).scalar_one()
+            with engine.connect() as conn:
+                stored = conn.execute(sa.text("SELECT count(*) FROM observations")).scalar_one()
+            # the same file again (another batch id) with Arrow's own default pool (mimalloc)
+            # and glibc's dynamic thresholds: what ``allocator.use_system_allocator`` saves
+            arrow_default, _, _ = peak_rss(
+                [*cli, str(big), "--chunk-rows", str(args.chunk_rows), "--batch-id", "default"],
+                {**env, allocator.POOL_VARIABLE: "mimalloc"},
+            )
         engine.dispose()
     finally:
         drop_database(server, url)
@@ -134,6 +141,12 @@ def main() -> None:
             f"{wall:.1f} s ({args.rows / wall:,.0f} rows/s)",
         ],
         ["target: 2 × one chunk + the 1-row run", f"{target / MB:.0f} MB", "—"],
+        [
+            f"CLI loading {args.rows:,} rows with Arrow's default pool "
+            f"(`{allocator.POOL_VARIABLE}=mimalloc`, glibc's dynamic thresholds)",
+            f"{arrow_default / MB:.0f} MB",
+            f"+{(arrow_default - peak) / MB:.0f} MB",
+        ],
     ]
     body = "\n".join(
         [
@@ -155,16 +168,18 @@ def main() -> None:
             "mimalloc) 323 MB (issue 10). Now a chunk is never held whole: the reader hands it "
             f"over in record batches of {readers.BATCH_ROWS:,} rows and the loader validates, "
             f"encodes, copies and sums {load.SLICE_ROWS:,} rows at a time (a chunk's rollups are "
-            "merged from its slices' sums and upserted once), and the CLI gives Arrow glibc's "
-            "allocator (mimalloc kept about 20 MB more cached). What is left above the 1-row "
-            "run is mostly pyarrow's Parquet reader itself: iterating the file's record "
-            f"batches and loading nothing peaks {(read_big - read_one) / MB:.0f} MB above "
-            "reading the 1-row file, in memory outside Arrow's pool (Arrow reports a few MB "
-            "allocated) that grows with the file's row groups (500,000 rows here); loading "
-            "on top of that reading (validation, COPY, rollups) adds "
-            f"{max(0.0, (peak - base) - (read_big - read_one)) / MB:.0f} MB more. "
-            "The peak depends on neither the file's length nor the chunk size any more, so "
-            "the target is reachable only with a leaner Parquet reader than pyarrow's.",
+            "merged from its slices' sums and upserted once). The CLI gives all of Arrow glibc's "
+            "allocator before pyarrow loads (`ARROW_DEFAULT_MEMORY_POOL=system`; "
+            "`pa.set_memory_pool` alone left the Parquet reader's own buffers on mimalloc, which "
+            "kept its freed pages: the reader seemed to hold 38 MB) and fixes glibc's thresholds "
+            "so freed blocks of 128 KiB or more go back at once (controller/ingest/allocator.py); "
+            "the last row is the same load with Arrow's defaults. Iterating the big file's "
+            "record batches and loading nothing now peaks "
+            f"{(read_big - read_one) / MB:.0f} MB above reading the 1-row file (Arrow's pool "
+            "holds a few MB of it; about as much with row groups of 100,000 or 1,000,000 rows "
+            "as with these of 500,000); loading on top of that reading (validation, COPY, "
+            f"rollups) adds {max(0.0, (peak - base) - (read_big - read_one)) / MB:.0f} MB more. "
+            "The peak depends on neither the file's length nor the chunk size.",
         ]
     )
     print(body)

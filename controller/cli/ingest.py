@@ -89,15 +89,20 @@ def load_file(
     other errors, 3 the file was refused whole and nothing was stored (unreadable, a
     missing or duplicated column, or its --batch-id already used for another body).
     """
+    from controller.ingest import allocator
+
+    # glibc's allocator for all of Arrow, set before pyarrow loads: it hands a freed buffer
+    # back at once, where mimalloc keeps freed pages cached (controller/ingest/allocator.py)
+    system_allocator = allocator.use_system_allocator()
+
     import pyarrow as pa
     import sqlalchemy as sa
 
     from controller.ingest import load, readers, validate
     from controller.storage import db
 
-    # glibc's allocator for Arrow's buffers: it hands a freed buffer back at once, where
-    # mimalloc keeps freed pages cached and peaks about two chunks higher (bench/ingest_memory.py)
-    pa.set_memory_pool(pa.system_memory_pool())
+    if system_allocator:
+        pa.set_memory_pool(pa.system_memory_pool())
     url = require_url(database_url)
     try:
         if not path.exists():
