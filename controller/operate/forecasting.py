@@ -140,6 +140,9 @@ def limit(g: analysis.GuardrailSpec, value: float | None = None) -> str:
     """A guardrail's margin (or κ) as people read it: "margin 2 %", "κ 1.2"."""
     if g.kind == analysis.GuardrailKind.MEAN:
         v = g.margin if value is None else value
+        if g.metric == analysis.MeanMetric.LOG_LATENCY and not g.relative:
+            # A latency guardrail: the log-scale margin back as the tolerated slowdown.
+            return f"margin {100 * math.expm1(v):.3g} % slower"
         return f"margin {100 * v:.3g} %" if g.relative else f"margin {v:.4g}"
     return f"κ {g.kappa if value is None else value:.3g}"
 
