@@ -12,8 +12,9 @@ Measured side: an independent request-level simulation (``analysis.simulate``: e
 drawn, aggregated per minute; simulated in hour-long chunks at 89,000/min) run through the
 decision rule minute by minute (``analysis.trajectory.replay``); promotion is the first minute
 after the steps with PASS and no FAIL before it. Forecast side: what the product computes
-(``analysis.forecast.forecast``, 200 paths of per-look sufficient statistics, the default), fed
-the pre-period's champion traffic and moments as ``canaryctl start`` would read them.
+(``analysis.forecast.forecast``, 200 paths of per-look sufficient statistics, a look every
+minute, the defaults), fed the pre-period's champion moments as ``canaryctl start`` would
+read them and its volume divided by the diurnal factor of that hour (the day's mean rate).
 """
 
 from __future__ import annotations
@@ -69,8 +70,11 @@ def pre_period(rate: float, seed: int) -> tuple[float, float, fc.Traffic]:
     capped = np.minimum(rows.revenue, cap)
     edge = spec.GuardrailSpec("t", spec.GuardrailKind.TAIL, threshold_ms=threshold)
     log_lat = np.log(rows.latency_ms)
+    # The forecast is diurnal-free: feed it the day's mean rate, not the pre-period's hour
+    # (the volume curve is known here; the operator re-forecasts at each step instead).
+    day_mean = rows.arm.size / 60 / float(np.mean(sc.curve_at(sc.volume_amplitude, np.arange(60))))
     traffic = fc.Traffic(
-        requests_per_minute=rows.arm.size / 60,
+        requests_per_minute=day_mean,
         revenue_mean=float(capped.mean()),
         revenue_sd=float(capped.std()),
         revenue_nonzero=float(np.mean(rows.revenue > 0)),
@@ -214,7 +218,8 @@ def _write(rows: list[list[str]], opts: argparse.Namespace, seconds: float) -> N
             "a look every minute; 24 h; diurnal volume and baselines ±30 %; alpha 0.05 over 3",
             "guardrails and the SRM check. Each cell: measured (independent request-level",
             "simulation through `trajectory.replay`) / forecast (`analysis.forecast`, 200 paths,",
-            "fed the pre-period's traffic and champion moments, as `canaryctl start` reads them).",
+            "a look every minute, fed the pre-period's champion moments and its volume over the",
+            "hour's diurnal factor, i.e. the day's mean rate).",
             "Minutes count from the challenger's first step; the steps end at minute 360 (6 h),",
             "so 'end of steps' and '6 h' coincide on this ramp. 'median' is over all runs",
             "(never when fewer than half are promoted); 'median if promoted' over the promoted",

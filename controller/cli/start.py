@@ -238,7 +238,14 @@ def print_forecast(body: dict[str, Any], traffic: float | None, url: str | None)
     if observed is None:
         typer.echo(f"no decision forecast: {source}; give --traffic (requests/min)", err=True)
         return
-    f = forecasting.run(settings, guardrails, forecasting.ramp(s.steps), s.max_duration, observed)
+    f = forecasting.run(
+        settings,
+        guardrails,
+        forecasting.ramp(s.steps),
+        s.max_duration,
+        observed,
+        interval=s.analysis.interval,
+    )
     doc = forecasting.document(f, guardrails, observed)
     doc["inputs"] = {"alpha": s.analysis.alpha, "guardrails": len(guardrails)}
     typer.echo(f"traffic: {source}", err=True)
