@@ -60,7 +60,7 @@ def log_e_counts(
         *(np.asarray(x, dtype=np.float64) for x in (count_challenger, count_champion, pi0, a, b))
     )
     if e_b.ndim == 0 or e_b.shape[0] < 2:
-        return _log_e(e_b, e_a, p0, a, b, harm)
+        return _log_e(e_b, e_a, p0, a, b, harm=harm)
     shape = e_b.shape
     flat = [x.reshape(shape[0], -1) for x in (e_b, e_a, p0, a, b)]
     new = np.zeros(flat[0].shape, dtype=bool)
@@ -69,15 +69,14 @@ def log_e_counts(
         new[1:] |= x[1:] != x[:-1]
     rows = np.maximum.accumulate(np.where(new, np.arange(shape[0])[:, None], 0), axis=0)
     values = np.zeros(flat[0].shape)
-    values[new] = _log_e(*(x[new] for x in flat), harm)
+    values[new] = _log_e(*(x[new] for x in flat), harm=harm)
     out: FloatArray = np.take_along_axis(values, rows, axis=0).reshape(shape)
     return out
 
 
-def _log_e(
-    e_b: FloatArray, e_a: FloatArray, p0: FloatArray, a: FloatArray, b: FloatArray, harm: bool
-) -> FloatArray:
-    """:func:`log_e_counts` element by element."""
+def _log_e(*args: FloatArray, harm: bool) -> FloatArray:
+    """:func:`log_e_counts` element by element; ``args``: e_b, e_a, π₀, a, b."""
+    e_b, e_a, p0, a, b = args
 
     def tail(x: FloatArray, y: FloatArray) -> FloatArray:
         # P(π > π₀) as I_{1−π₀}(y, x) (faster than betaincc), or P(π ≤ π₀)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -71,9 +72,8 @@ def _cumulate(x: npt.ArrayLike, step: IntArray, n_steps: int, lead: int = 0) -> 
     out = np.zeros((*a.shape[: lead + 1], n_steps, *rest))
     for k in range(n_steps):
         in_k = (step == k).reshape(-1, *([1] * len(rest)))
-        out[..., k, *([slice(None)] * len(rest))] = np.cumsum(
-            np.where(in_k, a, 0.0), axis=lead
-        )
+        index: tuple[Any, ...] = (Ellipsis, k, *([slice(None)] * len(rest)))
+        out[index] = np.cumsum(np.where(in_k, a, 0.0), axis=lead)
     return out.reshape(-1, n_steps, *rest)
 
 

@@ -120,7 +120,10 @@ def on_spec_scale(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> a
         ev,
         guardrails=tuple(
             dataclasses.replace(
-                g, estimate=math.expm1(g.estimate), lower=math.expm1(g.lower), upper=math.expm1(g.upper)
+                g,
+                estimate=math.expm1(g.estimate),
+                lower=math.expm1(g.lower),
+                upper=math.expm1(g.upper),
             )
             if g.name in latency
             else g
