@@ -315,11 +315,17 @@ def _assemble(
         running[g.name] = prev
         rel = g.kind == spec.GuardrailKind.MEAN and g.relative
         est, lo, hi = float(comb.estimate[r]), float(comb.lower[r]), float(comb.upper[r])
-        if g.kind == spec.GuardrailKind.MEAN:
+        geometric = g.metric == spec.MeanMetric.LOG_LATENCY and not g.relative
+        if geometric:  # a difference of mean logs: shown as the geometric-mean ratio
+            r_est, r_lo, r_hi = (_fmt_ratio(math.exp(x)) for x in (est, lo, hi))
+            shown = f"geometric-mean ratio {r_est}, bounds [{r_lo}, {r_hi}]"
+        elif g.kind == spec.GuardrailKind.MEAN:
             shown = f"estimate {_fmt(est, rel)}, bounds [{_fmt(lo, rel)}, {_fmt(hi, rel)}]"
         else:
             shown = f"ratio {_fmt_ratio(est)}, bounds [{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]"
-        if g.kind == spec.GuardrailKind.MEAN:
+        if geometric:
+            limit = f"a geometric-mean ratio of {_fmt_ratio(math.exp(-g.sign * g.margin))}"
+        elif g.kind == spec.GuardrailKind.MEAN:
             limit = f"the margin {_fmt(-g.sign * g.margin, rel)}"
         else:
             limit = f"κ = {g.kappa:g} times the champion's rate"

@@ -7,9 +7,13 @@ per-look sufficient statistics of both arms on the actual ramp (each step's weig
 its minimum duration, then the last weight until ``maxDuration``) and runs the decision
 rule itself on them, :func:`analysis.trajectory.replay`, so the forecast follows every
 rule of ``decision`` (eligibility, products over steps, Bonferroni split, margins) without
-a second copy. A look every ``look_minutes`` (about 150 looks over the horizon) and a few
-hundred paths keep it under a second or two; the seed is fixed, so the same inputs give
-the same forecast. This module must not read data, the clock or the controller.
+a second copy. It looks as often as the operator does (every ``spec.analysis.interval``,
+default 1 minute): a test whose e-value crosses its threshold between two coarser looks
+would otherwise be counted later or not at all, which made the forecast's pass times late
+(``bench/promotion.py``). All paths are replayed in one vectorised pass
+(:func:`analysis.trajectory.replay_paths`), so 200 paths over a day of one-minute looks take
+a second or two; the searches for a fix look more coarsely. The seed is fixed, so the same
+inputs give the same forecast. This module must not read data, the clock or the controller.
 
 How the draws are made (per look and arm): requests Poisson at the arm's rate; non-zero
 revenue events binomial; the sum of the positive capped revenue values a gamma with the
@@ -40,7 +44,8 @@ FloatArray = npt.NDArray[np.float64]
 #: probability the suggested fixes (margin, duration, traffic) aim for.
 LIKELY = 0.8
 DEFAULT_PATHS = 200
-DEFAULT_LOOKS = 150
+#: Looks over the horizon of each run of a fix search (coarser than the forecast itself).
+SEARCH_LOOKS = 150
 _SEARCH_PATHS = 100
 _SEARCH_STEPS = 7
 _MAX_TRAFFIC_FACTOR = 1000.0
@@ -361,8 +366,8 @@ def _draw(
     steps: npt.NDArray[np.int64],
     paths: int,
     rng: np.random.Generator,
-) -> list[simulate.MinuteStats]:
-    """``paths`` histories of per-look sufficient statistics (see the module docstring)."""
+) -> simulate.MinuteStats:
+    """``paths`` histories of per-look sufficient statistics, arrays (paths, looks, 2, ...)."""
     looks = lengths.size
     share_b = weights * (1.0 - effect.srm_shortfall)
     rate = traffic.requests_per_minute * lengths[:, None] * np.stack([1 - share_b, share_b], -1)
@@ -392,25 +397,20 @@ def _draw(
     sd = traffic.log_latency_sd
     ll = n * mu + np.sqrt(n) * sd * rng.standard_normal(n.shape)
     ll_sq = n * (sd**2 + mu**2)
-    out = []
-    for i in range(paths):
-        out.append(
-            simulate.MinuteStats(
-                n=n[i],
-                revenue_sum=rev[i],
-                revenue_sum_sq=rev_sq[i],
-                revenue_nonzero=k[i],
-                revenue_uncapped_sum=rev[i],
-                errors=errors[i],
-                log_latency_sum=ll[i],
-                log_latency_sum_sq=ll_sq[i],
-                exceedances=exceed[i],
-                weight=weights,
-                step=steps,
-                thresholds_ms=edges,
-            )
-        )
-    return out
+    return simulate.MinuteStats(
+        n=n,
+        revenue_sum=rev,
+        revenue_sum_sq=rev_sq,
+        revenue_nonzero=k,
+        revenue_uncapped_sum=rev,
+        errors=errors,
+        log_latency_sum=ll,
+        log_latency_sum_sq=ll_sq,
+        exceedances=exceed,
+        weight=weights,
+        step=steps,
+        thresholds_ms=edges,
+    )
 
 
 @dataclass(frozen=True)
@@ -439,40 +439,31 @@ def _run(
     after = t_end >= steps_end - 1e-9
     rng = np.random.default_rng(seed)
     histories = _draw(guardrails, traffic, effect, lengths, weights, steps, paths, rng)
-    inf = np.inf
-    promoted = np.full(paths, inf)
-    failed = np.full(paths, inf)
-    passed = {g.name: np.full(paths, inf) for g in guardrails}
-    failed_by = {name: np.full(paths, inf) for name in [*passed, "srm"]}
+    r = trajectory.replay_paths(settings, guardrails, histories)
 
-    def at(i: int) -> float:
-        return float(t_end[i]) if i >= 0 else inf
+    def first(mask: npt.NDArray[np.bool_]) -> FloatArray:
+        """Per path, the end minute of the first look where ``mask`` holds (inf: none)."""
+        hit = mask.any(axis=1)
+        out: FloatArray = np.where(hit, t_end[np.argmax(mask, axis=1)], np.inf)
+        return out
 
-    def first(mask: npt.NDArray[np.bool_]) -> float:
-        hits = np.flatnonzero(mask)
-        return float(t_end[hits[0]]) if hits.size else inf
-
-    for p, h in enumerate(histories):
-        r = trajectory.replay(settings, guardrails, h)
-        fail_at = at(r.first_fail)
-        failed[p] = fail_at
-        for name, i in r.first_fail_by.items():
-            failed_by[name][p] = at(i)
-        ok = after & (t_end < fail_at)
-        promoted[p] = first(ok & (r.verdict == spec.Verdict.PASS.value))
-        for g in guardrails:
-            passed[g.name][p] = first(ok & r.passing[g.name])
+    failed = first(r.fail)
+    ok = after[None, :] & (t_end[None, :] < failed[:, None])
+    promoted = first(ok & r.pass_all)
+    passed = {g.name: first(ok & r.passing[g.name]) for g in guardrails}
+    failed_by = {name: first(x) for name, x in r.fail_by.items()}
     return _Run(promoted, passed, failed, failed_by), steps_end
 
 
-def _look_minutes(horizon: float, look_minutes: float | None, looks: int = DEFAULT_LOOKS) -> float:
-    if look_minutes is not None:
-        if not look_minutes > 0:
-            raise ValueError(f"look_minutes must be > 0, got {look_minutes}")
+def _look_minutes(horizon: float, look_minutes: float, looks: int | None = None) -> float:
+    """``look_minutes``, or, with ``looks``, the coarser of it and horizon / ``looks``."""
+    if not (look_minutes > 0 and math.isfinite(look_minutes)):
+        raise ValueError(f"look_minutes must be finite and > 0, got {look_minutes}")
+    if looks is None:
         return look_minutes
     if looks < 1:
         raise ValueError(f"looks must be >= 1, got {looks}")
-    return max(1.0, math.ceil(horizon / looks))
+    return max(look_minutes, math.ceil(horizon / looks))
 
 
 def forecast(
@@ -485,8 +476,8 @@ def forecast(
     *,
     paths: int = DEFAULT_PATHS,
     seed: int = 0,
-    look_minutes: float | None = None,
-    looks: int = DEFAULT_LOOKS,
+    look_minutes: float = 1.0,
+    looks: int | None = None,
     fixes: bool = False,
 ) -> Forecast:
     """Forecast promotion (and, with ``effect``, failure) on a ramp.
@@ -509,10 +500,11 @@ def forecast(
         Simulated histories.
     seed : int
         Fixes the draws: the same inputs give the same forecast.
-    look_minutes : float, optional
-        Minutes between looks (default: the horizon over ``looks`` looks, at least 1).
-    looks : int
-        About how many looks over the horizon when ``look_minutes`` is not given.
+    look_minutes : float
+        Minutes between looks: the experiment's ``spec.analysis.interval`` (default 1).
+    looks : int, optional
+        At most about this many looks over the horizon (coarser looks, for a cheaper and
+        later-biased forecast); default: every ``look_minutes``.
     fixes : bool
         When promotion is unlikely, search the blocking guardrail's margin, the maxDuration
         and the traffic that make it likely (``Fix``); a few more seconds.
@@ -554,7 +546,9 @@ def forecast(
         )
     fix = Fix()
     if fixes and blocking is not None:
-        fix = _search(settings, guardrails, ramp, max_minutes, traffic, blocking, seed)
+        fix = _search(
+            settings, guardrails, ramp, max_minutes, traffic, blocking, seed, look_minutes
+        )
     return Forecast(
         promotion,
         passing,
@@ -603,11 +597,13 @@ def _search(
     traffic: Traffic,
     blocking: str,
     seed: int,
+    look_minutes: float = 1.0,
 ) -> Fix:
     """The blocking guardrail's margin, the maxDuration and the traffic that make it pass.
 
     Each searches the blocking guardrail on its own (at the alpha it gets among all
-    guardrails), with fewer paths: it says what to change, the forecast then confirms it.
+    guardrails), with fewer paths and coarser looks (``SEARCH_LOOKS`` over the horizon,
+    hence a little conservative): it says what to change, the forecast then confirms it.
     """
     g = next(x for x in guardrails if x.name == blocking)
     single = alone(settings, len(guardrails))
@@ -624,7 +620,7 @@ def _search(
             Effect(),
             _SEARCH_PATHS,
             seed,
-            _look_minutes(horizon, None),
+            _look_minutes(horizon, look_minutes, SEARCH_LOOKS),
         )
         t = run.passed[guard.name]
         return bool(np.mean(t <= (by or horizon)) >= LIKELY), t

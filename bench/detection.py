@@ -6,8 +6,9 @@ pre-period (it sets the revenue cap, p99.9, and the latency threshold, as
 ``spec.analysis.baseline`` does), then the challenger at 5 % for 2 h, 25 % for 4 h, then 50 %;
 a look every minute for 24 h; 1,000 and 89,000 requests/min; diurnal volume and baselines.
 Streams come from ``bench/_fastsim.py`` (exact per-cell laws, see there). Guardrails as in
-``manifests/examples/gateway-api.yaml`` (revenue mean, p99 tail, error rate, SRM: α/4 each)
-with its margins and with margins 0; the per-look baselines of the previous version are kept
+``manifests/examples/gateway-api.yaml`` (revenue mean, p99 tail, error rate, geometric-mean
+latency, SRM: α/5 each) with its margins and with margins 0, and margins 0 without the
+latency guardrail; the per-look baselines of the previous version are kept
 for comparison on A/A and the harms at 1,000 requests/min.
 """
 
@@ -19,7 +20,7 @@ import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,8 @@ class Config:
     tail_kappa: float
     threshold_margin: float
     error_kappa: float
-    log_latency: bool = False
+    #: The CRD's ``kind: latency`` guardrail (log-latency mean at ln(1 + margin)); None: absent.
+    latency_margin: float | None = None
     revenue_only: bool = False
 
     @property
@@ -76,7 +78,8 @@ class Config:
 
     @property
     def share(self) -> float:
-        return self.settings.alpha_each(1 if self.revenue_only else 4 if self.log_latency else 3)
+        n = 1 if self.revenue_only else 3 if self.latency_margin is None else 4
+        return self.settings.alpha_each(n)
 
     def guardrails(self, p99_ms: float) -> tuple[spec.GuardrailSpec, ...]:
         if self.revenue_only:
@@ -91,13 +94,15 @@ class Config:
             ),
             spec.GuardrailSpec("errors", spec.GuardrailKind.RATE, kappa=self.error_kappa),
         )
-        return (*out, LOG_LATENCY) if self.log_latency else out
+        if self.latency_margin is None:
+            return out
+        return (*out, replace(LOG_LATENCY, margin=math.log1p(self.latency_margin)))
 
 
 CONFIGS = (
-    Config("margins 0", 0.0, 1.0, 0.0, 1.0),
-    Config("manifest margins", 0.02, 1.2, 0.1, 1.5),
-    Config("margins 0 + log-latency mean", 0.0, 1.0, 0.0, 1.0, log_latency=True),
+    Config("margins 0", 0.0, 1.0, 0.0, 1.0, latency_margin=0.0),
+    Config("manifest margins", 0.02, 1.2, 0.1, 1.5, latency_margin=0.05),
+    Config("margins 0, p99 tail only", 0.0, 1.0, 0.0, 1.0),
     Config("revenue alone at its share α/4", 0.0, 1.0, 0.0, 1.0, revenue_only=True),
 )
 SCENARIOS: dict[str, dict[str, float]] = {
@@ -485,11 +490,12 @@ challenger's start.
 
 canaryctl: α = 0.05 family-wise, split equally (Bonferroni) over the guardrails and the SRM
 check. "margins 0": revenue relative mean margin 0, p99 exceedances κ = 1 at the p99 edge,
-error rate κ = 1 (α/4 each). "manifest margins": as manifests/examples/gateway-api.yaml,
-revenue 2 %, tail κ 1.2 at 1.1 × p99, errors κ 1.5 (α/4 each). "margins 0 + log-latency
-mean": margins 0 plus a mean test on log latency (an analysis-level guardrail, not in the
-CRD; α/5 each). Eligibility (defaults): revenue per step 3,000 requests and 200 non-zero
-revenue events in the smaller arm; tail and rate 10 events; SRM 100 requests; log-latency
+error rate κ = 1, geometric-mean latency (the CRD's `kind: latency`: a mean test on log
+latency) margin 0 (α/5 each). "manifest margins": as manifests/examples/gateway-api.yaml,
+revenue 2 %, tail κ 1.2 at 1.1 × p99, errors κ 1.5, latency 5 % (α/5 each). "margins 0,
+p99 tail only": margins 0 without the latency guardrail (α/4 each), for comparison.
+Eligibility (defaults): revenue per step 3,000 requests and 200 non-zero revenue events in
+the smaller arm; tail and rate 10 events; SRM 100 requests; log-latency
 mean 500 requests per step. Streams: bench/_fastsim.py (each statistic drawn from its exact
 per-minute law; the CLT for cells of more than 2,000 clicks)."""
 
@@ -509,8 +515,8 @@ def main() -> None:
     args = ap.parse_args()
     t_start = time.time()
     results: dict[tuple[float, str], list[dict[str, float]]] = {}
-    m0, manifest, loglat, rev_only = (c.name for c in CONFIGS)
-    all_configs = (m0, manifest, loglat)  # the revenue-only check runs on σ 1.5 only
+    m0, manifest, tail_only, rev_only = (c.name for c in CONFIGS)
+    all_configs = (m0, manifest, tail_only)  # the revenue-only check runs on σ 1.5 only
     with multiprocessing.Pool(args.procs) as pool:
         for rate in RATES:
             slow = rate == RATES[0]
@@ -562,8 +568,8 @@ def main() -> None:
     lines += ["", "### Targets (1,000 requests/min, margins 0)", ""]
     slow = RATES[0]
     targets = [
-        ("latency x1.10", "margins 0 + log-latency mean", 26.0),
         ("latency x1.10", "margins 0", 26.0),
+        ("latency x1.10", "margins 0, p99 tail only", 26.0),
         ("revenue -10 %", "margins 0", 213.0),
         ("errors x2", "margins 0", 118.0),
         ("SRM -5 %", "margins 0", 86.0),

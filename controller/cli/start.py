@@ -80,6 +80,7 @@ def body_from_flags(
     error_kappa: float,
     manual_promotion: bool,
     max_duration: str | None,
+    latency_mean_margin: float | None = None,
 ) -> dict[str, Any]:
     """The Experiment the ``start`` flags describe (validated afterwards like a file)."""
     from controller.experiment import spec
@@ -97,6 +98,10 @@ def body_from_flags(
     if latency_ms is not None:
         guardrails.append(
             {"name": "latency", "kind": "tail", "thresholdMs": latency_ms, "kappa": latency_kappa}
+        )
+    if latency_mean_margin is not None:
+        guardrails.append(
+            {"name": "latency-mean", "kind": "latency", "margin": {"relative": latency_mean_margin}}
         )
     guardrails.append({"name": "errors", "kind": "rate", "kappa": error_kappa})
     if baseline is not None:
@@ -233,7 +238,14 @@ def print_forecast(body: dict[str, Any], traffic: float | None, url: str | None)
     if observed is None:
         typer.echo(f"no decision forecast: {source}; give --traffic (requests/min)", err=True)
         return
-    f = forecasting.run(settings, guardrails, forecasting.ramp(s.steps), s.max_duration, observed)
+    f = forecasting.run(
+        settings,
+        guardrails,
+        forecasting.ramp(s.steps),
+        s.max_duration,
+        observed,
+        interval=s.analysis.interval,
+    )
     doc = forecasting.document(f, guardrails, observed)
     doc["inputs"] = {"alpha": s.analysis.alpha, "guardrails": len(guardrails)}
     typer.echo(f"traffic: {source}", err=True)
@@ -308,6 +320,14 @@ def start(
     latency_kappa: Annotated[
         float, typer.Option(help="Tolerated inflation of slow requests.", rich_help_panel=_FLAGS)
     ] = 1.2,
+    latency_mean_margin: Annotated[
+        float | None,
+        typer.Option(
+            help="Add a 'latency-mean' guardrail on the geometric-mean latency tolerating this "
+            "relative slowdown (0.05 = 5% slower; 0 = none).",
+            rich_help_panel=_FLAGS,
+        ),
+    ] = None,
     error_kappa: Annotated[
         float,
         typer.Option(
@@ -378,6 +398,7 @@ def start(
         revenue_cap,
         baseline,
         latency_ms,
+        latency_mean_margin,
         max_duration,
     ]
     if filename is not None:
@@ -399,6 +420,7 @@ def start(
             baseline=baseline,
             latency_ms=latency_ms,
             latency_kappa=latency_kappa,
+            latency_mean_margin=latency_mean_margin,
             error_kappa=error_kappa,
             manual_promotion=manual_promotion,
             max_duration=max_duration,

@@ -182,7 +182,8 @@ _GUARDRAIL = _obj(
             "type": "string",
             "enum": [k.value for k in spec.GuardrailKind],
             "description": "mean (capped revenue per request), tail (latency"
-            " exceedances), rate (errors).",
+            " exceedances), rate (errors), latency (geometric-mean latency, lower is"
+            " better).",
         },
         "direction": {
             "type": "string",
@@ -204,7 +205,8 @@ _GUARDRAIL = _obj(
                     "description": "Tolerated change in the metric's unit.",
                 },
             },
-            description="mean only: tolerated change; exactly one of relative, absolute.",
+            description="mean and latency: tolerated change; exactly one of relative,"
+            " absolute (latency: relative only, 0.05 = 5 % slower).",
             oneOf=[{"required": ["relative"]}, {"required": ["absolute"]}],
             rules=[
                 {
@@ -236,19 +238,24 @@ _GUARDRAIL = _obj(
     description="A guardrail the analysis engine evaluates every tick.",
     rules=[
         {
-            "rule": "self.kind != 'mean' || has(self.margin)",
-            "message": "a mean guardrail needs margin",
+            "rule": "!(self.kind in ['mean', 'latency']) || has(self.margin)",
+            "message": "mean and latency guardrails need margin",
             "fieldPath": ".margin",
         },
         {
-            "rule": "self.kind == 'mean' || has(self.kappa)",
+            "rule": "!(self.kind in ['tail', 'rate']) || has(self.kappa)",
             "message": "tail and rate guardrails need kappa",
             "fieldPath": ".kappa",
         },
         {
-            "rule": "self.kind != 'mean' || !has(self.kappa)",
+            "rule": "self.kind in ['tail', 'rate'] || !has(self.kappa)",
             "message": "only tail and rate guardrails take kappa",
             "fieldPath": ".kappa",
+        },
+        {
+            "rule": "self.kind != 'latency' || !has(self.margin) || !has(self.margin.absolute)",
+            "message": "a latency guardrail takes a relative margin",
+            "fieldPath": ".margin",
         },
         {
             "rule": "self.kind == 'mean' || !has(self.direction)",
@@ -266,8 +273,8 @@ _GUARDRAIL = _obj(
             "message": "only tail guardrails take a threshold",
         },
         {
-            "rule": "self.kind == 'mean' || !has(self.margin)",
-            "message": "only mean guardrails take a margin",
+            "rule": "self.kind in ['mean', 'latency'] || !has(self.margin)",
+            "message": "only mean and latency guardrails take a margin",
             "fieldPath": ".margin",
         },
     ],

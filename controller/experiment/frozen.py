@@ -120,6 +120,18 @@ def _test(g: spec.Guardrail, alpha: float, thresholds_ms: Mapping[str, float]) -
             direction=g.direction,
             margin=g.margin.value,
         )
+    if isinstance(g, spec.LatencyGuardrail):
+        # Shown as the geometric-mean ratio − 1: harm begins at +margin (lower is better).
+        return GuardrailTest(
+            g.name,
+            g.kind,
+            alpha,
+            Scale.RELATIVE,
+            g.margin,
+            0.0,
+            direction=spec.Direction.LOWER_IS_BETTER,
+            margin=g.margin,
+        )
     threshold, source = None, None
     if isinstance(g, spec.TailGuardrail):
         if g.threshold_ms is not None:
@@ -311,6 +323,8 @@ def _guardrail(g: spec.Guardrail) -> dict[str, Any]:
             "direction": g.direction.value,
             "margin": {g.margin.kind.value: g.margin.value},
         }
+    if isinstance(g, spec.LatencyGuardrail):
+        return {"name": g.name, "kind": g.kind.value, "margin": {"relative": g.margin}}
     out: dict[str, Any] = {"name": g.name, "kind": g.kind.value, "kappa": g.kappa}
     if isinstance(g, spec.TailGuardrail):
         if g.threshold_ms is not None:

@@ -131,6 +131,7 @@ class GuardrailKind(StrEnum):
     MEAN = "mean"
     TAIL = "tail"
     RATE = "rate"
+    LATENCY = "latency"
 
 
 class Direction(StrEnum):
@@ -265,7 +266,20 @@ class RateGuardrail:
     kind: Literal[GuardrailKind.RATE] = GuardrailKind.RATE
 
 
-Guardrail = MeanGuardrail | TailGuardrail | RateGuardrail
+@dataclass(frozen=True)
+class LatencyGuardrail:
+    """Geometric-mean latency must not grow by more than ``margin`` (a fraction; mean of log latency, §2).
+
+    Lower is better: 0.05 tolerates a challenger 5 % slower. Tested as a mean of log latency
+    with the absolute margin ln(1 + ``margin``), which is the same hypothesis exactly.
+    """
+
+    name: str
+    margin: float
+    kind: Literal[GuardrailKind.LATENCY] = GuardrailKind.LATENCY
+
+
+Guardrail = MeanGuardrail | TailGuardrail | RateGuardrail | LatencyGuardrail
 
 
 @dataclass(frozen=True)

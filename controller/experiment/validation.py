@@ -143,6 +143,10 @@ def _guardrail(raw: Mapping[str, Any]) -> spec.Guardrail:
             margin=spec.Margin(margin_kind, float(margin.get(margin_kind.value, 0.0))),
             direction=spec.Direction(raw.get("direction", defaults.DIRECTION)),
         )
+    if kind is spec.GuardrailKind.LATENCY:
+        return spec.LatencyGuardrail(
+            name=raw["name"], margin=float(raw.get("margin", {}).get("relative", 0.0))
+        )
     kappa = float(raw.get("kappa", 1.0))
     if kind is spec.GuardrailKind.TAIL:
         threshold = raw.get("thresholdMs")
@@ -299,7 +303,7 @@ def _guardrail_issues(g: spec.Guardrail, where: str) -> Iterator[SpecIssue]:
         yield SpecIssue(
             f"{where}.thresholdMs", "set exactly one of thresholdMs, thresholdFromBaseline"
         )
-    if not isinstance(g, spec.MeanGuardrail) and g.kappa < 1:
+    if isinstance(g, spec.TailGuardrail | spec.RateGuardrail) and g.kappa < 1:
         yield SpecIssue(f"{where}.kappa", "must be at least 1")
 
 
@@ -309,23 +313,28 @@ def _kind_issues(raw: Mapping[str, Any]) -> list[SpecIssue]:
     for i, g in enumerate(raw.get("analysis", {}).get("guardrails", [])):
         where = f"spec.analysis.guardrails[{i}]"
         kind = g.get("kind")
-        if kind == "mean" and "margin" not in g:
-            issues.append(SpecIssue(f"{where}.margin", "is required for a mean guardrail"))
+        if kind in ("mean", "latency") and "margin" not in g:
+            issues.append(SpecIssue(f"{where}.margin", f"is required for a {kind} guardrail"))
+        if kind == "latency" and "absolute" in g.get("margin", {}):
+            issues.append(
+                SpecIssue(
+                    f"{where}.margin.absolute",
+                    "a latency guardrail takes a relative margin (0.05 = 5 % slower)",
+                )
+            )
         if kind in ("tail", "rate") and "kappa" not in g:
             issues.append(SpecIssue(f"{where}.kappa", "is required for tail and rate guardrails"))
-        if kind != "mean":
-            issues.extend(
-                SpecIssue(f"{where}.{f}", "only mean guardrails take it")
-                for f in ("margin", "direction")
-                if f in g
-            )
+        if kind not in ("mean", "latency") and "margin" in g:
+            issues.append(SpecIssue(f"{where}.margin", "only mean and latency guardrails take it"))
+        if kind != "mean" and "direction" in g:
+            issues.append(SpecIssue(f"{where}.direction", "only mean guardrails take it"))
         if kind != "tail":
             issues.extend(
                 SpecIssue(f"{where}.{f}", "only tail guardrails take it")
                 for f in ("thresholdMs", "thresholdFromBaseline")
                 if f in g
             )
-        if kind == "mean" and "kappa" in g:
+        if kind in ("mean", "latency") and "kappa" in g:
             issues.append(SpecIssue(f"{where}.kappa", "only tail and rate guardrails take it"))
     return issues
 

@@ -13,6 +13,7 @@ settings (a disabled check takes no alpha and voids nothing).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ def guardrails_for(settings: frozen.FrozenSettings) -> list[analysis.GuardrailSp
                     relative=g.scale is frozen.Scale.RELATIVE,
                 )
             )
+        elif g.kind is spec.GuardrailKind.LATENCY:
+            assert g.margin is not None
+            out.append(latency_spec(g.name, g.margin))
         elif g.kind is spec.GuardrailKind.TAIL:
             out.append(
                 analysis.GuardrailSpec(
@@ -84,6 +88,48 @@ def guardrails_for(settings: frozen.FrozenSettings) -> list[analysis.GuardrailSp
                 analysis.GuardrailSpec(g.name, analysis.GuardrailKind.RATE, kappa=g.margin_line)
             )
     return out
+
+
+def latency_spec(name: str, margin: float) -> analysis.GuardrailSpec:
+    """A latency guardrail as the engine tests it: the mean of log latency, lower is better.
+
+    Geometric-mean ratio B/A ≤ 1 + ``margin`` is exactly mean log B − mean log A ≤
+    ln(1 + ``margin``), so the absolute margin on the log scale is that logarithm.
+    """
+    return analysis.GuardrailSpec(
+        name,
+        analysis.GuardrailKind.MEAN,
+        metric=analysis.MeanMetric.LOG_LATENCY,
+        direction=analysis.Direction.LOWER_IS_BETTER,
+        margin=math.log1p(margin),
+        relative=False,
+    )
+
+
+def on_spec_scale(ev: analysis.Evaluation, settings: frozen.FrozenSettings) -> analysis.Evaluation:
+    """``ev`` with each latency guardrail's estimate and bounds as a geometric-mean ratio − 1.
+
+    The engine reports the difference of mean log latencies; exp(·) − 1 is monotone, so the
+    bounds stay the anytime-valid bounds, on the scale the frozen settings record
+    (relative, harm beginning at +margin).
+    """
+    latency = {g.name for g in settings.guardrails if g.kind is spec.GuardrailKind.LATENCY}
+    if not latency:
+        return ev
+    return dataclasses.replace(
+        ev,
+        guardrails=tuple(
+            dataclasses.replace(
+                g,
+                estimate=math.expm1(g.estimate),
+                lower=math.expm1(g.lower),
+                upper=math.expm1(g.upper),
+            )
+            if g.name in latency
+            else g
+            for g in ev.guardrails
+        ),
+    )
 
 
 def arm_stats(t: rollups.ArmTotals) -> analysis.ArmStats:
@@ -116,7 +162,9 @@ def summarise(
 
     ``steps`` are the rollups the evaluation read (one per window): each arm's values in
     the metric's unit and the revenue impact come from them (:func:`arm_fields`).
+    Latency guardrails' figures are put on their recorded scale first (:func:`on_spec_scale`).
     """
+    ev = on_spec_scale(ev, settings)
     return obs.Verdicts(
         overall=obs.Verdict(ev.verdict.value),
         guardrails=tuple(
@@ -149,9 +197,7 @@ def harm_bound(g: analysis.GuardrailResult, test: frozen.GuardrailTest) -> float
     The lower bound of a higher-is-better mean, the upper bound otherwise (a lower-is-better
     mean, a ratio of exceedances or errors); None before the burn-in (no bound yet).
     """
-    lower_is_harm = (
-        test.kind is spec.GuardrailKind.MEAN and test.direction is spec.Direction.HIGHER_IS_BETTER
-    )
+    lower_is_harm = test.direction is spec.Direction.HIGHER_IS_BETTER
     return _num(g.lower if lower_is_harm else g.upper)
 
 
@@ -280,7 +326,7 @@ def revenue_impact(
     per_hour = requests / seconds * 3600
     for g in ev.guardrails:
         test = settings.guardrail(g.name)
-        if g.kind is not analysis.GuardrailKind.MEAN or not math.isfinite(g.estimate):
+        if test.kind is not spec.GuardrailKind.MEAN or not math.isfinite(g.estimate):
             continue
         per_request = rpr if test.scale is frozen.Scale.RELATIVE else 1.0
 

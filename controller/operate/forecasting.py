@@ -28,11 +28,10 @@ from controller.operate import evaluate
 _STAND_IN_THRESHOLD_MS = 1000.0
 #: The operator waits for this many champion requests before forecasting from them.
 MIN_CHAMPION_REQUESTS = 1000
-#: Paths and looks of the operator's forecast: fewer than the CLI's (200 and 150), so that a
-#: step start costs its tick well under a second more; the probabilities are then good to
-#: about ±6 points and the times to a look (maxDuration / 80).
+#: Paths of the operator's forecast: fewer than the CLI's 200, so that a step start costs
+#: its tick about a second more with a look every interval over a day; the probabilities
+#: are then good to about ±6 points.
 OPERATOR_PATHS = 60
-OPERATOR_LOOKS = 80
 
 REASON_LIKELY = "PromotionLikely"
 REASON_UNLIKELY = "PromotionUnlikely"
@@ -113,9 +112,10 @@ def run(
     *,
     fixes: bool = True,
     paths: int = fc.DEFAULT_PATHS,
-    looks: int = fc.DEFAULT_LOOKS,
+    interval: timedelta = timedelta(minutes=1),
 ) -> fc.Forecast:
-    """``analysis.forecast.forecast`` with maxDuration as a duration."""
+    """``analysis.forecast.forecast`` with maxDuration as a duration, looking every ``interval``
+    (the experiment's ``spec.analysis.interval``, as the operator does)."""
     return fc.forecast(
         settings,
         guardrails,
@@ -125,7 +125,7 @@ def run(
         effect,
         fixes=fixes,
         paths=paths,
-        looks=looks,
+        look_minutes=interval.total_seconds() / 60,
     )
 
 
@@ -140,6 +140,9 @@ def limit(g: analysis.GuardrailSpec, value: float | None = None) -> str:
     """A guardrail's margin (or κ) as people read it: "margin 2 %", "κ 1.2"."""
     if g.kind == analysis.GuardrailKind.MEAN:
         v = g.margin if value is None else value
+        if g.metric == analysis.MeanMetric.LOG_LATENCY and not g.relative:
+            # A latency guardrail: the log-scale margin back as the tolerated slowdown.
+            return f"margin {100 * math.expm1(v):.3g} % slower"
         return f"margin {100 * v:.3g} %" if g.relative else f"margin {v:.4g}"
     return f"κ {g.kappa if value is None else value:.3g}"
 
@@ -269,7 +272,7 @@ def for_tick(
         s.max_duration,
         traffic,
         paths=OPERATOR_PATHS,
-        looks=OPERATOR_LOOKS,
+        interval=pending.settings.analysis.interval,
     )
     return note(f, guardrails, traffic, step_index)
 

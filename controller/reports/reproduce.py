@@ -23,6 +23,7 @@ from controller.reports import view as v
 #: Recomputes the last look from ``DATA`` (the JSON of :func:`inputs`); prints one line a guardrail.
 SNIPPET = """\
 import json
+import math
 
 import analysis
 from analysis.state import AnalysisState, RunningP
@@ -62,8 +63,11 @@ ev = analysis.evaluate(
     steps,
     previous,
 )
+# A latency guardrail is tested on mean log latency: exp(x) - 1 is the recorded relative change.
+log_scale = {g["name"] for g in data["guardrails"] if g["metric"] == "log_latency"}
 for g in ev.guardrails:
-    print(g.name, g.verdict.value, g.estimate, g.lower, g.upper, g.p_value, g.p_value_noninferiority)
+    f = math.expm1 if g.name in log_scale else float
+    print(g.name, g.verdict.value, f(g.estimate), f(g.lower), f(g.upper), g.p_value, g.p_value_noninferiority)
 print("srm", ev.srm.p_value)
 """
 

@@ -127,3 +127,42 @@ def test_bad_arguments_are_refused_naming_them(kwargs: dict[str, object], messag
         fc.RampStep(1.5, 10)
     with pytest.raises(ValueError, match="revenue"):
         fc.Effect(revenue=-2.0)
+
+
+def test_it_looks_at_the_interval_unless_told_fewer_looks() -> None:
+    assert _forecast().look_minutes == 1.0
+    assert _forecast(look_minutes=2.0).look_minutes == 2.0
+    assert _forecast(looks=24).look_minutes == 10.0  # 240 minutes over 24 looks
+    with pytest.raises(ValueError, match="look_minutes"):
+        _forecast(look_minutes=0.0)
+
+
+def test_replaying_all_paths_at_once_equals_replaying_each_path() -> None:
+    """``trajectory.replay_paths`` (what the forecast runs) against ``replay`` path by path."""
+    seeds = range(6)
+    slower = SCENARIO.with_effect(latency_factor=1.2)
+    runs = [
+        simulate.simulate_minutes(slower if s % 2 else SCENARIO, s, thresholds_ms=(THRESHOLD,))
+        for s in seeds
+    ]
+    fields = ("n", "revenue_sum", "revenue_sum_sq", "revenue_nonzero", "revenue_uncapped_sum")
+    fields += ("errors", "log_latency_sum", "log_latency_sum_sq", "exceedances")
+    stacked = simulate.MinuteStats(
+        **{f: np.stack([getattr(r, f) for r in runs]) for f in fields},
+        weight=runs[0].weight,
+        step=runs[0].step,
+        thresholds_ms=runs[0].thresholds_ms,
+    )
+    guards = [*GUARDRAILS, spec.GuardrailSpec("ll", spec.GuardrailKind.MEAN, metric="log_latency")]
+    many = trajectory.replay_paths(SETTINGS, guards, stacked)
+    decided = 0
+    for p, r in enumerate(runs):
+        one = trajectory.replay(SETTINGS, guards, r)
+        np.testing.assert_array_equal(many.fail[p], one.verdict == "fail")
+        np.testing.assert_array_equal(many.pass_all[p], one.verdict == "pass")
+        for g in guards:
+            np.testing.assert_array_equal(many.passing[g.name][p], one.passing[g.name])
+            first = np.flatnonzero(many.fail_by[g.name][p])
+            assert (first[0] if first.size else -1) == one.first_fail_by[g.name]
+        decided += int((one.verdict != "continue").any())
+    assert decided > 0  # the comparison covers decisions, not only "continue"

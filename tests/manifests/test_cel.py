@@ -154,6 +154,14 @@ CROSS_FIELD = {
     "tail without threshold": _guardrail(1, thresholdMs=None),
     "tail with two thresholds": _guardrail(1, thresholdFromBaseline={"quantile": 0.99}),
     "margin with both": _guardrail(0, margin={"relative": 0.1, "absolute": 1}),
+    "latency without margin": _guardrail(2, kind="latency", kappa=None),
+    "absolute margin on a latency": _guardrail(
+        2, kind="latency", kappa=None, margin={"absolute": 1.0}
+    ),
+    "kappa on a latency": _guardrail(2, kind="latency", margin={"relative": 0.05}),
+    "direction on a latency": _guardrail(
+        2, kind="latency", kappa=None, margin={"relative": 0.05}, direction="lowerIsBetter"
+    ),
     "mean without cap": _analysis(revenueCap=None),
     "cap with both": _analysis(revenueCap={"value": 1, "fromBaseline": {"quantile": 0.999}}),
     "derived cap without baseline": _analysis(revenueCap={"fromBaseline": {"quantile": 0.999}}),

@@ -65,7 +65,12 @@ def test_a_manifest_is_forecast_with_all_its_guardrails_and_minimum_samples() ->
     result = run("plan", "-f", path, "--traffic", "1000", "-o", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert [g["name"] for g in doc["guardrails"]] == ["revenue", "latency-p99", "errors"]
+    assert [g["name"] for g in doc["guardrails"]] == [
+        "revenue",
+        "latency-p99",
+        "errors",
+        "latency-mean",
+    ]
     assert doc["stepsEnd"] == "14h40m"  # 20,000 samples at 5 % of 1,000/min take 400 min
     assert doc["blocking"] == "revenue"
 
