@@ -675,7 +675,7 @@ def status_view(body: Body, now: datetime, wide: bool = False, refreshed: bool =
         lines.append(f"SRM check:    {srm_wait}")
     lines += arm_lines(st, wide)
     doc = st.get("forecast")
-    if isinstance(doc, Mapping) and doc.get("advice"):
+    if isinstance(doc, Mapping) and doc.get("advice") and phase in _ACTIVE:  # not once finished
         step = doc.get("stepIndex")
         at = "" if step is None else f" (at step {step + 1})"
         lines.append(f"Forecast:     {doc['advice']}{at}")

@@ -168,6 +168,19 @@ def apply(
     return outcome
 
 
+def merge_patch_to(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` as a JSON merge patch (RFC 7386) over ``old``: keys ``old`` has and ``new`` lacks are
+    ``None``, so the API server removes them (a merge patch keeps what it does not mention, and
+    a stale ``status.srm.waiting`` or forecast would otherwise stay for good)."""
+    out: dict[str, Any] = dict(new)
+    for key, before in old.items():
+        if key not in new:
+            out[key] = None
+        elif isinstance(before, Mapping) and isinstance(new[key], Mapping):
+            out[key] = merge_patch_to(before, new[key])
+    return out
+
+
 def _write_status(
     api: kubernetes.client.ApiClient, plan: p.Plan, target: Target, outcome: Outcome
 ) -> None:
@@ -185,7 +198,10 @@ def _write_status(
         target.namespace,
         PLURAL,
         target.name,
-        {"metadata": {"resourceVersion": target.resource_version}, "status": new_status},
+        {
+            "metadata": {"resourceVersion": target.resource_version},
+            "status": merge_patch_to(target.status, new_status),
+        },
     )
     outcome.status_written = True
 
