@@ -35,7 +35,7 @@ def show(*args: str) -> None:
     result = runner.invoke(app, list(args), env={"CANARYCTL_DATABASE_URL": url, "COLUMNS": "110"})
     shown = " ".join(a if " " not in a else f'"{a}"' for a in args).replace(str(tmp) + "/", "")
     print(f"$ canaryctl {shown}")
-    print(result.output.rstrip())
+    print(result.output.rstrip().replace(str(tmp) + "/", ""))
     print(f"[exit {result.exit_code}]\n")
 
 
