@@ -81,11 +81,13 @@ class Assembler:
         *,
         router_factory: RouterFactory,
         fault: executor.FaultHook | None = None,
+        fence: Callable[[str], None] | None = None,
     ) -> None:
         self.api = api
         self.engine = engine
         self.router_factory = router_factory
         self.fault = fault
+        self.fence = fence  # called with an experiment's uid before each write for it
         self._ids: dict[str, int] = {}
         self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
         self._lock = threading.Lock()
@@ -105,6 +107,7 @@ class Assembler:
             work.result = self._delete(work)
             return work
         if FINALIZER not in res.finalizers and not res.stored.phase.terminal:
+            self._fence(res)()
             work.body = body = executor.add_finalizer(self.api, body)
             work.res = res = observe.resource(body)
         lateness = (
@@ -116,6 +119,7 @@ class Assembler:
         held = res.raw_status.get("pendingDecisions")
         if reachable and exp_id is not None and held:
             assert self.engine is not None
+            self._fence(res)()
             try:
                 executor.flush_held(self.engine, exp_id, held)
                 work.flushed = True
@@ -252,8 +256,16 @@ class Assembler:
             engine=self.engine if work.reachable else None,
             api=self.api,
             fault=self.fault,
+            fence=self._fence(res),
             now=work.now,
         )
+
+    def _fence(self, res: observe.Resource) -> executor.Fence:
+        """The check to call before a write for ``res`` (none without sharding)."""
+        fence, uid = self.fence, res.uid or res.key
+        if fence is None:
+            return lambda: None
+        return lambda: fence(uid)
 
     def _router(
         self, res: observe.Resource, spec_or_error: sp.ExperimentSpec | validation.SpecError

@@ -37,6 +37,12 @@ GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
 FINALIZER = "canaryctl.dev/finalizer"
 #: Called with "after_decide", "after_route", "after_log" or "after_status" (crash tests).
 FaultHook = Callable[[str], None]
+#: Called before every write; raises when this replica may no longer write (``shards.Fenced``).
+Fence = Callable[[], None]
+
+
+def _no_fence() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -88,14 +94,19 @@ def apply(
     engine: sa.Engine | None,
     api: kubernetes.client.ApiClient,
     fault: FaultHook | None = None,
+    fence: Fence = _no_fence,
     now: datetime,
 ) -> Outcome:
-    """Apply ``plan`` for ``target``; raises on the first failure (nothing after it runs)."""
+    """Apply ``plan`` for ``target``; raises on the first failure (nothing after it runs).
+
+    ``fence`` is called before every write and stops the plan when it raises.
+    """
     outcome = Outcome()
     hit = fault or (lambda point: None)
     hit("after_decide")
     for action in plan.actions:
         if isinstance(action, p.SetWeight | p.ClaimRoute | p.PromoteRoute | p.FinalizeRoute):
+            fence()
             if router is None:
                 raise routers.RouterError(
                     f"{target.key}: no router to apply {type(action).__name__}"
@@ -125,6 +136,7 @@ def apply(
     elif decisions or phase is not None or freeze is not None:
         if engine is None or target.experiment_id is None:
             raise ValueError(f"{target.key}: the plan writes to a database the tick did not reach")
+        fence()
         with engine.begin() as conn:
             for d in decisions:
                 row = decision_log.append_decision(
@@ -157,12 +169,15 @@ def apply(
         hit("after_log")
     core = kubernetes.client.CoreV1Api(api)
     for event in plan.of_type(p.EmitEvent):
+        fence()
         _emit(core, target, event, now)
     if plan.write_status:
+        fence()
         _write_status(api, plan, target, outcome)
         if outcome.status_written:
             hit("after_status")
     if plan.first(p.RemoveFinalizer) is not None:
+        fence()
         remaining = [f for f in target.finalizers if f != FINALIZER]
         patch_finalizers(api, target.namespace, target.name, target.resource_version, remaining)
     return outcome

@@ -10,17 +10,20 @@ days of canary in seconds and the tests can stop the operator at any fault point
 
 The loop is a small explicit one rather than Kopf's: Kopf's timers run on wall-clock time,
 and canaryctl needs an injectable clock for the simulated-time demo and deterministic
-crash tests. Several replicas may run; a Lease elects the one that acts.
+crash tests. Several replicas may run: with one shard a Lease elects the one that acts;
+with ``shards > 1`` every replica acts on the experiments of the shards it holds
+(``controller.operate.shards``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +40,7 @@ from controller.experiment import spec as sp
 from controller.operate import assemble, executor, watch
 from controller.operate.leader import LeaderElector
 from controller.operate.metrics import Metrics
+from controller.operate.shards import Fenced, Shards
 from controller.routers import base as routers
 from controller.routers import router_for
 
@@ -59,6 +63,10 @@ class OperatorConfig:
     resync_seconds: float = 5.0
     workers: int = 8
     error_backoff: timedelta = timedelta(seconds=10)
+    shards: int = 1  # 1: one leader acts; more: replicas share the shards
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
 
 @dataclass
@@ -96,6 +104,7 @@ class Operator:
         self._lock = threading.Lock()
         self.passes = 0
         self.leading = False
+        self.shards: Shards | None = None
         self.on_tick: Callable[[TickResult], None] | None = None
 
     # ------------------------------------------------------------------ the loop
@@ -115,19 +124,31 @@ class Operator:
         started = time.perf_counter()
         now = self.clock.now()
         items = self.list_experiments()
-        phases: dict[str, int] = {}
-        due = []
-        for body in items:
-            phase = (body.get("status") or {}).get("phase", "Pending")
-            phases[phase] = phases.get(phase, 0) + 1
-            if force or self._is_due(body, now):
-                due.append(body)
-        for phase in obs.Phase:
-            self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
-        results = self._tick_many(due) if due else []
+        with self._acting(items) as mine:
+            phases: dict[str, int] = {}
+            due = []
+            for body in items:
+                if mine is not None and _uid(body) not in mine:
+                    continue  # another replica's shard
+                phase = (body.get("status") or {}).get("phase", "Pending")
+                phases[phase] = phases.get(phase, 0) + 1
+                if force or self._is_due(body, now):
+                    due.append(body)
+            for phase in obs.Phase:
+                self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
+            results = self._tick_many(due) if due else []
         self.passes += 1
         self.metrics.pass_seconds.observe(time.perf_counter() - started)
         return results
+
+    @contextlib.contextmanager
+    def _acting(self, items: list[dict[str, Any]]) -> Iterator[set[str] | None]:
+        """The uids this replica may tick during the block (None: all, no sharding)."""
+        if self.shards is None:
+            yield None
+            return
+        with self.shards.acting([_uid(b) for b in items]) as mine:
+            yield mine
 
     def ready(self) -> bool:
         """Ready: a leader that has finished a pass over the experiments, or a follower."""
@@ -150,17 +171,36 @@ class Operator:
         """
         wake = threading.Event()
         elector = None
-        if leader_election:
+        if leader_election and self.config.shards > 1:
+            self.shards = Shards(
+                self.api,
+                identity=self.config.identity,
+                namespace=self.config.lease_namespace,
+                name=self.config.lease_name,
+                shards=self.config.shards,
+                lease_duration=self.config.lease_duration,
+                renew_deadline=self.config.renew_deadline,
+                retry_period=self.config.retry_period,
+                on_change=wake.set,
+            ).start()
+            self._assembler.fence = self.shards.check
+        elif leader_election:
             elector = LeaderElector(
                 self.api,
                 identity=self.config.identity,
                 namespace=self.config.lease_namespace,
                 name=self.config.lease_name,
+                lease_duration=round(self.config.lease_duration),
+                renew_deadline=round(self.config.renew_deadline),
+                retry_period=round(self.config.retry_period),
             ).start()
         watcher = watch.start(self._custom, self.config.namespaces, stop, wake)
         try:
             while not stop.is_set():
-                leading = elector is None or elector.leading.is_set()
+                if self.shards is not None:
+                    leading = bool(self.shards.held())
+                else:
+                    leading = elector is None or elector.leading.is_set()
                 self.leading = leading
                 self.metrics.leader.set(1 if leading else 0)
                 wake.clear()
@@ -178,6 +218,8 @@ class Operator:
             wake.set()
             if elector is not None:
                 elector.stop()
+            if self.shards is not None:
+                self.shards.stop()
             watcher.join(timeout=10)
 
     def _fingerprint(self, body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -219,7 +261,12 @@ class Operator:
         """Run one phase of a tick; an API, router or database error ends the tick."""
         try:
             return step()
-        except (kubernetes.client.ApiException, routers.RouterError, *assemble.DB_ERRORS) as exc:
+        except (
+            kubernetes.client.ApiException,
+            routers.RouterError,
+            Fenced,
+            *assemble.DB_ERRORS,
+        ) as exc:
             meta = body["metadata"]
             key = f"{meta['namespace']}/{meta['name']}"
             message = assemble.describe(exc)
@@ -290,3 +337,8 @@ class Operator:
             ) as pool:
                 return list(pool.map(fn, items))
         return [fn(item) for item in items]
+
+
+def _uid(body: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta['name']}")
