@@ -17,13 +17,12 @@ with ``shards > 1`` every replica acts on the experiments of the shards it holds
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -124,31 +123,22 @@ class Operator:
         started = time.perf_counter()
         now = self.clock.now()
         items = self.list_experiments()
-        with self._acting(items) as mine:
-            phases: dict[str, int] = {}
-            due = []
-            for body in items:
-                if mine is not None and _uid(body) not in mine:
-                    continue  # another replica's shard
-                phase = (body.get("status") or {}).get("phase", "Pending")
-                phases[phase] = phases.get(phase, 0) + 1
-                if force or self._is_due(body, now):
-                    due.append(body)
-            for phase in obs.Phase:
-                self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
-            results = self._tick_many(due) if due else []
+        if self.shards is not None:  # only the experiments of the shards held now
+            mine = self.shards.mine([_uid(b) for b in items])
+            items = [b for b in items if _uid(b) in mine]
+        phases: dict[str, int] = {}
+        due = []
+        for body in items:
+            phase = (body.get("status") or {}).get("phase", "Pending")
+            phases[phase] = phases.get(phase, 0) + 1
+            if force or self._is_due(body, now):
+                due.append(body)
+        for phase in obs.Phase:
+            self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
+        results = self._tick_many(due) if due else []
         self.passes += 1
         self.metrics.pass_seconds.observe(time.perf_counter() - started)
         return results
-
-    @contextlib.contextmanager
-    def _acting(self, items: list[dict[str, Any]]) -> Iterator[set[str] | None]:
-        """The uids this replica may tick during the block (None: all, no sharding)."""
-        if self.shards is None:
-            yield None
-            return
-        with self.shards.acting([_uid(b) for b in items]) as mine:
-            yield mine
 
     def ready(self) -> bool:
         """Ready: a leader that has finished a pass over the experiments, or a follower."""
@@ -183,7 +173,7 @@ class Operator:
                 retry_period=self.config.retry_period,
                 on_change=wake.set,
             ).start()
-            self._assembler.fence = self.shards.check
+            self._assembler.fence = self.shards.writing
         elif leader_election:
             elector = LeaderElector(
                 self.api,

@@ -12,8 +12,9 @@ Each round (every ``retry_period``) a replica lists the Leases carrying its labe
 from the live members the wanted owner of every shard (rendezvous hashing with a cap of
 ⌈S / members⌉ shards a member, so shards spread evenly and few move when a member comes or
 goes), then renews the shards it should keep, **gives back** those another live member
-should own (first it stops starting ticks on them and waits for the running ones to end,
-then it clears the holder), and takes those it should own once they are free: released,
+should own (first it stops writing for them and waits for the writes under way, then it
+clears the holder; a tick cut short this way is re-decided by the new holder, as after a
+crash), and takes those it should own once they are free: released,
 or expired. A shard left free for a lease duration is taken by anyone (its wanted owner
 may be slow or gone).
 
@@ -23,8 +24,9 @@ no two clocks need agree. A holder may act on a shard only until its last succes
 renewal's *send* time plus ``renew_deadline`` (shorter than the lease duration) on its own
 monotonic clock: a replica cut off from the API server stops writing at least
 ``lease_duration - renew_deadline`` before anyone else may take its shards.
-``Shards.check(uid)`` raises ``Fenced`` once that time has passed, and the executor calls it
-before each write; status writes carry the resourceVersion read, and decision rows their
+The executor enters ``Shards.writing(uid)`` around each write, which raises ``Fenced`` once
+that time has passed or while the shard is being given back (and a shard is given back only
+when no write is inside); status writes carry the resourceVersion read, and decision rows their
 idempotency keys, so a write that was already on its way cannot be applied twice.
 
 Writes to Leases are PUTs guarded by resourceVersion (a 409 loses the race), as
@@ -170,31 +172,29 @@ class Shards:
         if until <= self._now():
             raise Fenced(f"shard {shard} of experiment {uid} is no longer held by {self.identity}")
 
-    @contextlib.contextmanager
-    def acting(self, uids: Sequence[str]) -> Iterator[set[str]]:
-        """Mark the shards of ``uids`` busy for the block; yields the uids this replica holds.
+    def mine(self, uids: Sequence[str]) -> set[str]:
+        """The experiments among ``uids`` whose shards this replica may tick now."""
+        held = self.held()
+        return {u for u in uids if shard_of(u, self.shards) in held}
 
-        A shard being given back waits until no block that took it is still running.
-        """
-        now = self._now()
+    @contextlib.contextmanager
+    def writing(self, uid: str) -> Iterator[None]:
+        """Enter around one write for ``uid``: raises ``Fenced`` unless its shard is held
+        (and not being given back); a shard is given back only when no write is inside."""
+        shard = shard_of(uid, self.shards)
         with self._lock:
-            ok = {
-                s
-                for s, until in self._valid_until.items()
-                if until > now and s not in self._releasing
-            }
-            mine = {u for u in uids if shard_of(u, self.shards) in ok}
-            taken = [shard_of(u, self.shards) for u in mine]
-            for s in taken:
-                self._busy[s] = self._busy.get(s, 0) + 1
+            if self._valid_until.get(shard, 0.0) <= self._now() or shard in self._releasing:
+                raise Fenced(
+                    f"shard {shard} of experiment {uid} is not held by {self.identity} now"
+                )
+            self._busy[shard] = self._busy.get(shard, 0) + 1
         try:
-            yield mine
+            yield
         finally:
             with self._lock:
-                for s in taken:
-                    self._busy[s] -= 1
-                    if not self._busy[s]:
-                        del self._busy[s]
+                self._busy[shard] -= 1
+                if not self._busy[shard]:
+                    del self._busy[shard]
                 self._lock.notify_all()
 
     # ------------------------------------------------------------------ the background round
@@ -267,7 +267,7 @@ class Shards:
                 if wanted[shard] != self.identity:
                     with self._lock:  # no new ticks on it; give it back once idle
                         self._releasing.add(shard)
-                    if self._wait_idle(shard, 0.0):
+                    if self._wait_idle(shard, self.retry_period):
                         self._release(shard)
                         continue
                 else:
@@ -408,10 +408,11 @@ class Shards:
         self._on_change()
 
     def _wait_idle(self, shard: int, timeout: float) -> bool:
-        deadline = self._now() + timeout
+        """Wait (real time) until no write for ``shard`` is under way; False on timeout."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             while self._busy.get(shard):
-                left = deadline - self._now()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._lock.wait(left)
