@@ -268,7 +268,7 @@ class Emulator(kmock.KubernetesScaffold):
             content_type = request.headers.get("Content-Type", store_.MERGE_PATCH)
             return 200, self.store.patch(kind, ns, name, data, content_type, sub)
         elif method == "DELETE":
-            return 200, self.store.delete(kind, ns, name)
+            return 200, self.store.delete(kind, ns, name, data if isinstance(data, dict) else None)
         raise store_.ApiError(405, "MethodNotAllowed", f"{method} {request.url.path}", kind)
 
     def _scale(

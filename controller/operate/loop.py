@@ -174,6 +174,12 @@ class Operator:
                 on_change=wake.set,
             ).start()
             self._assembler.fence = self.shards.writing
+            # told to stop: give the shards back at once, not after the pass under way
+            threading.Thread(
+                target=lambda s=self.shards: (stop.wait(), s.stop()),
+                name="canaryctl-shards-leave",
+                daemon=True,
+            ).start()
         elif leader_election:
             elector = LeaderElector(
                 self.api,

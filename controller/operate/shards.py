@@ -5,7 +5,8 @@ belongs to shard ``sha256(uid) mod S`` for its whole life; shards, not experimen
 between replicas, so moving work costs one Lease write per shard. Every replica keeps:
 
 * a **member Lease** (``<name>-member-<identity>``), renewed as long as it runs and deleted
-  when it stops, so that the others know it is there before it holds anything;
+  when it stops (or by the others, two lease durations after it died), so that the others
+  know it is there before it holds anything;
 * the **shard Leases** (``<name>-shard-<i>``) it holds.
 
 Each round (every ``retry_period``) a replica lists the Leases carrying its label, computes
@@ -207,8 +208,15 @@ class Shards:
         return self
 
     def stop(self, *, release: bool = True) -> None:
-        """Stop renewing; with ``release`` give every shard back and delete the member Lease."""
-        self._stop.set()
+        """Stop renewing; with ``release`` give every shard back and delete the member Lease.
+
+        Called as soon as the replica is told to stop (writes still under way finish first;
+        later ones are fenced), so that the others take over at once. Idempotent.
+        """
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         if release:
@@ -247,16 +255,16 @@ class Shards:
             if key not in seen:
                 del self._observed[key]
         self._renew_member(seen.get(self.member_lease()))
-        members = sorted(
-            {self.identity}
-            | {
-                obs.body.spec.holder_identity
-                for key, obs in self._observed.items()
-                if (obs.body.metadata.labels or {}).get(ROLE) == "member"
-                and obs.body.spec.holder_identity
-                and not self._expired(obs, now)
-            }
-        )
+        live = {self.identity}
+        for key, member in list(self._observed.items()):
+            role = (member.body.metadata.labels or {}).get(ROLE)
+            if role != "member" or key == self.member_lease():
+                continue
+            if not self._expired(member, now):
+                live.add(member.body.spec.holder_identity)
+            elif now - member.changed_at >= 2 * self._duration(member):
+                self._forget_member(key, member)
+        members = sorted(m for m in live if m)
         self.members = tuple(members)
         wanted = assignment(self.shards, members)
         for shard in range(self.shards):
@@ -341,6 +349,23 @@ class Shards:
         except kubernetes.client.ApiException as exc:
             if exc.status != 409:
                 raise
+
+    def _forget_member(self, key: str, obs: _Observed) -> None:
+        """Delete a member Lease dead for two lease durations (a replica killed without
+        leaving), so that replicas started later do not wait a lease duration to see it
+        dead; the resourceVersion precondition spares one renewed meanwhile."""
+        options = kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(
+                resource_version=obs.body.metadata.resource_version
+            )
+        )
+        try:
+            self._leases.delete_namespaced_lease(key, self.namespace, body=options)
+            logger.info("%s: removed the member Lease of %s", self.identity, key)
+        except kubernetes.client.ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+        self._observed.pop(key, None)
 
     def _create(self, shard: int) -> None:
         sent = self._now()
