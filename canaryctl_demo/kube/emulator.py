@@ -21,6 +21,7 @@ import dataclasses
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,6 +74,8 @@ class LoggedRequest:
     query: dict[str, str]
     body: Any
     status: int
+    agent: str = ""  # the User-Agent header: which client sent it
+    at: float = 0.0  # when it was received (time.monotonic of the emulator's process)
 
     @property
     def is_write(self) -> bool:
@@ -176,7 +179,9 @@ class Emulator(kmock.KubernetesScaffold):
         """TokenRequest (a ServiceAccount's ``token`` subresource) and TokenReview, as created."""
         body = await raw.read()
         data = json.loads(body) if body else None
-        entry = LoggedRequest(raw.method, raw.path, dict(raw.query), data, 0)
+        entry = LoggedRequest(
+            raw.method, raw.path, dict(raw.query), data, 0, raw.headers.get("User-Agent", "")
+        )
         for hook in list(self.hooks):
             hook(entry)
         accounts = self.kind("", "v1", "serviceaccounts")
@@ -210,7 +215,13 @@ class Emulator(kmock.KubernetesScaffold):
             else self._kinds.get((res.group or "", res.version or "", res.plural or ""))
         )
         entry = LoggedRequest(
-            request.method.value, request.url.path, dict(request.params), request.data, 0
+            request.method.value,
+            request.url.path,
+            dict(request.params),
+            request.data,
+            0,
+            request.headers.get("User-Agent", ""),
+            time.monotonic(),
         )
         for hook in list(self.hooks):
             hook(entry)
@@ -257,7 +268,7 @@ class Emulator(kmock.KubernetesScaffold):
             content_type = request.headers.get("Content-Type", store_.MERGE_PATCH)
             return 200, self.store.patch(kind, ns, name, data, content_type, sub)
         elif method == "DELETE":
-            return 200, self.store.delete(kind, ns, name)
+            return 200, self.store.delete(kind, ns, name, data if isinstance(data, dict) else None)
         raise store_.ApiError(405, "MethodNotAllowed", f"{method} {request.url.path}", kind)
 
     def _scale(

@@ -351,11 +351,28 @@ class Store:
                 self._check_version(kind, name, current, updated)  # a JSON patch "replace" of it
             return self._commit(kind, current, updated, subresource)
 
-    def delete(self, kind: Kind, namespace: str | None, name: str) -> Body:
-        """Delete now, or only set ``deletionTimestamp`` while finalizers remain."""
+    def delete(
+        self, kind: Kind, namespace: str | None, name: str, options: Body | None = None
+    ) -> Body:
+        """Delete now, or only set ``deletionTimestamp`` while finalizers remain.
+
+        ``options`` is the request's DeleteOptions: its ``preconditions`` (``uid``,
+        ``resourceVersion``) must match the stored object, or the answer is 409 Conflict.
+        """
         with self._lock:
             current = self._existing(kind, namespace, name)
             meta = current["metadata"]
+            pre = (options or {}).get("preconditions") or {}
+            for field in ("uid", "resourceVersion"):
+                if pre.get(field) is not None and pre[field] != meta.get(field):
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f"Precondition failed: {field} in precondition: {pre[field]}, "
+                        f"{field} in object meta: {meta.get(field)}",
+                        kind,
+                        name,
+                    )
             if meta.get("finalizers"):
                 if not meta.get("deletionTimestamp"):
                     meta.update(

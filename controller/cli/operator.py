@@ -54,6 +54,22 @@ def run(
     ] = None,
     metrics_port: Annotated[int, typer.Option(help="Port of /metrics (Prometheus).")] = 9090,
     workers: Annotated[int, typer.Option(min=1, help="Experiments reconciled in parallel.")] = 8,
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="Shards the experiments are spread over, one Lease each; replicas share them. "
+            "1: one elected replica acts. The same on every replica.",
+        ),
+    ] = 1,
+    lease_duration: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds a Lease lasts unrenewed; a replica stops acting after two thirds of it.",
+        ),
+    ] = 15.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -69,10 +85,17 @@ def run(
     url = require_url(database_url)
     cluster = kube.connect_or_fail(kubeconfig, context, None)
     config = OperatorConfig(
-        namespaces=tuple(watch_namespace or ()), lease_namespace=lease_namespace, workers=workers
+        namespaces=tuple(watch_namespace or ()),
+        lease_namespace=lease_namespace,
+        workers=workers,
+        shards=shards,
+        lease_duration=lease_duration,
+        renew_deadline=lease_duration * 2 / 3,
+        retry_period=lease_duration * 2 / 15,
     )
     if identity:
         config.identity = identity
+    cluster.api.user_agent = f"canaryctl-operator/{config.identity}"
     # no pre-ping: a tick that meets a dropped connection fails and is retried next tick
     engine = db.make_engine(
         url, pool_size=max(5, workers), max_overflow=workers, pool_pre_ping=False
@@ -92,7 +115,8 @@ def run(
         signal.signal(sig, lambda *_: stop.set())
     typer.echo(
         f"canaryctl operator {config.identity}: watching "
-        f"{', '.join(config.namespaces) or 'all namespaces'}; health on "
+        f"{', '.join(config.namespaces) or 'all namespaces'}"
+        f"{f'; {shards} shards' if shards > 1 else ''}; health on "
         f"{_where(*health_at)}, metrics on {_where(*metrics_at)}"
     )
     try:

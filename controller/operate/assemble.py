@@ -11,6 +11,7 @@ reads no clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -81,11 +82,13 @@ class Assembler:
         *,
         router_factory: RouterFactory,
         fault: executor.FaultHook | None = None,
+        fence: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
     ) -> None:
         self.api = api
         self.engine = engine
         self.router_factory = router_factory
         self.fault = fault
+        self.fence = fence  # entered with an experiment's uid around each write for it
         self._ids: dict[str, int] = {}
         self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
         self._lock = threading.Lock()
@@ -105,7 +108,8 @@ class Assembler:
             work.result = self._delete(work)
             return work
         if FINALIZER not in res.finalizers and not res.stored.phase.terminal:
-            work.body = body = executor.add_finalizer(self.api, body)
+            with self._fence(res)():
+                work.body = body = executor.add_finalizer(self.api, body)
             work.res = res = observe.resource(body)
         lateness = (
             spec_or_error.analysis.allowed_lateness
@@ -117,7 +121,8 @@ class Assembler:
         if reachable and exp_id is not None and held:
             assert self.engine is not None
             try:
-                executor.flush_held(self.engine, exp_id, held)
+                with self._fence(res)():
+                    executor.flush_held(self.engine, exp_id, held)
                 work.flushed = True
             except DB_ERRORS as exc:
                 logger.warning("%s: database still unreachable: %s", res.key, describe(exc))
@@ -252,8 +257,16 @@ class Assembler:
             engine=self.engine if work.reachable else None,
             api=self.api,
             fault=self.fault,
+            fence=self._fence(res),
             now=work.now,
         )
+
+    def _fence(self, res: observe.Resource) -> executor.Fence:
+        """What to enter around a write for ``res`` (nothing without sharding)."""
+        fence, uid = self.fence, res.uid or res.key
+        if fence is None:
+            return contextlib.nullcontext
+        return lambda: fence(uid)
 
     def _router(
         self, res: observe.Resource, spec_or_error: sp.ExperimentSpec | validation.SpecError

@@ -15,6 +15,7 @@ flush of held decisions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ GROUP, VERSION, PLURAL = spec.API_GROUP, spec.API_VERSION, spec.PLURAL
 FINALIZER = "canaryctl.dev/finalizer"
 #: Called with "after_decide", "after_route", "after_log" or "after_status" (crash tests).
 FaultHook = Callable[[str], None]
+#: Entered around every write; raises when this replica may no longer write (``shards.Fenced``).
+Fence = Callable[[], contextlib.AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,13 @@ def apply(
     engine: sa.Engine | None,
     api: kubernetes.client.ApiClient,
     fault: FaultHook | None = None,
+    fence: Fence = contextlib.nullcontext,
     now: datetime,
 ) -> Outcome:
-    """Apply ``plan`` for ``target``; raises on the first failure (nothing after it runs)."""
+    """Apply ``plan`` for ``target``; raises on the first failure (nothing after it runs).
+
+    Every write runs inside ``fence()``, which stops the plan when it raises.
+    """
     outcome = Outcome()
     hit = fault or (lambda point: None)
     hit("after_decide")
@@ -100,14 +107,15 @@ def apply(
                 raise routers.RouterError(
                     f"{target.key}: no router to apply {type(action).__name__}"
                 )
-            if isinstance(action, p.SetWeight):
-                router.apply(action.weight)
-            elif isinstance(action, p.ClaimRoute):
-                router.claim()
-            elif isinstance(action, p.PromoteRoute):
-                router.promote()
-            else:
-                router.finalize()
+            with fence():
+                if isinstance(action, p.SetWeight):
+                    router.apply(action.weight)
+                elif isinstance(action, p.ClaimRoute):
+                    router.claim()
+                elif isinstance(action, p.PromoteRoute):
+                    router.promote()
+                else:
+                    router.finalize()
             outcome.route_actions.append(type(action).__name__)
     if outcome.route_actions:
         hit("after_route")
@@ -125,7 +133,7 @@ def apply(
     elif decisions or phase is not None or freeze is not None:
         if engine is None or target.experiment_id is None:
             raise ValueError(f"{target.key}: the plan writes to a database the tick did not reach")
-        with engine.begin() as conn:
+        with fence(), engine.begin() as conn:
             for d in decisions:
                 row = decision_log.append_decision(
                     conn,
@@ -157,14 +165,17 @@ def apply(
         hit("after_log")
     core = kubernetes.client.CoreV1Api(api)
     for event in plan.of_type(p.EmitEvent):
-        _emit(core, target, event, now)
+        with fence():
+            _emit(core, target, event, now)
     if plan.write_status:
-        _write_status(api, plan, target, outcome)
+        with fence():
+            _write_status(api, plan, target, outcome)
         if outcome.status_written:
             hit("after_status")
     if plan.first(p.RemoveFinalizer) is not None:
         remaining = [f for f in target.finalizers if f != FINALIZER]
-        patch_finalizers(api, target.namespace, target.name, target.resource_version, remaining)
+        with fence():
+            patch_finalizers(api, target.namespace, target.name, target.resource_version, remaining)
     return outcome
 
 

@@ -10,7 +10,9 @@ days of canary in seconds and the tests can stop the operator at any fault point
 
 The loop is a small explicit one rather than Kopf's: Kopf's timers run on wall-clock time,
 and canaryctl needs an injectable clock for the simulated-time demo and deterministic
-crash tests. Several replicas may run; a Lease elects the one that acts.
+crash tests. Several replicas may run: with one shard a Lease elects the one that acts;
+with ``shards > 1`` every replica acts on the experiments of the shards it holds
+(``controller.operate.shards``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from controller.experiment import spec as sp
 from controller.operate import assemble, executor, watch
 from controller.operate.leader import LeaderElector
 from controller.operate.metrics import Metrics
+from controller.operate.shards import Fenced, Shards
 from controller.routers import base as routers
 from controller.routers import router_for
 
@@ -59,6 +62,10 @@ class OperatorConfig:
     resync_seconds: float = 5.0
     workers: int = 8
     error_backoff: timedelta = timedelta(seconds=10)
+    shards: int = 1  # 1: one leader acts; more: replicas share the shards
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Operator:
         self._lock = threading.Lock()
         self.passes = 0
         self.leading = False
+        self.shards: Shards | None = None
         self.on_tick: Callable[[TickResult], None] | None = None
 
     # ------------------------------------------------------------------ the loop
@@ -115,6 +123,9 @@ class Operator:
         started = time.perf_counter()
         now = self.clock.now()
         items = self.list_experiments()
+        if self.shards is not None:  # only the experiments of the shards held now
+            mine = self.shards.mine([_uid(b) for b in items])
+            items = [b for b in items if _uid(b) in mine]
         phases: dict[str, int] = {}
         due = []
         for body in items:
@@ -150,17 +161,42 @@ class Operator:
         """
         wake = threading.Event()
         elector = None
-        if leader_election:
+        if leader_election and self.config.shards > 1:
+            self.shards = Shards(
+                self.api,
+                identity=self.config.identity,
+                namespace=self.config.lease_namespace,
+                name=self.config.lease_name,
+                shards=self.config.shards,
+                lease_duration=self.config.lease_duration,
+                renew_deadline=self.config.renew_deadline,
+                retry_period=self.config.retry_period,
+                on_change=wake.set,
+            ).start()
+            self._assembler.fence = self.shards.writing
+            # told to stop: give the shards back at once, not after the pass under way
+            threading.Thread(
+                target=lambda s=self.shards: (stop.wait(), s.stop()),
+                name="canaryctl-shards-leave",
+                daemon=True,
+            ).start()
+        elif leader_election:
             elector = LeaderElector(
                 self.api,
                 identity=self.config.identity,
                 namespace=self.config.lease_namespace,
                 name=self.config.lease_name,
+                lease_duration=round(self.config.lease_duration),
+                renew_deadline=round(self.config.renew_deadline),
+                retry_period=round(self.config.retry_period),
             ).start()
         watcher = watch.start(self._custom, self.config.namespaces, stop, wake)
         try:
             while not stop.is_set():
-                leading = elector is None or elector.leading.is_set()
+                if self.shards is not None:
+                    leading = bool(self.shards.held())
+                else:
+                    leading = elector is None or elector.leading.is_set()
                 self.leading = leading
                 self.metrics.leader.set(1 if leading else 0)
                 wake.clear()
@@ -178,6 +214,8 @@ class Operator:
             wake.set()
             if elector is not None:
                 elector.stop()
+            if self.shards is not None:
+                self.shards.stop()
             watcher.join(timeout=10)
 
     def _fingerprint(self, body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -219,7 +257,12 @@ class Operator:
         """Run one phase of a tick; an API, router or database error ends the tick."""
         try:
             return step()
-        except (kubernetes.client.ApiException, routers.RouterError, *assemble.DB_ERRORS) as exc:
+        except (
+            kubernetes.client.ApiException,
+            routers.RouterError,
+            Fenced,
+            *assemble.DB_ERRORS,
+        ) as exc:
             meta = body["metadata"]
             key = f"{meta['namespace']}/{meta['name']}"
             message = assemble.describe(exc)
@@ -290,3 +333,8 @@ class Operator:
             ) as pool:
                 return list(pool.map(fn, items))
         return [fn(item) for item in items]
+
+
+def _uid(body: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta['name']}")

@@ -53,8 +53,10 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "coordination.k8s.io",
         "leases",
-        frozenset({"get", "create", "update"}),
-        "leader election between operator replicas (renewed with PUT)",
+        frozenset({"list", "create", "update", "delete"}),
+        "shards shared by operator replicas (operate.shards, as the manifest runs it): "
+        "listed by label each round, renewed with PUT, a member's deleted when it leaves "
+        "(with --shards=1 the leader Lease needs get, create and update instead)",
         _OPERATOR_NS,
     ),
     Permission("gateway.networking.k8s.io", "httproutes", _GET | _PATCH, "gatewayAPI router"),

@@ -3,8 +3,8 @@ emulator's log, is granted, and every grant is used by some request.
 
 The requests are derived by running the operator, not listed by hand: each router carries
 a canary through a step to a promotion, another Experiment is deleted mid-flight (the finalizer, the route
-restored), and the full ``Operator.run`` (leader election, the watch) runs for a moment.
-Requests in the operator's namespace are the leader election's (``Scope.OPERATOR_NAMESPACE``);
+restored), and the full ``Operator.run`` (shard Leases, the watch) runs for a moment.
+Requests in the operator's namespace are the shards' (``Scope.OPERATOR_NAMESPACE``);
 all others are in the watched namespace (``Scope.WATCHED_NAMESPACE``).
 """
 
@@ -85,9 +85,11 @@ def _operator_requests(world: World, run: Callable[[], None]) -> Used:
 
 
 def _run_the_loop(world: World) -> Used:
-    """``Operator.run`` with leader election and the watch, until it has led one pass."""
+    """``Operator.run`` with shards and the watch, until it has made two passes."""
     kubernetes.client.CoreV1Api(world.api).create_namespace({"metadata": {"name": LEASE_NAMESPACE}})
     world.operator.config.lease_namespace = LEASE_NAMESPACE
+    world.operator.config.shards = 4  # as the manifest runs it: replicas share shards
+    world.operator.config.retry_period = 0.2
     stop = threading.Event()
 
     def run() -> None:

@@ -255,7 +255,15 @@ def test_rbac_never_touches_secrets_or_escalates() -> None:
     }
     resources = {r for _, r, _ in everything}
     assert not resources & {"secrets", "pods/exec", "roles", "clusterroles", "rolebindings"}
-    assert not {v for _, _, v in everything} & {"escalate", "bind", "impersonate", "delete"}
+    assert not {v for _, _, v in everything} & {"escalate", "bind", "impersonate"}
+    # nothing of the user's is ever deleted: the one delete is of the operator's own member
+    # Leases, in its own namespace (a replica leaving, or one dead for two lease durations)
+    deletes = {(g, r) for g, r, v in everything if v == "delete"}
+    assert deletes == {("coordination.k8s.io", "leases")}
+    assert ("coordination.k8s.io", "leases", "delete") in _rules("Role", "canaryctl-system")
+    assert ("coordination.k8s.io", "leases", "delete") not in permissions.granted(
+        permissions.Scope.WATCHED_NAMESPACE
+    )
 
 
 def test_bindings_point_at_the_operator_service_account() -> None:
