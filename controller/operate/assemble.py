@@ -28,7 +28,7 @@ from controller.decide import deletion, reconcile
 from controller.decide import observed as obs
 from controller.experiment import frozen, validation
 from controller.experiment import spec as sp
-from controller.operate import evaluate, executor, forecasting, observe
+from controller.operate import evaluate, executor, forecasting, informer, observe
 from controller.routers import base as routers
 from controller.storage import experiments
 
@@ -81,11 +81,13 @@ class Assembler:
         *,
         router_factory: RouterFactory,
         fault: executor.FaultHook | None = None,
+        cache: informer.Informers | None = None,
     ) -> None:
         self.api = api
         self.engine = engine
         self.router_factory = router_factory
         self.fault = fault
+        self.cache = cache
         self._ids: dict[str, int] = {}
         self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
         self._lock = threading.Lock()
@@ -105,7 +107,8 @@ class Assembler:
             work.result = self._delete(work)
             return work
         if FINALIZER not in res.finalizers and not res.stored.phase.terminal:
-            work.body = body = executor.add_finalizer(self.api, body)
+            cache = None if self.cache is None else self._experiments(res)
+            work.body = body = executor.add_finalizer(self.api, body, cache)
             work.res = res = observe.resource(body)
         lateness = (
             spec_or_error.analysis.allowed_lateness
@@ -253,7 +256,12 @@ class Assembler:
             api=self.api,
             fault=self.fault,
             now=work.now,
+            cache=None if self.cache is None else self._experiments(res),
         )
+
+    def _experiments(self, res: observe.Resource) -> informer.Informer:
+        assert self.cache is not None
+        return self.cache.informer(*informer.EXPERIMENTS, res.namespace)
 
     def _router(
         self, res: observe.Resource, spec_or_error: sp.ExperimentSpec | validation.SpecError
