@@ -223,9 +223,11 @@ def main() -> None:
             rows.append(_row(r))
         if {"get", "cache"} <= by_mode.keys():
             get, cache = by_mode["get"], by_mode["cache"]
+            ratio = get["cpu_ms"] / cache["cpu_ms"]
             ratios.append(
                 f"{n} experiments: operator CPU per tick {get['cpu_ms']:.2f} ms (get) / "
-                f"{cache['cpu_ms']:.2f} ms (cache) = **{get['cpu_ms'] / cache['cpu_ms']:.2f}x**; "
+                f"{cache['cpu_ms']:.2f} ms (cache) = **{ratio:.2f}x** "
+                f"(target 2x: {'met' if ratio >= 2 else 'NOT met'}); "
                 f"API requests per tick {get['api']:.2f} / {cache['api']:.2f}; pass "
                 f"{get['pass_median']:.2f} s / {cache['pass_median']:.2f} s"
             )

@@ -9,7 +9,8 @@ objects (which kmock's URL parser cannot read). A watch that asks for bookmarks
 (``allowWatchBookmarks``) gets one after each change it is not sent (another kind or
 namespace), so its client knows how far it has got; one from a version the store's history
 no longer holds gets a 410 ``ERROR`` event, as from the API server;
-:meth:`Emulator.disconnect_watches` ends every open watch (an API server restarting). ``kubernetes.leaderelection`` runs on it, and one
+:meth:`Emulator.disconnect_watches` ends every open watch and ``refuse_watches`` answers
+new ones 503 (an API server restarting). ``kubernetes.leaderelection`` runs on it, and one
 test (``tests/kube/test_kube_kopf.py``) runs a Kopf operator on it; canaryctl's operator is not Kopf.
 
 Used by the router and operator tests and by ``canaryctl demo``; :func:`serve` runs it on
@@ -99,6 +100,8 @@ class Emulator(kmock.KubernetesScaffold):
     tokens: tokens_.Tokens = attrs.field(factory=tokens_.Tokens)
     _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
     _watches: list[Callable[[], None]] = attrs.field(factory=list, init=False)
+    # While set, watch requests are answered 503 (an API server on its way back up).
+    refuse_watches: bool = False
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -231,6 +234,10 @@ class Emulator(kmock.KubernetesScaffold):
                 self.log.append(dataclasses.replace(entry, status=exc.status))
                 raise
         elif request.method == "GET" and request.params.get("watch") in ("true", "1"):
+            if self.refuse_watches:
+                refused = store_.ApiError(503, "ServiceUnavailable", "the server is starting", kind)
+                self.log.append(dataclasses.replace(entry, status=503))
+                return aiohttp.web.json_response(refused.status(), status=503)
             self.log.append(dataclasses.replace(entry, status=200))
             return await self._watch(request, kind)
         else:
