@@ -10,6 +10,7 @@ through the real ingestion path before the operator's next tick.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -136,19 +137,19 @@ class World:
     ) -> Iterator[World]:
         with emulator.serve() as served:
             api = served.api_client()
+            world: World | None = None
             try:
                 served.emulator.load_crd(crd.build_crd())
                 cluster = seed.Cluster(api, namespace)
                 cluster.create_namespace()
                 _seed_routing(cluster, router_kind, champion, challenger, route)
                 clock = SimulatedClock(start)
-                operator = Operator(
-                    api,
-                    engine,
-                    clock=clock,
-                    config=operator_config or OperatorConfig(workers=1),
-                    fault=fault,
+                # the world writes and then ticks at once: the operator's caches must have
+                # caught up with those writes before each pass
+                config = dataclasses.replace(
+                    operator_config or OperatorConfig(workers=1), consistent_reads=True
                 )
+                operator = Operator(api, engine, clock=clock, config=config, fault=fault)
                 world = cls(
                     served,
                     api,
@@ -163,11 +164,14 @@ class World:
                 operator.on_tick = world.ticks.append
                 yield world
             finally:
+                if world is not None:
+                    world.operator.close()
                 api.close()
 
     def restart_operator(self, *, fault: Any = None, engine: sa.Engine | None = None) -> Operator:
         """A new operator process: nothing kept in memory, same cluster, store and clock."""
         old = self.operator
+        old.close()
         self.operator = Operator(
             self.api, engine or self.engine, clock=self.clock, config=old.config, fault=fault
         )

@@ -5,7 +5,12 @@ lacks PUT, resourceVersion conflicts, the status subresource and list ``kind``, 
 answers every request for a registered resource from :class:`canaryctl_demo.kube.store.Store` and
 leaves the rest (discovery, unknown paths, kmock reactions) to kmock. It records a request log,
 serves watches (``?watch=true``, replaying events after a ``resourceVersion``) and Namespace
-objects (which kmock's URL parser cannot read). ``kubernetes.leaderelection`` runs on it, and one
+objects (which kmock's URL parser cannot read). A watch that asks for bookmarks
+(``allowWatchBookmarks``) gets one after each change it is not sent (another kind or
+namespace), so its client knows how far it has got; one from a version the store's history
+no longer holds gets a 410 ``ERROR`` event, as from the API server;
+:meth:`Emulator.disconnect_watches` ends every open watch and ``refuse_watches`` answers
+new ones 503 (an API server restarting). ``kubernetes.leaderelection`` runs on it, and one
 test (``tests/kube/test_kube_kopf.py``) runs a Kopf operator on it; canaryctl's operator is not Kopf.
 
 Used by the router and operator tests and by ``canaryctl demo``; :func:`serve` runs it on
@@ -97,6 +102,9 @@ class Emulator(kmock.KubernetesScaffold):
     # ServiceAccount tokens issued by TokenRequest (or ``tokens.issue``) and checked by TokenReview.
     tokens: tokens_.Tokens = attrs.field(factory=tokens_.Tokens)
     _kinds: dict[tuple[str, str, str], Kind] = attrs.field(factory=dict, init=False)
+    _watches: list[Callable[[], None]] = attrs.field(factory=list, init=False)
+    # While set, watch requests are answered 503 (an API server on its way back up).
+    refuse_watches: bool = False
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -144,6 +152,11 @@ class Emulator(kmock.KubernetesScaffold):
             )
             for version in spec["versions"]
         ]
+
+    def disconnect_watches(self) -> None:
+        """End every open watch, as an API server that restarts does (clients resume)."""
+        for end in list(self._watches):
+            end()
 
     def writes(self, path_part: str = "") -> list[LoggedRequest]:
         """Successful writes so far, optionally only those whose path contains ``path_part``."""
@@ -232,6 +245,10 @@ class Emulator(kmock.KubernetesScaffold):
                 self.log.append(dataclasses.replace(entry, status=exc.status))
                 raise
         elif request.method == "GET" and request.params.get("watch") in ("true", "1"):
+            if self.refuse_watches:
+                refused = store_.ApiError(503, "ServiceUnavailable", "the server is starting", kind)
+                self.log.append(dataclasses.replace(entry, status=503))
+                return aiohttp.web.json_response(refused.status(), status=503)
             self.log.append(dataclasses.replace(entry, status=200))
             return await self._watch(request, kind)
         else:
@@ -312,36 +329,80 @@ class Emulator(kmock.KubernetesScaffold):
         raw = request._raw_request
         assert raw is not None
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        bookmarks = request.params.get("allowWatchBookmarks") in ("true", "1")
 
         def listen(event: str, changed: Kind, obj: dict[str, Any]) -> None:
             same = (changed.group, changed.plural) == (kind.group, kind.plural)
             if same and request.namespace in (None, obj["metadata"].get("namespace")):
                 obj = {**obj, "apiVersion": kind.api_version}
                 loop.call_soon_threadsafe(queue.put_nowait, (event, obj))
+            elif bookmarks:
+                mark = _bookmark(kind, obj["metadata"]["resourceVersion"])
+                loop.call_soon_threadsafe(queue.put_nowait, ("BOOKMARK", mark))
+
+        def end() -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
 
         response = aiohttp.web.StreamResponse(status=200)
         response.content_type = "application/json"
         await response.prepare(raw)
-        backlog = self.store.subscribe(
-            listen, kind, request.namespace, request.params.get("resourceVersion")
-        )
+        try:
+            backlog = self.store.subscribe(
+                listen, kind, request.namespace, request.params.get("resourceVersion")
+            )
+        except store_.ApiError as exc:  # 410: the version is older than the history
+            line = json.dumps({"type": "ERROR", "object": exc.status()}) + "\n"
+            with contextlib.suppress(ConnectionResetError):
+                await response.write(line.encode())
+                await response.write_eof()
+            return response
+        if bookmarks:
+            backlog.append(("BOOKMARK", _bookmark(kind, self.store.resource_version)))
         for item in backlog:  # before any live event: those arrive via call_soon_threadsafe
             queue.put_nowait(item)
+        self._watches.append(end)
         try:
             timeout = float(request.params.get("timeoutSeconds", 3600))
             async with asyncio.timeout(timeout):
                 while True:
-                    event, obj = await queue.get()
-                    line = json.dumps({"type": event, "object": obj}) + "\n"
-                    await response.write(line.encode())
+                    batch = [await queue.get()]
+                    while not queue.empty():
+                        batch.append(queue.get_nowait())
+                    lines = _lines(batch)
+                    if lines:
+                        await response.write(lines.encode())
+                    if None in batch:
+                        break
         except (TimeoutError, ConnectionResetError):
             pass
         finally:
+            self._watches.remove(end)
             self.store.unsubscribe(listen)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+
+def _bookmark(kind: Kind, version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {"resourceVersion": version},
+    }
+
+
+def _lines(batch: list[tuple[str, dict[str, Any]] | None]) -> str:
+    """Watch events as JSON lines, up to an end (None); of consecutive bookmarks the last."""
+    out = []
+    for i, item in enumerate(batch):
+        if item is None:
+            break
+        following = batch[i + 1] if i + 1 < len(batch) else None
+        if item[0] == "BOOKMARK" and following is not None and following[0] == "BOOKMARK":
+            continue
+        out.append(json.dumps({"type": item[0], "object": item[1]}) + "\n")
+    return "".join(out)
 
 
 #: Resources whose ``scale`` subresource the emulator serves.

@@ -7,7 +7,9 @@ It knows nothing of HTTP and must not grow validation: it stores whatever JSON i
 Semantics kept from the real server: a global ``resourceVersion`` counter, 409 on a stale
 ``metadata.resourceVersion`` in a PUT or PATCH, ``metadata.generation`` bumped on changes outside
 ``metadata`` and ``status``, the ``status`` subresource (writes to it change only ``status``; writes
-to the main resource ignore ``status``), finalizers with ``deletionTimestamp``, label selectors.
+to the main resource ignore ``status``), finalizers with ``deletionTimestamp``, label selectors,
+and a bounded event history (etcd's compaction): a watch from a version older than what it
+still holds is refused with 410 Gone.
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ Listener = Callable[[str, Kind, Body], None]
 class Store:
     """Objects by (group, plural, namespace, name); thread-safe; every method returns copies."""
 
-    def __init__(self) -> None:
+    def __init__(self, history: int = 10_000) -> None:
         self._lock = threading.RLock()
         self._objects: dict[Key, Body] = {}
         self._counter = itertools.count(1)
@@ -175,8 +177,9 @@ class Store:
         # set its clock here, so that they agree with the times its operator writes).
         self.clock: Callable[[], datetime.datetime] = _wall_clock
         self._history: collections.deque[tuple[int, str, Kind, Body]] = collections.deque(
-            maxlen=10_000
+            maxlen=history
         )  # recent events, replayed to watches that start at a resourceVersion
+        self._compacted = 0  # events up to this version are no longer in the history
 
     @property
     def resource_version(self) -> str:
@@ -192,7 +195,15 @@ class Store:
     def _key(self, kind: Kind, namespace: str | None, name: str) -> Key:
         return (kind.group, kind.plural, (namespace or "") if kind.namespaced else "", name)
 
+    def compact(self) -> None:
+        """Forget the event history (as etcd's compaction does): older watches get 410."""
+        with self._lock:
+            self._history.clear()
+            self._compacted = self._rv
+
     def _emit(self, event: str, kind: Kind, obj: Body) -> None:
+        if len(self._history) == self._history.maxlen:
+            self._compacted = self._history[0][0]
         self._history.append((self._rv, event, kind, copy.deepcopy(obj)))
         for listener in list(self.listeners):
             listener(event, kind, copy.deepcopy(obj))
@@ -203,9 +214,14 @@ class Store:
         """Add a listener and return, atomically, what a watch must send first.
 
         Without ``since`` that is an ``ADDED`` per current object; with a resourceVersion it is
-        the recorded events after it (as far back as the bounded history goes).
+        the recorded events after it; one older than the history holds raises 410 Gone
+        (and adds no listener).
         """
         with self._lock:
+            if since and since != "0" and (not since.isdigit() or int(since) < self._compacted):
+                raise ApiError(
+                    410, "Expired", f"too old resource version: {since} ({self._compacted})", kind
+                )
             self.listeners.append(listener)
             if not since or since == "0":
                 return [("ADDED", obj) for obj in self.list(kind, namespace)["items"]]

@@ -29,7 +29,7 @@ from controller.decide import deletion, reconcile
 from controller.decide import observed as obs
 from controller.experiment import frozen, validation
 from controller.experiment import spec as sp
-from controller.operate import evaluate, executor, forecasting, observe
+from controller.operate import evaluate, executor, forecasting, informer, observe
 from controller.routers import base as routers
 from controller.storage import experiments
 
@@ -83,14 +83,17 @@ class Assembler:
         router_factory: RouterFactory,
         fault: executor.FaultHook | None = None,
         fence: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
+        cache: informer.Informers | None = None,
     ) -> None:
         self.api = api
         self.engine = engine
         self.router_factory = router_factory
         self.fault = fault
         self.fence = fence  # entered with an experiment's uid around each write for it
+        self.cache = cache
         self._ids: dict[str, int] = {}
         self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
+        self._resources: dict[str, tuple[tuple[str | None, str], observe.Resource]] = {}
         self._lock = threading.Lock()
 
     def gather(self, body: dict[str, Any], now: datetime) -> Work:
@@ -100,7 +103,7 @@ class Assembler:
         the experiment's registration and the flush of held decisions. An Experiment being
         deleted is decided and applied here (``Work.result``).
         """
-        res = observe.resource(body)
+        res = self._resource(body)
         spec_or_error = self._parse(body)
         router = self._router(res, spec_or_error)
         work = Work(body, now, res, spec_or_error, router)
@@ -108,8 +111,9 @@ class Assembler:
             work.result = self._delete(work)
             return work
         if FINALIZER not in res.finalizers and not res.stored.phase.terminal:
+            cache = None if self.cache is None else self._experiments(res)
             with self._fence(res)():
-                work.body = body = executor.add_finalizer(self.api, body)
+                work.body = body = executor.add_finalizer(self.api, body, cache)
             work.res = res = observe.resource(body)
         lateness = (
             spec_or_error.analysis.allowed_lateness
@@ -151,9 +155,28 @@ class Assembler:
                 work.reachable = False
         return work
 
+    def _resource(self, body: Mapping[str, Any]) -> observe.Resource:
+        """``observe.resource``, remembered for the object's resourceVersion (cached
+        objects come back unchanged tick after tick)."""
+        meta = body["metadata"]
+        key = (meta.get("uid"), meta["resourceVersion"])
+        cached = self._resources.get(meta.get("uid") or meta["name"])
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        res = observe.resource(body)
+        with self._lock:
+            self._resources[meta.get("uid") or meta["name"]] = (key, res)
+        return res
+
     def _parse(self, body: Mapping[str, Any]) -> sp.ExperimentSpec | validation.SpecError:
-        """``validation.parse_experiment``, remembered while the spec is unchanged."""
-        fingerprint = json.dumps(body.get("spec"), sort_keys=True)
+        """``validation.parse_experiment``, remembered while the spec is unchanged (its
+        ``metadata.generation``, which the API server bumps on every spec change)."""
+        generation = body["metadata"].get("generation")
+        fingerprint = (
+            f"generation {generation}"
+            if generation is not None
+            else json.dumps(body.get("spec"), sort_keys=True)
+        )
         uid = body["metadata"].get("uid", body["metadata"]["name"])
         cached = self._specs.get(uid)
         if cached is not None and cached[0] == fingerprint:
@@ -175,8 +198,16 @@ class Assembler:
             return work.result
         now, res, found = work.now, work.res, work.found
         spec_or_error, evaluation = work.spec_or_error, work.evaluation
+        verdicts = None
         if evaluation is not None and found.pending is not None:
             assert self.engine is not None
+            assert isinstance(spec_or_error, sp.ExperimentSpec)
+            verdicts = evaluate.summarise(
+                evaluation,
+                settings=found.pending.settings,
+                windows=found.pending.windows,
+                steps=found.pending.item.steps,
+            )
             try:
                 evaluate.save(
                     self.engine,
@@ -186,19 +217,11 @@ class Assembler:
                     step_index=res.stored.step_index,
                     challenger_weight=work.route.challenger_weight if work.route else 0,
                     samples=found.samples,
+                    summary=verdicts,
                 )
             except DB_ERRORS as exc:
                 logger.warning("%s: could not save the analysis state: %s", res.key, describe(exc))
-                evaluation, work.reachable = None, False
-        verdicts = None
-        if evaluation is not None and found.pending is not None:
-            assert isinstance(spec_or_error, sp.ExperimentSpec)
-            verdicts = evaluate.summarise(
-                evaluation,
-                settings=found.pending.settings,
-                windows=found.pending.windows,
-                steps=found.pending.item.steps,
-            )
+                evaluation, verdicts, work.reachable = None, None, False
         observed = observe.observed(
             res,
             work.route,
@@ -259,6 +282,7 @@ class Assembler:
             fault=self.fault,
             fence=self._fence(res),
             now=work.now,
+            cache=None if self.cache is None else self._experiments(res),
         )
 
     def _fence(self, res: observe.Resource) -> executor.Fence:
@@ -267,6 +291,10 @@ class Assembler:
         if fence is None:
             return contextlib.nullcontext
         return lambda: fence(uid)
+
+    def _experiments(self, res: observe.Resource) -> informer.Informer:
+        assert self.cache is not None
+        return self.cache.informer(*informer.EXPERIMENTS, res.namespace)
 
     def _router(
         self, res: observe.Resource, spec_or_error: sp.ExperimentSpec | validation.SpecError
@@ -294,6 +322,7 @@ class Assembler:
         outcome = self._apply(work, plan)
         with self._lock:
             self._specs.pop(res.uid or res.name, None)
+            self._resources.pop(res.uid or res.name, None)
         return TickResult(res.key, plan, outcome)
 
     def _experiment_id(

@@ -165,6 +165,7 @@ def summarise(
     Latency guardrails' figures are put on their recorded scale first (:func:`on_spec_scale`).
     """
     ev = on_spec_scale(ev, settings)
+    fields = status_fields(ev, settings, steps, windows)  # once: the evidence repeats them
     return obs.Verdicts(
         overall=obs.Verdict(ev.verdict.value),
         guardrails=tuple(
@@ -182,8 +183,8 @@ def summarise(
         srm_mismatch=bool(ev.srm.mismatch),
         burn_in_met=ev.burn_in_met,
         srm_reason=ev.reason if ev.reason_code is analysis.ReasonCode.SRM else "",
-        status_fields=status_fields(ev, settings, steps, windows),
-        evidence=evidence(ev, windows, settings, steps),
+        status_fields=fields,
+        evidence=evidence(ev, windows, settings, steps, fields),
     )
 
 
@@ -349,12 +350,14 @@ def evidence(
     steps: Sequence[win.Window],
     settings: frozen.FrozenSettings,
     step_stats: Sequence[analysis.StepWindow] = (),
+    fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The statistics a decision was based on, for the decision log."""
+    """The statistics a decision was based on, for the decision log (``fields``: the
+    ``status_fields`` of the same arguments, when already computed)."""
     return {
         "verdict": ev.verdict.value,
         "reasonCode": ev.reason_code.value,
-        **status_fields(ev, settings, step_stats, steps),
+        **(status_fields(ev, settings, step_stats, steps) if fields is None else fields),
         "steps": [
             {
                 "index": r.index,
@@ -528,8 +531,12 @@ def save(
     step_index: int,
     challenger_weight: int,
     samples: obs.ArmCounts,
+    summary: obs.Verdicts | None = None,
 ) -> None:
-    """Persist the sequential state, the step history and this look (one transaction)."""
+    """Persist the sequential state, the step history and this look (one transaction).
+
+    ``summary``: ``summarise`` of this evaluation, whose evidence is the look's payload
+    when no figure was rescaled for the status (else it is computed here, unscaled)."""
     until = max(w[2] for w in pending.windows)
     with engine.begin() as conn:
         looks.save_analysis_state(
@@ -546,8 +553,11 @@ def save(
                 "step_index": step_index,
                 "challenger_weight": challenger_weight,
                 "verdict": evaluation.verdict.value,
-                "payload": evidence(
-                    evaluation, pending.windows, pending.settings, pending.item.steps
+                "payload": (
+                    dict(summary.evidence)
+                    if summary is not None
+                    and on_spec_scale(evaluation, pending.settings) is evaluation
+                    else evidence(evaluation, pending.windows, pending.settings, pending.item.steps)
                 )
                 | {"samples": {"champion": samples.champion, "challenger": samples.challenger}},
             },

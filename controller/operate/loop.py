@@ -2,7 +2,10 @@
 
 Each pass lists the Experiments of the watched namespaces and ticks the ones that are due
 (every ``spec.analysis.interval``, or at once when their spec, annotations or deletion
-state changed; ``watch`` wakes the loop on such a change). The due experiments are
+state changed; the Experiment informer's events wake the loop on such a change). The
+Experiments and the routing objects are read from watch-fed caches (``informer``), not
+from the API server at every tick; ``OperatorConfig.cache=False`` restores a LIST per
+pass and a GET per object per tick (the benchmark's baseline). The due experiments are
 observed in parallel (``assemble.Assembler.gather``), their analyses run as one batch
 (``analysis.evaluate_batch``), and each is finished: reconciled and executed
 (``Assembler.finish``). Time comes from the injected clock only, so the demo can run
@@ -17,6 +20,7 @@ with ``shards > 1`` every replica acts on the experiments of the shards it holds
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -36,7 +40,7 @@ from controller.clock import SYSTEM_CLOCK, Clock
 from controller.decide import actions as p
 from controller.decide import observed as obs
 from controller.experiment import spec as sp
-from controller.operate import assemble, executor, watch
+from controller.operate import assemble, executor, informer
 from controller.operate.leader import LeaderElector
 from controller.operate.metrics import Metrics
 from controller.operate.shards import Fenced, Shards
@@ -66,6 +70,11 @@ class OperatorConfig:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    # Read Experiments and routing objects from watch-fed caches (False: a GET per tick).
+    cache: bool = True
+    # Bring the caches up to the API server's present before each pass (the simulated-time
+    # demo, which writes and ticks at once; see informer.Informers.sync).
+    consistent_reads: bool = False
 
 
 @dataclass
@@ -96,8 +105,12 @@ class Operator:
         self.fault = fault
         self.metrics = metrics or Metrics()
         self._custom = kubernetes.client.CustomObjectsApi(api)
+        self.informers = informer.Informers(api, self.config.namespaces)
+        cache = self.informers if self.config.cache else None
+        if cache is not None and router_factory is router_for:
+            router_factory = functools.partial(router_for, cache=cache)
         self._assembler = assemble.Assembler(
-            api, engine, router_factory=router_factory, fault=fault
+            api, engine, router_factory=router_factory, fault=fault, cache=cache
         )
         self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
@@ -109,6 +122,9 @@ class Operator:
     # ------------------------------------------------------------------ the loop
 
     def list_experiments(self) -> list[dict[str, Any]]:
+        """The Experiments of the watched namespaces (from the cache, unless it is off)."""
+        if self.config.cache:
+            return [body for one in self.informers.experiments() for body in one.items()]
         if not self.config.namespaces:
             found: Any = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
             return list(found.get("items", []))
@@ -122,6 +138,8 @@ class Operator:
         """One pass: tick every due experiment (all of them with ``force``)."""
         started = time.perf_counter()
         now = self.clock.now()
+        if self.config.cache and self.config.consistent_reads:
+            self.informers.sync()
         items = self.list_experiments()
         if self.shards is not None:  # only the experiments of the shards held now
             mine = self.shards.mine([_uid(b) for b in items])
@@ -140,6 +158,10 @@ class Operator:
         self.metrics.pass_seconds.observe(time.perf_counter() - started)
         return results
 
+    def close(self) -> None:
+        """Stop the informers' watches."""
+        self.informers.stop()
+
     def ready(self) -> bool:
         """Ready: a leader that has finished a pass over the experiments, or a follower."""
         return self.passes > 0 or not self.leading
@@ -155,11 +177,22 @@ class Operator:
     def run(self, stop: threading.Event, *, leader_election: bool = True) -> None:
         """Run until ``stop`` is set; with leader election only the Lease holder acts.
 
-        A watch on Experiments wakes the loop when one is created, edited, annotated or
-        deleted, so a change is acted on at once; between events the loop sleeps until the
-        next experiment is due (at most ``resync_seconds``).
+        The Experiment informer's watch wakes the loop when one is created, edited,
+        annotated or deleted, so a change is acted on at once; between events the loop
+        sleeps until the next experiment is due (at most ``resync_seconds``).
         """
         wake = threading.Event()
+
+        def relay(kind: str, _obj: Any) -> None:
+            if kind != "PUT":  # the operator's own writes wake nothing
+                wake.set()
+
+        def relay_stop() -> None:
+            stop.wait()
+            wake.set()
+
+        self.informers.listeners.append(relay)
+        threading.Thread(target=relay_stop, name="canaryctl-stop", daemon=True).start()
         elector = None
         if leader_election and self.config.shards > 1:
             self.shards = Shards(
@@ -190,7 +223,6 @@ class Operator:
                 renew_deadline=round(self.config.renew_deadline),
                 retry_period=round(self.config.retry_period),
             ).start()
-        watcher = watch.start(self._custom, self.config.namespaces, stop, wake)
         try:
             while not stop.is_set():
                 if self.shards is not None:
@@ -202,6 +234,8 @@ class Operator:
                 wake.clear()
                 if leading:
                     try:
+                        for one in self.informers.experiments():  # their events wake the loop
+                            one.start()
                         self.run_once()
                     except kubernetes.client.ApiException as exc:
                         logger.warning("listing experiments failed: %s %s", exc.status, exc.reason)
@@ -216,7 +250,8 @@ class Operator:
                 elector.stop()
             if self.shards is not None:
                 self.shards.stop()
-            watcher.join(timeout=10)
+            self.informers.listeners.remove(relay)
+            self.close()
 
     def _fingerprint(self, body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta = body.get("metadata", {})
@@ -267,7 +302,9 @@ class Operator:
             key = f"{meta['namespace']}/{meta['name']}"
             message = assemble.describe(exc)
             logger.warning("%s: tick failed: %s", key, message)
-            self._schedule(body, now + self.config.error_backoff)
+            conflict = isinstance(exc, kubernetes.client.ApiException) and exc.status == 409
+            # a conflict re-read the Experiment: tick it again at the next pass
+            self._schedule(body, now if conflict else now + self.config.error_backoff)
             return TickResult(key, None, None, error=message)
 
     def _tick_many(self, bodies: list[dict[str, Any]]) -> list[TickResult]:

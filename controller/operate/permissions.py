@@ -38,15 +38,17 @@ class Permission:
     scope: Scope = Scope.WATCHED_NAMESPACE
 
 
-_GET, _PATCH = frozenset({"get"}), frozenset({"patch"})
+_PATCH = frozenset({"patch"})
+_READ = frozenset({"get", "list", "watch"})  # watched by an informer; one re-read after a 409
 _OPERATOR_NS = Scope.OPERATOR_NAMESPACE
 
 OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         _GROUP,
         _PLURAL,
-        frozenset({"list", "watch", "patch"}),
-        "list and watch Experiments; patch metadata (the finalizer)",
+        _READ | _PATCH,
+        "list and watch Experiments (the informer), get one again after a conflicting write; "
+        "patch metadata (the finalizer)",
     ),
     Permission(_GROUP, f"{_PLURAL}/status", _PATCH, "write status"),
     Permission("", "events", frozenset({"create"}), "events on Experiments (core/v1)"),
@@ -59,18 +61,20 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
         "(with --shards=1 the leader Lease needs get, create and update instead)",
         _OPERATOR_NS,
     ),
-    Permission("gateway.networking.k8s.io", "httproutes", _GET | _PATCH, "gatewayAPI router"),
-    Permission("networking.istio.io", "virtualservices", _GET | _PATCH, "istio router: weights"),
+    Permission(
+        "gateway.networking.k8s.io", "httproutes", _READ | _PATCH, "gatewayAPI router: weights"
+    ),
+    Permission("networking.istio.io", "virtualservices", _READ | _PATCH, "istio router: weights"),
     Permission(
         "serving.kserve.io",
         "inferenceservices",
-        _GET | _PATCH,
+        _READ | _PATCH,
         "kserve router: canaryTrafficPercent; traffic and readiness from its status",
     ),
     Permission(
         "apps",
         "deployments",
-        _GET,
+        _READ,
         "challenger readiness; the replicas router reads replicas (read-only: a write could "
         "change the pod template)",
     ),
@@ -80,7 +84,7 @@ OPERATOR_PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "coordination.k8s.io",
         "leases",
-        frozenset({"get", "create", "patch"}),
+        _READ | frozenset({"create", "patch"}),
         "replicas router: a Lease per Deployment records the Experiment that owns it",
     ),
 )

@@ -14,11 +14,16 @@ from controller.routers import base
 if TYPE_CHECKING:
     import kubernetes.client
 
+    from controller.routers import readwrite
+
 
 def router_for(
-    config: base.RouterConfig, api_client: kubernetes.client.ApiClient
+    config: base.RouterConfig,
+    api_client: kubernetes.client.ApiClient,
+    cache: readwrite.ObjectCache | None = None,
 ) -> base.TrafficRouter:
-    """The Kubernetes router named by ``config.kind``, talking through ``api_client``."""
+    """The Kubernetes router named by ``config.kind``, talking through ``api_client``
+    (reading from ``cache`` when given)."""
     from controller.routers import gateway_api, istio, kserve, replicas
 
     routers: dict[base.RouterKind, Callable[..., base.TrafficRouter]] = {
@@ -27,7 +32,7 @@ def router_for(
         base.RouterKind.KSERVE: kserve.KServeRouter,
         base.RouterKind.REPLICAS: replicas.ReplicasRouter,
     }
-    return routers[config.kind](config, api_client)
+    return routers[config.kind](config, api_client, cache)
 
 
 __all__ = ["router_for"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+from typing import Any, Protocol
 
 from controller.routers import base
 
@@ -55,6 +55,20 @@ def owner_patch(obj: Body, target: base.Target) -> Body:
     if owner_of(obj) == target.owner:
         return {}
     return {"metadata": {"annotations": {base.OWNER_ANNOTATION: target.owner}}}
+
+
+class ObjectCache(Protocol):
+    """Objects kept up to date by a watch (the operator's informers), read instead of a GET.
+
+    ``get`` answers None for an object the server does not have; ``put`` keeps the object a
+    write returned; ``refresh`` reads one object from the server again (after a conflict).
+    """
+
+    def get(self, ref: Ref) -> Body | None: ...
+
+    def put(self, ref: Ref, obj: Body) -> None: ...
+
+    def refresh(self, ref: Ref) -> Body | None: ...
 
 
 class WriteConflict(Exception):

@@ -24,6 +24,30 @@ def test_a_key_the_new_status_drops_is_removed_by_the_patch() -> None:
     assert merge_patch(old, patch) == new
 
 
-def test_an_unchanged_status_patches_to_itself() -> None:
-    status = {"phase": "Baseline", "srm": {"enabled": False}}
-    assert merge_patch_to(status, status) == status
+def test_an_unchanged_status_patches_to_nothing() -> None:
+    status = {"phase": "Baseline", "srm": {"enabled": False}, "conditions": [{"type": "A"}]}
+    assert merge_patch_to(status, dict(status)) == {}
+    # a None in the new status is an absent key, as it is once stored
+    assert merge_patch_to(status, {**status, "verdict": None}) == {}
+
+
+def test_the_patch_holds_only_what_changed() -> None:
+    old = {
+        "phase": "Progressing",
+        "lastAnalysisAt": "2026-11-26T08:01:00Z",
+        "srm": {"enabled": True, "pValue": 1.0, "observedShare": 0.1},
+        "conditions": [{"type": "A", "status": "True"}, {"type": "B", "status": "False"}],
+    }
+    new = {
+        "phase": "Progressing",
+        "lastAnalysisAt": "2026-11-26T08:02:00Z",
+        "srm": {"enabled": True, "pValue": 0.8, "observedShare": 0.1},
+        "conditions": [{"type": "A", "status": "True"}, {"type": "B", "status": "True"}],
+    }
+    patch = merge_patch_to(old, new)
+    assert patch == {
+        "lastAnalysisAt": "2026-11-26T08:02:00Z",
+        "srm": {"pValue": 0.8},
+        "conditions": new["conditions"],  # a list is replaced whole
+    }
+    assert merge_patch(old, patch) == new

@@ -3,7 +3,9 @@ emulator's log, is granted, and every grant is used by some request.
 
 The requests are derived by running the operator, not listed by hand: each router carries
 a canary through a step to a promotion, another Experiment is deleted mid-flight (the finalizer, the route
-restored), and the full ``Operator.run`` (shard Leases, the watch) runs for a moment.
+restored), and the full ``Operator.run`` (shard Leases, the watch) runs for a moment. Another
+writer changes each object the operator patches just before its first patch, so that the
+re-read after a conflict (the only GET of a watched object) is among the requests.
 Requests in the operator's namespace are the shards' (``Scope.OPERATOR_NAMESPACE``);
 all others are in the watched namespace (``Scope.WATCHED_NAMESPACE``).
 """
@@ -58,6 +60,35 @@ def _request(req: LoggedRequest) -> tuple[permissions.Scope, str, str, str]:
         else permissions.Scope.WATCHED_NAMESPACE
     )
     return scope, group, resource, verb
+
+
+_OBJECT = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/"
+    r"(?P<plural>[^/]+)/(?P<name>[^/]+)"
+)
+
+
+def _conflict_once_per_object(world: World) -> None:
+    """Before the first PATCH to each object, another writer changes it (the PATCH gets 409)."""
+    seen: set[str] = set()
+
+    def hook(req: LoggedRequest) -> None:
+        match = _OBJECT.match(req.path)
+        if req.method != "PATCH" or match is None:
+            return
+        obj = (match["group"] or "", match["version"] or match["core"], match["plural"])
+        if req.path in seen:  # an object and its subresources each once
+            return
+        seen.add(req.path)
+        emulator = world.served.emulator
+        emulator.store.patch(
+            emulator.kind(*obj),
+            match["ns"],
+            match["name"],
+            {"metadata": {"annotations": {"rbac-test/another-writer": str(len(seen))}}},
+        )
+
+    world.served.emulator.hooks.append(hook)
 
 
 def _captured(world: World, during: Callable[[], None]) -> Used:
@@ -116,6 +147,7 @@ def test_the_operator_rbac_is_exactly_the_requests_it_makes(truncating_engine: s
         ) as world:
 
             def scenario(world: World = world, ns: str = ns, kind: str = kind) -> None:
+                _conflict_once_per_object(world)
                 world.create(experiment_body("good", namespace=ns, router=ROUTERS[kind]))
                 world.run("good", BASE, until={"never"}, max_minutes=3)
                 world.custom.patch_namespaced_custom_object(  # promote --full: fast

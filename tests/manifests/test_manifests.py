@@ -246,7 +246,12 @@ def test_cluster_wide_is_an_explicit_option_with_the_same_rules() -> None:
 
 def test_deployments_are_read_only_and_scaled_through_the_subresource() -> None:
     deployments = {(r, v) for g, r, v in permissions.granted() if g == "apps"}
-    assert deployments == {("deployments", "get"), ("deployments/scale", "patch")}
+    assert deployments == {
+        ("deployments", "get"),
+        ("deployments", "list"),
+        ("deployments", "watch"),
+        ("deployments/scale", "patch"),
+    }
 
 
 def test_rbac_never_touches_secrets_or_escalates() -> None:

@@ -1,0 +1,84 @@
+"""Raw JSON requests to the Kubernetes API through the official client's connection pool.
+
+The generated client validates every argument with pydantic, sanitises every body and
+deserialises every answer; on the operator's hot path (the informers' lists and watches,
+the status patch) that machinery cost more CPU than the tick's own work. These helpers
+send the same HTTP requests through the same ``ApiClient`` (its pool, TLS settings,
+default headers and bearer-token auth, refreshed as the client refreshes it) with the
+body as JSON and the answer read with ``json.loads``. Errors are the client's
+``ApiException``. No decisions, no retries.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import kubernetes.client
+from kubernetes.client.exceptions import ApiException
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def path(
+    group: str,
+    version: str,
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """The URL path of a collection (``name=None``) or an object, optionally a subresource."""
+    out = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespace:
+        out += f"/namespaces/{quote(namespace, safe='')}"
+    out += f"/{plural}"
+    if name:
+        out += f"/{quote(name, safe='')}"
+        if subresource:
+            out += f"/{subresource}"
+    return out
+
+
+def open_request(
+    api: kubernetes.client.ApiClient,
+    method: str,
+    where: str,
+    *,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    content_type: str = MERGE_PATCH,
+    timeout: float | tuple[float, float] | None = None,
+) -> Any:
+    """Send one request; the client's ``RESTResponse`` (its body not read yet)."""
+    headers = {**api.default_headers, "Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    queries = list((query or {}).items())
+    api.update_params_for_auth(headers, queries, ["BearerToken"], where, method, body)
+    url = api.configuration.host + where
+    if queries:
+        url += "?" + urlencode(queries)
+    send: Any = api.rest_client.request
+    return send(method, url, headers=headers, body=body, _request_timeout=timeout)
+
+
+def request(
+    api: kubernetes.client.ApiClient,
+    method: str,
+    where: str,
+    *,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    content_type: str = MERGE_PATCH,
+    timeout: float | tuple[float, float] | None = None,
+) -> Any:
+    """Send one request and return its JSON answer; a status outside 2xx raises ``ApiException``."""
+    response = open_request(
+        api, method, where, query=query, body=body, content_type=content_type, timeout=timeout
+    )
+    data = response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException(http_resp=response)
+    return json.loads(data) if data else None
