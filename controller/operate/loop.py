@@ -66,6 +66,9 @@ class OperatorConfig:
     resync_seconds: float = 5.0
     workers: int = 8
     error_backoff: timedelta = timedelta(seconds=10)
+    # Experiments observed, evaluated and finished together: the analysis is vectorised over
+    # a batch, and a pass holds one batch's inputs in memory at a time.
+    batch: int = 256
     shards: int = 1  # 1: one leader acts; more: replicas share the shards
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
@@ -153,7 +156,9 @@ class Operator:
                 due.append(body)
         for phase in obs.Phase:
             self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
-        results = self._tick_many(due) if due else []
+        results: list[TickResult] = []
+        for start in range(0, len(due), self.config.batch):  # memory bounded by the batch
+            results += self._tick_many(due[start : start + self.config.batch])
         self.passes += 1
         self.metrics.pass_seconds.observe(time.perf_counter() - started)
         return results

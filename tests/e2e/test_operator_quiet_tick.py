@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from canaryctl_demo.world import World, experiment_body
+from canaryctl_demo.kube import seed
+from canaryctl_demo.world import HTTPROUTE, World, experiment_body
 from tests.e2e.test_operator_e2e import BASE, world
 
 __all__ = ["world"]
@@ -40,3 +41,18 @@ def test_a_tick_that_moves_no_weight_sends_at_most_the_status_patch(world: World
     (again,) = operator.run_once(force=True)  # the same moment again: nothing changed
     assert again.error is None
     assert log[start:] == []
+
+
+def test_a_pass_ticks_every_due_experiment_batch_by_batch(world: World) -> None:
+    world.operator.config.batch = 2  # five experiments: batches of 2, 2 and 1
+    names = [f"b-{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        assert world.cluster is not None
+        world.cluster.create(
+            HTTPROUTE, seed.httproute(f"route-{i}", {"ranker-v1": 100, "ranker-v2": 0})
+        )
+        world.create(experiment_body(name, route=f"route-{i}"))
+    results = world.operator.run_once(force=True)
+    assert sorted(r.key for r in results) == sorted(f"ml/{n}" for n in names)
+    assert all(r.error is None for r in results)
+    assert {world.status(n)["phase"] for n in names} == {"Progressing"}
