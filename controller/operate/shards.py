@@ -140,6 +140,7 @@ class Shards:
         self._observed: dict[str, _Observed] = {}
         self._member_valid_until = 0.0
         self._stop = threading.Event()
+        self._stopping = threading.Lock()
         self._thread: threading.Thread | None = None
         self.members: tuple[str, ...] = ()
         self._on_change = on_change  # called whenever the set of held shards changes
@@ -211,26 +212,30 @@ class Shards:
         """Stop renewing; with ``release`` give every shard back and delete the member Lease.
 
         Called as soon as the replica is told to stop (writes still under way finish first;
-        later ones are fenced), so that the others take over at once. Idempotent.
+        later ones are fenced), so that the others take over at once. Idempotent; a second
+        caller waits until the first has finished. Giving back is best effort: a Lease
+        that cannot be written now (the API server away) expires on its own.
         """
-        with self._lock:
+        with self._stopping:
             if self._stop.is_set():
                 return
             self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        if release:
+            if self._thread is not None:
+                self._thread.join(timeout=30)
+            if release:
+                with self._lock:
+                    held = list(self._valid_until)
+                    self._releasing.update(held)
+                try:
+                    for shard in held:
+                        self._wait_idle(shard, self.renew_deadline)
+                        self._release(shard)
+                    self._leases.delete_namespaced_lease(self.member_lease(), self.namespace)
+                except Exception as exc:  # leaving must not fail: the leases expire anyway
+                    logger.info("%s: leaving without giving back: %s", self.identity, exc)
             with self._lock:
-                held = list(self._valid_until)
-                self._releasing.update(held)
-            for shard in held:
-                self._wait_idle(shard, self.renew_deadline)
-                self._release(shard)
-            with contextlib.suppress(kubernetes.client.ApiException):
-                self._leases.delete_namespaced_lease(self.member_lease(), self.namespace)
-        with self._lock:
-            self._valid_until.clear()
-        self._on_change()
+                self._valid_until.clear()
+            self._on_change()
 
     def _run(self) -> None:
         while not self._stop.is_set():
