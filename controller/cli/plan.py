@@ -146,18 +146,19 @@ def forecast_table(doc: dict[str, Any], ramp_text: str) -> str:
     p, i = doc["promotion"], doc["inputs"]
     lines = [
         f"Forecast through {ramp_text}, maxDuration {doc['maxDuration']}, at "
-        f"{doc['requestsPerMinute']:,.0f} requests/min",
+        f"{doc['requestsPerMinute']:,.0f} requests/min"
+        + (" on average, hour by hour" if doc.get("trafficPeriods", 1) > 1 else ""),
         f"(analysis.forecast: {doc['paths']} simulated runs of the decision rule, seed "
         f"{doc['seed']}; alpha {i['alpha']:g} over {i['guardrails']} guardrails and the SRM "
         "check):",
         f"  healthy challenger promoted   {_times(p)}; by maxDuration "
         f"{100 * p['probability']:.0f} %",
         f"  steps end                     {doc['stepsEnd']} (no promotion before)",
-        f"  {'guardrail':<16}{'kind':<6}{'limit':<16}non-inferior after the steps",
+        f"  {'guardrail':<16}{'kind':<9}{'limit':<20}non-inferior after the steps",
     ]
     for g in doc["guardrails"]:
         lines.append(
-            f"  {g['name']:<16}{g['kind']:<6}{g['limit']:<16}{_times(g)}; by maxDuration "
+            f"  {g['name']:<16}{g['kind']:<9}{g['limit']:<20}{_times(g)}; by maxDuration "
             f"{100 * g['probability']:.0f} %"
         )
     lines.append(f"  false rollback (healthy)      {100 * doc['falseRollback']:.1f} %")
