@@ -76,6 +76,9 @@ def test_a_manifest_is_forecast_with_all_its_guardrails_and_minimum_samples() ->
     ]
     assert doc["stepsEnd"] == "14h40m"  # 20,000 samples at 5 % of 1,000/min take 400 min
     assert doc["blocking"] == "revenue"
+    latency = doc["guardrails"][3]  # kind: latency, margin {relative: 0.05}
+    assert (latency["kind"], latency["limit"]) == ("latency", "margin 5 % slower")
+    assert latency["probability"] > 0.98 and latency["median"] == "14h40m"  # when steps end
 
 
 @pytest.mark.parametrize(
