@@ -2,7 +2,10 @@
 
 Sits before and beside a run: ``canaryctl plan`` and ``canaryctl start`` print it from the
 traffic people give (or the champion traffic observed in Postgres), and the operator
-recomputes it at each step start from the observed champion rollups. It simulates
+recomputes it at each step start from the observed champion rollups. The traffic is constant
+(``Traffic``) or follows the hours of the run (``Schedule``: the champion's day hour by hour,
+what a platform with a daily cycle needs; at the day's mean rate a run that starts before
+the peak was forecast 40 % late, ``bench/promotion.py``). It simulates
 per-look sufficient statistics of both arms on the actual ramp (each step's weight for
 its minimum duration, then the last weight until ``maxDuration``) and runs the decision
 rule itself on them, :func:`analysis.trajectory.replay`, so the forecast follows every
