@@ -133,6 +133,7 @@ def test_each_kind_asks_for_its_own_limit_in_one_line(args: list[str], message: 
 def test_the_latency_kind_forecasts_its_pass_and_a_slow_down_failing() -> None:
     """--kind latency is the engine's mean of log latency, margin ln(1 + m), as the operator's."""
     args = ["--steps", "5:30m,50", "--traffic", "1000", "--kind", "latency", "--margin", "0.05"]
+    args += ["--deadline", "4h"]
     result = run("plan", *args, "--effect", "0.2", "-o", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -150,7 +151,7 @@ def test_the_latency_kind_forecasts_its_pass_and_a_slow_down_failing() -> None:
         fc.alone(analysis.AnalysisSettings(), 3),
         [spec],
         [fc.RampStep(0.05, 30), fc.RampStep(0.5, 0)],
-        1440,
+        240,
         fc.Traffic(1000),
         fc.Effect(latency_factor=1.2),
     )
