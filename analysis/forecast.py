@@ -2,7 +2,10 @@
 
 Sits before and beside a run: ``canaryctl plan`` and ``canaryctl start`` print it from the
 traffic people give (or the champion traffic observed in Postgres), and the operator
-recomputes it at each step start from the observed champion rollups. It simulates
+recomputes it at each step start from the observed champion rollups. The traffic is constant
+(``Traffic``) or follows the hours of the run (``Schedule``: the champion's day hour by hour,
+what a platform with a daily cycle needs; at the day's mean rate a run that starts before
+the peak was forecast 40 % late, ``bench/promotion.py``). It simulates
 per-look sufficient statistics of both arms on the actual ramp (each step's weight for
 its minimum duration, then the last weight until ``maxDuration``) and runs the decision
 rule itself on them, :func:`analysis.trajectory.replay`, so the forecast follows every
@@ -31,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -189,6 +193,69 @@ class Traffic:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Traffic that changes over the run, period by period: a day's profile, hour by hour.
+
+    Parameters
+    ----------
+    periods : sequence of Traffic
+        ``periods[i]`` holds from minute ``i · period_minutes`` after the run's start; the
+        sequence repeats after its end, so give a whole cycle (24 hours for a daily profile),
+        starting at the hour the run starts.
+    period_minutes : float
+        Length of each period, > 0.
+    """
+
+    periods: tuple[Traffic, ...]
+    period_minutes: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "periods", tuple(self.periods))
+        if not self.periods:
+            raise ValueError("periods must not be empty")
+        if not (self.period_minutes > 0 and math.isfinite(self.period_minutes)):
+            raise ValueError(f"period_minutes must be finite and > 0, got {self.period_minutes}")
+
+    @property
+    def requests_per_minute(self) -> float:
+        """The mean traffic over the cycle."""
+        return float(np.mean([p.requests_per_minute for p in self.periods]))
+
+    def scaled(self, factor: float) -> Schedule:
+        """The same profile with ``factor`` times the requests."""
+        return replace(self, periods=tuple(p.scaled(factor) for p in self.periods))
+
+    def index(self, minutes: FloatArray) -> npt.NDArray[np.int64]:
+        """The period in force at each of ``minutes`` after the start."""
+        out: npt.NDArray[np.int64] = np.floor(minutes / self.period_minutes).astype(np.int64) % len(
+            self.periods
+        )
+        return out
+
+    def elapsed(self, start: float, requests: float) -> float:
+        """Minutes from ``start`` until ``requests`` requests have arrived."""
+        if requests <= 0:
+            return 0.0
+        rates = [p.requests_per_minute * self.period_minutes for p in self.periods]
+        need, t = requests, start
+        cycles = math.floor(need / sum(rates))
+        need -= cycles * sum(rates)
+        t += cycles * len(rates) * self.period_minutes
+        while True:
+            k = math.floor(t / self.period_minutes + 1e-9)
+            end = (k + 1) * self.period_minutes
+            rate = self.periods[k % len(rates)].requests_per_minute
+            if rate * (end - t) >= need:
+                return t + need / rate - start
+            need -= rate * (end - t)
+            t = end
+
+
+def _schedule(traffic: Traffic | Schedule) -> Schedule:
+    return traffic if isinstance(traffic, Schedule) else Schedule((traffic,))
+
+
+@dataclass(frozen=True)
 class Effect:
     """What the challenger changes (nothing: a healthy challenger).
 
@@ -333,14 +400,17 @@ class Forecast:
 
 
 def _looks(
-    ramp: Sequence[RampStep], rpm: float, horizon: float, look_minutes: float
+    ramp: Sequence[RampStep], traffic: Schedule, horizon: float, look_minutes: float
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64], float]:
     """Look lengths, weights and step indices up to ``horizon``; when the steps end."""
     lengths: list[float] = []
     weights: list[float] = []
     steps: list[int] = []
     t = 0.0
-    ends = [s.duration(rpm) for s in ramp]
+    ends: list[float] = []
+    for s in ramp:  # each step's duration or its samples at the traffic of its time, the later
+        smaller = min(s.weight, 1.0 - s.weight)
+        ends.append(max(s.minutes, traffic.elapsed(sum(ends), s.min_samples / smaller)))
     steps_end = float(sum(ends))
     for k, step in enumerate(ramp):
         end = horizon if k == len(ramp) - 1 else min(t + ends[k], horizon)
@@ -359,7 +429,7 @@ def _looks(
 
 def _draw(
     guardrails: Sequence[spec.GuardrailSpec],
-    traffic: Traffic,
+    traffic: Schedule,
     effect: Effect,
     lengths: FloatArray,
     weights: FloatArray,
@@ -369,32 +439,46 @@ def _draw(
 ) -> simulate.MinuteStats:
     """``paths`` histories of per-look sufficient statistics, arrays (paths, looks, 2, ...)."""
     looks = lengths.size
+    # each look reads the traffic of the period its middle falls in, as a column (looks, 1)
+    period = traffic.index(np.cumsum(lengths) - lengths / 2)
+
+    def per_look(value: Callable[[Traffic], float]) -> FloatArray:
+        out: FloatArray = np.array([value(p) for p in traffic.periods])[period][:, None]
+        return out
+
     share_b = weights * (1.0 - effect.srm_shortfall)
-    rate = traffic.requests_per_minute * lengths[:, None] * np.stack([1 - share_b, share_b], -1)
+    rate = (
+        per_look(lambda t: t.requests_per_minute)
+        * lengths[:, None]
+        * np.stack([1 - share_b, share_b], -1)
+    )
     n = rng.poisson(rate, size=(paths, looks, 2))
-    q = traffic.revenue_nonzero
-    m_pos = traffic.revenue_mean / q
-    v_pos = (traffic.revenue_sd**2 + traffic.revenue_mean**2) / q - m_pos**2
+    q = per_look(lambda t: t.revenue_nonzero)
+    m_pos = per_look(lambda t: t.revenue_mean) / q
+    v_pos = per_look(lambda t: t.revenue_sd**2 + t.revenue_mean**2) / q - m_pos**2
     k = rng.binomial(n, q)
     scale_rev = np.array([1.0, 1.0 + effect.revenue])
-    if v_pos > 1e-12 * m_pos**2:
-        rev = rng.gamma(np.maximum(k * m_pos**2 / v_pos, 1e-300), v_pos / m_pos) * (k > 0)
-    else:
-        rev = k * m_pos
+    spread = v_pos > 1e-12 * m_pos**2
+    v_safe = np.where(spread, v_pos, 1.0)
+    rev = np.where(
+        spread,
+        rng.gamma(np.maximum(k * m_pos**2 / v_safe, 1e-300), v_safe / m_pos) * (k > 0),
+        k * m_pos,
+    )
     rev = rev * scale_rev
-    rev_sq = k * (v_pos + m_pos**2) * scale_rev**2
+    rev_sq = k * (np.maximum(v_pos, 0.0) + m_pos**2) * scale_rev**2
     errors = rng.binomial(
-        n, np.minimum(traffic.error_rate * np.array([1.0, effect.error_ratio]), 1)
+        n, np.minimum(per_look(lambda t: t.error_rate) * np.array([1.0, effect.error_ratio]), 1)
     )
     tails = [g for g in guardrails if g.kind == spec.GuardrailKind.TAIL]
     edges = tuple(dict.fromkeys(g.threshold_edge_ms for g in tails))
     exceed = np.zeros((paths, looks, 2, len(edges)), dtype=np.int64)
     for j, edge in enumerate(edges):
         g = next(t for t in tails if t.threshold_edge_ms == edge)
-        p = traffic.tail_of(g.name) * np.array([1.0, effect.tail_ratio])
+        p = per_look(partial(Traffic.tail_of, name=g.name)) * np.array([1.0, effect.tail_ratio])
         exceed[..., j] = rng.binomial(n, np.minimum(p, 1.0))
-    mu = traffic.log_latency_mean + np.array([0.0, math.log(effect.latency_factor)])
-    sd = traffic.log_latency_sd
+    mu = per_look(lambda t: t.log_latency_mean) + np.array([0.0, math.log(effect.latency_factor)])
+    sd = per_look(lambda t: t.log_latency_sd)
     ll = n * mu + np.sqrt(n) * sd * rng.standard_normal(n.shape)
     ll_sq = n * (sd**2 + mu**2)
     return simulate.MinuteStats(
@@ -426,15 +510,13 @@ def _run(
     guardrails: Sequence[spec.GuardrailSpec],
     ramp: Sequence[RampStep],
     horizon: float,
-    traffic: Traffic,
+    traffic: Schedule,
     effect: Effect,
     paths: int,
     seed: int,
     look_minutes: float,
 ) -> tuple[_Run, float]:
-    lengths, weights, steps, steps_end = _looks(
-        ramp, traffic.requests_per_minute, horizon, look_minutes
-    )
+    lengths, weights, steps, steps_end = _looks(ramp, traffic, horizon, look_minutes)
     t_end = np.cumsum(lengths)
     after = t_end >= steps_end - 1e-9
     rng = np.random.default_rng(seed)
@@ -471,7 +553,7 @@ def forecast(
     guardrails: Sequence[spec.GuardrailSpec],
     ramp: Sequence[RampStep],
     max_minutes: float,
-    traffic: Traffic,
+    traffic: Traffic | Schedule,
     effect: Effect | None = None,
     *,
     paths: int = DEFAULT_PATHS,
@@ -492,7 +574,10 @@ def forecast(
         The steps in order; the last weight holds until ``max_minutes``.
     max_minutes : float
         maxDuration in minutes: no promotion after it.
-    traffic : Traffic
+    traffic : Traffic or Schedule
+        The traffic and champion moments: constant (``Traffic``), or changing over the run
+        (``Schedule``, e.g. the champion's traffic hour by hour the day before, from the
+        hour the run starts), which is what a diurnal platform needs (``bench/promotion.py``).
     effect : Effect, optional
         A harm to forecast the FAIL of (``failure``, ``failing``); promotion is always
         forecast for a healthy challenger.
@@ -529,6 +614,7 @@ def forecast(
     if paths < 1:
         raise ValueError(f"paths must be >= 1, got {paths}")
     look = _look_minutes(max_minutes, look_minutes, looks)
+    traffic = _schedule(traffic)
     run, steps_end = _run(
         settings, guardrails, ramp, max_minutes, traffic, Effect(), paths, seed, look
     )
@@ -594,7 +680,7 @@ def _search(
     guardrails: Sequence[spec.GuardrailSpec],
     ramp: Sequence[RampStep],
     max_minutes: float,
-    traffic: Traffic,
+    traffic: Schedule,
     blocking: str,
     seed: int,
     look_minutes: float = 1.0,
@@ -609,7 +695,7 @@ def _search(
     single = alone(settings, len(guardrails))
 
     def likely(
-        guard: spec.GuardrailSpec, horizon: float, tr: Traffic, *, by: float | None = None
+        guard: spec.GuardrailSpec, horizon: float, tr: Schedule, *, by: float | None = None
     ) -> tuple[bool, FloatArray]:
         run, _ = _run(
             single,
@@ -629,7 +715,9 @@ def _search(
         margin = _bisect(
             lambda m: likely(replace(g, margin=m), max_minutes, traffic)[0],
             g.margin,
-            max(1.0, 4 * g.margin) if g.relative else max(4 * g.margin, traffic.revenue_mean),
+            max(1.0, 4 * g.margin)
+            if g.relative
+            else max(4 * g.margin, traffic.periods[0].revenue_mean),
             geometric=False,
         )
     else:

@@ -146,18 +146,19 @@ def forecast_table(doc: dict[str, Any], ramp_text: str) -> str:
     p, i = doc["promotion"], doc["inputs"]
     lines = [
         f"Forecast through {ramp_text}, maxDuration {doc['maxDuration']}, at "
-        f"{doc['requestsPerMinute']:,.0f} requests/min",
+        f"{doc['requestsPerMinute']:,.0f} requests/min"
+        + (" on average, hour by hour" if doc.get("trafficPeriods", 1) > 1 else ""),
         f"(analysis.forecast: {doc['paths']} simulated runs of the decision rule, seed "
         f"{doc['seed']}; alpha {i['alpha']:g} over {i['guardrails']} guardrails and the SRM "
         "check):",
         f"  healthy challenger promoted   {_times(p)}; by maxDuration "
         f"{100 * p['probability']:.0f} %",
         f"  steps end                     {doc['stepsEnd']} (no promotion before)",
-        f"  {'guardrail':<16}{'kind':<6}{'limit':<16}non-inferior after the steps",
+        f"  {'guardrail':<16}{'kind':<9}{'limit':<20}non-inferior after the steps",
     ]
     for g in doc["guardrails"]:
         lines.append(
-            f"  {g['name']:<16}{g['kind']:<6}{g['limit']:<16}{_times(g)}; by maxDuration "
+            f"  {g['name']:<16}{g['kind']:<9}{g['limit']:<20}{_times(g)}; by maxDuration "
             f"{100 * g['probability']:.0f} %"
         )
     lines.append(f"  false rollback (healthy)      {100 * doc['falseRollback']:.1f} %")
@@ -187,12 +188,110 @@ def ramp_text(steps: list[Any]) -> str:
     return "the steps " + ", ".join([*parts, tail]) if parts else f"one step at {last.weight:g} %"
 
 
+def _guardrail_range(field: str, sub: str | None = None) -> tuple[float, float]:
+    """A guardrail field's range as the CRD schema states it (the one definition)."""
+    from controller.experiment import crd
+
+    node = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for key in ("spec", "analysis", "guardrails"):
+        node = node["properties"][key]
+    node = node["items"]["properties"][field]
+    if sub is not None:
+        node = node["properties"][sub]
+    return float(node["minimum"]), float(node["maximum"])
+
+
+#: What --margin means for each kind that takes one (the error messages say it).
+_MARGIN_MEANS = {
+    "mean": "the tolerated relative drop (0.02 = 2 %)",
+    "latency": "the tolerated relative slow-down (0.05 = 5 % slower)",
+}
+
+
+def _steps_guardrail(kind: str, margin: float | None, kappa: float | None) -> Any:
+    """The one guardrail ``plan --steps`` forecasts, from --kind, --margin and --kappa."""
+    import analysis
+    from controller.operate import evaluate
+
+    if kind in _MARGIN_MEANS:
+        if kappa is not None:
+            fail(
+                f"--kappa: not with --kind {kind}: give --margin, {_MARGIN_MEANS[kind]}",
+                EXIT_USAGE,
+            )
+        if margin is None:
+            fail(f"--margin: give {_MARGIN_MEANS[kind]} for --kind {kind}", EXIT_USAGE)
+        lo, hi = _guardrail_range("margin", "relative")
+        if not (lo <= margin <= hi):
+            fail(
+                f"--margin: {margin:g} must lie in [{lo:g}, {hi:g}], {_MARGIN_MEANS[kind]}",
+                EXIT_USAGE,
+            )
+        if kind == "latency":
+            return evaluate.latency_spec("latency-mean", margin)
+        return analysis.GuardrailSpec("revenue", analysis.GuardrailKind.MEAN, margin=margin)
+    if margin is not None:
+        fail(
+            f"--margin: not with --kind {kind}: give --kappa, the tolerated inflation (1.2)",
+            EXIT_USAGE,
+        )
+    if kappa is None:
+        fail(f"--kappa: give the tolerated inflation for --kind {kind}, e.g. 1.2", EXIT_USAGE)
+    lo, hi = _guardrail_range("kappa")
+    if not (lo <= kappa <= hi):
+        fail(
+            f"--kappa: {kappa:g} must lie in [{lo:g}, {hi:g}], the tolerated inflation",
+            EXIT_USAGE,
+        )
+    return analysis.GuardrailSpec(
+        "latency" if kind == "tail" else "errors",
+        analysis.GuardrailKind(kind),
+        kappa=kappa,
+        threshold_ms=1000.0 if kind == "tail" else None,
+    )
+
+
+def _harm(g: Any, effect: float) -> tuple[Any, str]:
+    """The harm --effect describes for guardrail ``g``, and its words; refuses nonsense."""
+    import analysis
+    from analysis import forecast as fc
+
+    if g.kind == analysis.GuardrailKind.MEAN:
+        if not effect > -1:
+            fail(f"--effect: {100 * effect:+g} % is a change of more than −100 %", EXIT_USAGE)
+        if g.metric == analysis.MeanMetric.LOG_LATENCY:
+            slower = math.expm1(g.margin)
+            if not effect > slower:
+                fail(
+                    f"--effect: {100 * effect:+g} % is on the wrong side of the margin "
+                    f"{100 * slower:+.3g} %: a harm to detect must be slower than the margin",
+                    EXIT_USAGE,
+                )
+            return fc.Effect(latency_factor=1 + effect), f"{100 * effect:+g} % latency"
+        if not effect < -g.margin:
+            fail(
+                f"--effect: {100 * effect:+g} % is on the wrong side of the margin "
+                f"{-100 * g.margin:+g} %: a harm to detect must be worse than the margin",
+                EXIT_USAGE,
+            )
+        return fc.Effect(revenue=effect), f"{100 * effect:+g} % revenue"
+    if not effect > g.kappa:
+        fail(
+            f"--effect: ×{effect:g} is not beyond κ {g.kappa:g}: a harm to detect must "
+            "inflate the rate by more than κ",
+            EXIT_USAGE,
+        )
+    if g.kind == analysis.GuardrailKind.TAIL:
+        return fc.Effect(tail_ratio=effect), f"×{effect:g} {g.name}"
+    return fc.Effect(error_ratio=effect), f"×{effect:g} {g.name}"
+
+
 def _forecast_mode(
     *,
     filename: str | None,
     steps: str | None,
     traffic: float | None,
-    kind: str,
+    kind: str | None,
     margin: float | None,
     kappa: float | None,
     effect: float | None,
@@ -201,6 +300,7 @@ def _forecast_mode(
     nonzero_share: float,
     error_rate: float,
     tail_share: float,
+    log_latency_sd: float,
     alpha: float,
     guardrails: int,
     deadline: str | None,
@@ -225,8 +325,10 @@ def _forecast_mode(
     if guardrails < 1:
         fail(f"--guardrails: must be at least 1 (got {guardrails})", EXIT_USAGE)
     if filename is not None:
-        if steps is not None or margin is not None or kappa is not None:
-            fail("give either -f FILE or --steps with --margin/--kappa, not both", EXIT_USAGE)
+        if steps is not None or margin is not None or kappa is not None or kind is not None:
+            fail(
+                "give either -f FILE or --steps with --kind/--margin/--kappa, not both", EXIT_USAGE
+            )
         from controller.cli.start import read_manifest
 
         try:
@@ -252,28 +354,7 @@ def _forecast_mode(
         except ValueError:
             fail(f"--steps: {steps!r}: a duration is not like '2h' or '30m'", EXIT_USAGE)
         max_duration = spec.parse_duration(defaults.MAX_DURATION)
-        if margin is not None and not (margin >= 0 and math.isfinite(margin)):
-            fail(f"--margin: must be >= 0, a fraction of the mean (got {margin:g})", EXIT_USAGE)
-        if kappa is not None and not (kappa >= 1 and math.isfinite(kappa)):
-            fail(f"--kappa: must be >= 1, the tolerated inflation (got {kappa:g})", EXIT_USAGE)
-        if kind == "mean":
-            if margin is None:
-                fail(
-                    "--margin: give the tolerated relative drop for --kind mean, e.g. 0.02",
-                    EXIT_USAGE,
-                )
-            g = analysis.GuardrailSpec("revenue", analysis.GuardrailKind.MEAN, margin=margin)
-        else:
-            if kappa is None:
-                fail(
-                    f"--kappa: give the tolerated inflation for --kind {kind}, e.g. 1.2", EXIT_USAGE
-                )
-            g = analysis.GuardrailSpec(
-                "latency" if kind == "tail" else "errors",
-                analysis.GuardrailKind(kind),
-                kappa=kappa,
-                threshold_ms=1000.0 if kind == "tail" else None,
-            )
+        g = _steps_guardrail(kind or Kind.MEAN.value, margin, kappa)
         specs = [g]
         base = analysis.AnalysisSettings(
             alpha=alpha,
@@ -287,32 +368,7 @@ def _forecast_mode(
             max_duration = spec.parse_duration(deadline)
         except ValueError:
             fail(f"--deadline: {deadline!r} is not a duration like '6h' or '24h'", EXIT_USAGE)
-    harm: fc.Effect | None = None
-    effect_text = ""
-    if effect is not None:
-        g0 = specs[0]
-        if g0.kind == analysis.GuardrailKind.MEAN:
-            if not effect > -1:
-                fail(f"--effect: {100 * effect:+g} % is a change of more than −100 %", EXIT_USAGE)
-            if not effect < -g0.margin:
-                fail(
-                    f"--effect: {100 * effect:+g} % is on the wrong side of the margin "
-                    f"{-100 * g0.margin:+g} %: a harm to detect must be worse than the margin",
-                    EXIT_USAGE,
-                )
-            harm, effect_text = fc.Effect(revenue=effect), f"{100 * effect:+g} % revenue"
-        else:
-            if not effect > g0.kappa:
-                fail(
-                    f"--effect: ×{effect:g} is not beyond κ {g0.kappa:g}: a harm to detect must "
-                    "inflate the rate by more than κ",
-                    EXIT_USAGE,
-                )
-            if g0.kind == analysis.GuardrailKind.TAIL:
-                harm = fc.Effect(tail_ratio=effect)
-            else:
-                harm = fc.Effect(error_ratio=effect)
-            effect_text = f"×{effect:g} {g0.name}"
+    harm, effect_text = (None, "") if effect is None else _harm(specs[0], effect)
     try:
         t = fc.Traffic(
             requests_per_minute=traffic,
@@ -321,6 +377,7 @@ def _forecast_mode(
             revenue_nonzero=nonzero_share,
             error_rate=error_rate,
             tail_share=tail_share,
+            log_latency_sd=log_latency_sd,
         )
     except ValueError as exc:
         text = str(exc)
@@ -330,6 +387,7 @@ def _forecast_mode(
             "revenue_nonzero": "--nonzero-share",
             "error_rate": "--error-rate",
             "tail_share": "--tail-share",
+            "log_latency_sd": "--log-latency-sd",
         }
         name = next((o for a, o in option.items() if text.startswith(a)), "--mean")
         fail(f"{name}: {text}", EXIT_USAGE)
@@ -358,11 +416,12 @@ _FORECAST = "Forecast through a ramp (--steps or -f)"
 
 
 class Kind(StrEnum):
-    """The guardrail kind ``plan --steps`` forecasts."""
+    """The guardrail kind ``plan --steps`` forecasts (the Experiment's ``kind`` values)."""
 
     MEAN = "mean"
     TAIL = "tail"
     RATE = "rate"
+    LATENCY = "latency"
 
 
 @app.command()
@@ -387,8 +446,8 @@ def plan(
         typer.Option(
             "--effect",
             help="Effect to detect: a fraction of the mean (-0.05 is a 5 % drop), or with "
-            "--absolute a change in the metric's unit; with --kind tail or rate, a ratio of "
-            "rates (1.5).",
+            "--absolute a change in the metric's unit; with --kind latency, a slow-down "
+            "(0.10 is 10 % slower); with --kind tail or rate, a ratio of rates (1.5).",
         ),
     ] = None,
     steps: Annotated[
@@ -414,13 +473,15 @@ def plan(
         typer.Option(help="Total requests per minute.", rich_help_panel=_FORECAST),
     ] = None,
     kind: Annotated[
-        Kind,
-        typer.Option(help="Guardrail kind with --steps.", rich_help_panel=_FORECAST),
-    ] = Kind.MEAN,
+        Kind | None,
+        typer.Option(help="Guardrail kind with --steps (default mean).", rich_help_panel=_FORECAST),
+    ] = None,
     margin: Annotated[
         float | None,
         typer.Option(
-            help="--kind mean: tolerated relative drop (0.02 = 2 %).", rich_help_panel=_FORECAST
+            help="--kind mean: tolerated relative drop (0.02 = 2 %); --kind latency: tolerated "
+            "relative slow-down of the geometric-mean latency (0.05 = 5 % slower).",
+            rich_help_panel=_FORECAST,
         ),
     ] = None,
     kappa: Annotated[
@@ -443,6 +504,14 @@ def plan(
             rich_help_panel=_FORECAST,
         ),
     ] = 0.01,
+    log_latency_sd: Annotated[
+        float,
+        typer.Option(
+            help="--kind latency: standard deviation of ln(latency) of the champion's requests "
+            "(about ln(p99 / p50) / 2.33).",
+            rich_help_panel=_FORECAST,
+        ),
+    ] = 0.35,
     absolute: Annotated[
         bool, typer.Option("--absolute", help="--effect is absolute, not relative.")
     ] = False,
@@ -475,6 +544,8 @@ def plan(
 
     `canaryctl plan --steps 5:2h,25:4h,50 --traffic 1000 --margin 0.02`
 
+    `canaryctl plan --steps 5:2h,25:4h,50 --traffic 1000 --kind latency --margin 0.05`
+
     `canaryctl plan -f experiment.yaml --traffic 89000 -o json`
 
     `canaryctl plan --rps 200 --weight 10 --mean 0.13 --sd 0.7 --effect -0.05`
@@ -491,7 +562,7 @@ def plan(
             filename=filename,
             steps=steps,
             traffic=traffic,
-            kind=kind.value,
+            kind=None if kind is None else kind.value,
             margin=margin,
             kappa=kappa,
             effect=effect,
@@ -500,6 +571,7 @@ def plan(
             nonzero_share=nonzero_share,
             error_rate=error_rate,
             tail_share=tail_share,
+            log_latency_sd=log_latency_sd,
             alpha=alpha,
             guardrails=guardrails,
             deadline=deadline,

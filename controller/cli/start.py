@@ -184,7 +184,13 @@ def route_users(parsed: Any, name: str, namespace: str, items: list[dict[str, An
 
 
 def _observed_traffic(url: str | None, champion: str, guardrails: list[Any]) -> tuple[Any, str]:
-    """The champion's latest observed traffic in Postgres, or None and why not."""
+    """The champion's observed traffic in Postgres, or None and why not.
+
+    Hour by hour from its last day of data when there is a whole day (a ``Schedule``: the
+    run's hours see the traffic of the same hours the day before), else its last hour.
+    """
+    from datetime import UTC, datetime
+
     from controller.storage import db
 
     found = db.configured_url(url)
@@ -203,11 +209,19 @@ def _observed_traffic(url: str | None, champion: str, guardrails: list[Any]) -> 
         return None, str(exc)
     try:
         with engine.connect() as conn:
+            day = rollups.champion_day_totals(conn, champion, datetime.now(UTC))
             recent = rollups.champion_recent_totals(conn, champion)
     except sa.exc.SQLAlchemyError as exc:
         return None, f"the database is not reachable ({type(exc).__name__})"
     finally:
         engine.dispose()
+    if day is not None:
+        schedule = forecasting.day_schedule(day, guardrails)
+        if schedule is not None:
+            return schedule, (
+                f"observed for {champion} in Postgres hour by hour, at the same hours of "
+                "its last day of data"
+            )
     if recent is None:
         return None, f"no earlier experiment with champion {champion} in the database"
     totals, minutes = recent

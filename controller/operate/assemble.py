@@ -31,7 +31,7 @@ from controller.experiment import frozen, validation
 from controller.experiment import spec as sp
 from controller.operate import evaluate, executor, forecasting, informer, observe
 from controller.routers import base as routers
-from controller.storage import experiments
+from controller.storage import experiments, rollups
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class Work:
     route_missing: tuple[str, str] | None = None
     last_data_at: datetime | None = None
     found: evaluate.Input = field(default_factory=lambda: evaluate.Input(obs.ArmCounts()))
+    #: The champion's day hour by hour from the run's start, read when a forecast is due.
+    day: list[tuple[dict[str, rollups.ArmTotals], float]] | None = None
     evaluation: analysis.Evaluation | None = None
     result: TickResult | None = None
     due: datetime | None = None
@@ -148,6 +150,11 @@ class Assembler:
                         now,
                         res.last_analysis_at,
                     )
+                    pending = work.found.pending
+                    if pending is not None and self._forecast_due(work):
+                        work.day = rollups.champion_day_totals(
+                            conn, spec_or_error.champion.name, pending.history[0].start
+                        )
             except DB_ERRORS as exc:
                 logger.warning(
                     "%s: database unreachable during analysis: %s", res.key, describe(exc)
@@ -245,18 +252,24 @@ class Assembler:
         work.due = now + (requeue.delay if requeue else interval)
         return TickResult(res.key, plan, outcome, evaluation)
 
+    @staticmethod
+    def _forecast_due(work: Work) -> bool:
+        """A Progressing experiment whose current step has no forecast yet."""
+        res = work.res
+        return (
+            work.found.pending is not None
+            and isinstance(work.spec_or_error, sp.ExperimentSpec)
+            and res.stored.phase is obs.Phase.PROGRESSING
+            and forecasting.stored_step(res.raw_status) != res.stored.step_index
+        )
+
     def _forecast(self, work: Work) -> obs.ForecastNote | None:
         """The decision forecast, once per step of a Progressing experiment (see forecasting)."""
         res, pending, s = work.res, work.found.pending, work.spec_or_error
-        if (
-            pending is None
-            or not isinstance(s, sp.ExperimentSpec)
-            or res.stored.phase is not obs.Phase.PROGRESSING
-            or forecasting.stored_step(res.raw_status) == res.stored.step_index
-        ):
+        if pending is None or not isinstance(s, sp.ExperimentSpec) or not self._forecast_due(work):
             return None
         try:
-            return forecasting.for_tick(pending, s, res.stored.step_index)
+            return forecasting.for_tick(pending, s, res.stored.step_index, work.day)
         except ValueError as exc:  # inputs the forecast refuses: no forecast, never a failed tick
             logger.warning("%s: no decision forecast: %s", res.key, exc)
             return None

@@ -22,6 +22,7 @@ from analysis import forecast as fc
 from controller.decide import observed as obs
 from controller.experiment import frozen, spec
 from controller.operate import evaluate
+from controller.storage import rollups
 
 #: A stand-in threshold for tail guardrails whose threshold comes from a baseline not yet
 #: measured: the forecast reads only the tail share at the threshold, never the value.
@@ -102,12 +103,43 @@ def traffic_from(
         return None
 
 
+def schedule_from(
+    hours: Sequence[tuple[analysis.ArmStats, int, float]],
+    guardrails: Sequence[analysis.GuardrailSpec],
+) -> fc.Schedule | None:
+    """A day's traffic hour by hour from observed totals (None: an hour has too little data).
+
+    ``hours``: per hour from the run's start, the champion's totals, the requests of both
+    arms and the minutes they cover (``rollups.champion_day_totals``).
+    """
+    periods = [traffic_from(c, n, m, guardrails) for c, n, m in hours]
+    if not periods or any(p is None for p in periods):
+        return None
+    return fc.Schedule(tuple(p for p in periods if p is not None), period_minutes=60.0)
+
+
+def day_schedule(
+    day: Sequence[tuple[Mapping[str, rollups.ArmTotals], float]] | None,
+    guardrails: Sequence[analysis.GuardrailSpec],
+) -> fc.Schedule | None:
+    """:func:`schedule_from` on ``rollups.champion_day_totals``' hours (None stays None)."""
+    if day is None:
+        return None
+    return schedule_from(
+        [
+            (evaluate.arm_stats(t["champion"]), sum(a.n for a in t.values()), minutes)
+            for t, minutes in day
+        ],
+        guardrails,
+    )
+
+
 def run(
     settings: analysis.AnalysisSettings,
     guardrails: Sequence[analysis.GuardrailSpec],
     steps: Sequence[fc.RampStep],
     max_duration: timedelta,
-    traffic: fc.Traffic,
+    traffic: fc.Traffic | fc.Schedule,
     effect: fc.Effect | None = None,
     *,
     fixes: bool = True,
@@ -145,6 +177,13 @@ def limit(g: analysis.GuardrailSpec, value: float | None = None) -> str:
             return f"margin {100 * math.expm1(v):.3g} % slower"
         return f"margin {100 * v:.3g} %" if g.relative else f"margin {v:.4g}"
     return f"κ {g.kappa if value is None else value:.3g}"
+
+
+def kind(g: analysis.GuardrailSpec) -> str:
+    """A guardrail's kind as the Experiment names it (``latency``: the mean of log latency)."""
+    if g.kind == analysis.GuardrailKind.MEAN and g.metric == analysis.MeanMetric.LOG_LATENCY:
+        return "latency"
+    return g.kind.value
 
 
 def advice(f: fc.Forecast, guardrails: Sequence[analysis.GuardrailSpec]) -> str:
@@ -187,7 +226,7 @@ def _times(t: fc.Times) -> dict[str, Any]:
 def document(
     f: fc.Forecast,
     guardrails: Sequence[analysis.GuardrailSpec],
-    traffic: fc.Traffic,
+    traffic: fc.Traffic | fc.Schedule,
     *,
     harm: bool = False,
 ) -> dict[str, Any]:
@@ -195,11 +234,12 @@ def document(
     out: dict[str, Any] = {
         "likely": f.likely,
         "requestsPerMinute": round(traffic.requests_per_minute, 1),
+        "trafficPeriods": len(traffic.periods) if isinstance(traffic, fc.Schedule) else 1,
         "stepsEnd": duration(f.steps_minutes),
         "maxDuration": duration(f.max_minutes),
         "promotion": _times(f.promotion),
         "guardrails": [
-            {"name": g.name, "kind": g.kind.value, "limit": limit(g), **_times(f.passing[g.name])}
+            {"name": g.name, "kind": kind(g), "limit": limit(g), **_times(f.passing[g.name])}
             for g in guardrails
         ],
         "falseRollback": round(f.false_rollback, 4),
@@ -225,7 +265,7 @@ def document(
 def note(
     f: fc.Forecast,
     guardrails: Sequence[analysis.GuardrailSpec],
-    traffic: fc.Traffic,
+    traffic: fc.Traffic | fc.Schedule,
     step_index: int,
 ) -> obs.ForecastNote:
     """What reconcile records: the condition and ``status.forecast`` for this step."""
@@ -252,17 +292,25 @@ def observed_traffic(
 
 
 def for_tick(
-    pending: evaluate.Pending, s: spec.ExperimentSpec, step_index: int
+    pending: evaluate.Pending,
+    s: spec.ExperimentSpec,
+    step_index: int,
+    day: Sequence[tuple[Mapping[str, rollups.ArmTotals], float]] | None = None,
 ) -> obs.ForecastNote | None:
-    """The operator's forecast at a step start, from the windows analysed so far.
+    """The operator's forecast at a step start, from the champion's day or the run so far.
 
-    None while the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests. It is the
-    forecast of a run from the start at the observed traffic (it does not condition on the
-    test statistics so far: those are in ``status.guardrails``).
+    ``day``: the champion's traffic hour by hour from the run's first step, at the same
+    hours of an earlier day (``rollups.champion_day_totals``); without it (or with an hour
+    of too little data), the traffic of the windows analysed so far, constant. None while
+    the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests. It is the forecast of a
+    run from the start (it does not condition on the test statistics so far: those are in
+    ``status.guardrails``).
     """
     settings, guardrails = engine_inputs(pending.settings)
     minutes = [(end - start).total_seconds() / 60 for _, start, end, _ in pending.windows]
-    traffic = observed_traffic(pending.item.steps, minutes, guardrails)
+    traffic: fc.Traffic | fc.Schedule | None = day_schedule(day, guardrails)
+    if traffic is None:
+        traffic = observed_traffic(pending.item.steps, minutes, guardrails)
     if traffic is None:
         return None
     f = run(

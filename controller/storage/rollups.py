@@ -322,17 +322,61 @@ def champion_recent_totals(
     What ``canaryctl start`` forecasts from when no ``--traffic`` is given: the model about
     to be challenged served this traffic in its latest experiment (as champion).
     """
-    exp_id = conn.execute(
+    found = _newest_extent(conn, champion)
+    if found is None:
+        return None
+    exp_id, (first, last) = found
+    end = last + timedelta(minutes=1)
+    start = max(first, end - timedelta(minutes=minutes))
+    return window_totals(conn, exp_id, start, end), (end - start).total_seconds() / 60
+
+
+def _newest_extent(
+    conn: sa.Connection, champion: str, *, span: timedelta = timedelta(0), among: int = 1
+) -> tuple[int, tuple[datetime, datetime]] | None:
+    """The newest experiment whose champion is ``champion`` with data spanning ``span`` or
+    more (among its ``among`` newest), and the extent of its data."""
+    ids = conn.execute(
         sa.select(models.Experiment.id)
         .where(models.Experiment.spec["champion"]["name"].astext == champion)
         .order_by(models.Experiment.created_at.desc(), models.Experiment.id.desc())
-        .limit(1)
-    ).scalar()
-    if exp_id is None:
+        .limit(among)
+    ).scalars()
+    for exp_id in ids:
+        extent = data_extent(conn, exp_id)
+        if extent is not None and extent[1] + timedelta(minutes=1) - extent[0] >= span:
+            return exp_id, extent
+    return None
+
+
+DAY = timedelta(days=1)
+
+
+def champion_day_totals(
+    conn: sa.Connection, champion: str, at: datetime
+) -> list[tuple[dict[str, ArmTotals], float]] | None:
+    """Hour by hour from ``at``'s time of day, the champion's traffic at the same clock hours.
+
+    Read from the last day of data of the newest of the champion's five latest experiments
+    that holds a whole day (a running experiment usually does not: then the one before),
+    cut into 24 hours from its end: the per-arm totals of each, starting with the hour
+    that begins nearest to ``at``'s time of day (within 30 minutes), and the minutes each
+    covers (60). None without such a day.
+
+    What ``canaryctl start`` and the operator forecast from (a ``Schedule``): on a platform
+    whose traffic and revenue follow the time of day, the day before says more about the
+    run's hours than the last hour does.
+    """
+    found = _newest_extent(conn, champion, span=DAY, among=5)
+    if found is None:
         return None
-    extent = data_extent(conn, exp_id)
-    if extent is None:
-        return None
-    end = extent[1] + timedelta(minutes=1)
-    start = max(extent[0], end - timedelta(minutes=minutes))
-    return window_totals(conn, exp_id, start, end), (end - start).total_seconds() / 60
+    exp_id, (_, last) = found
+    end = last + timedelta(minutes=1)
+    base = end - DAY
+    hour = timedelta(hours=1)
+    first = round((at - base) / hour) % 24  # the hour of that day nearest to ``at``'s time
+    out = []
+    for i in range(24):
+        start = base + ((first + i) % 24) * hour
+        out.append((window_totals(conn, exp_id, start, start + hour), 60.0))
+    return out

@@ -1,6 +1,7 @@
 """The forecast: reproducible, monotone in traffic, and in line with request-level replays."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -49,18 +50,79 @@ def test_more_traffic_promotes_earlier_and_more_often() -> None:
 
 def test_the_forecast_median_agrees_with_replays_of_request_level_simulations() -> None:
     """The forecast's draws against simulate_minutes' per-request draws, same rule (replay)."""
-    promoted = []
-    for seed in range(24):
-        minutes = simulate.simulate_minutes(SCENARIO, seed, thresholds_ms=(THRESHOLD,))
-        r = trajectory.replay(SETTINGS, GUARDRAILS, minutes)
-        after = (np.arange(SCENARIO.minutes) + 1 >= 60) & (r.verdict == "pass")
-        hits = np.flatnonzero(after)
-        ok = hits.size and (r.first_fail < 0 or r.first_fail > hits[0])
-        promoted.append(hits[0] + 1 if ok else math.inf)
-    measured = float(np.median(promoted))
+    measured = float(np.median(_promotion_minutes(SCENARIO, range(24))))
     predicted = _forecast(look_minutes=1).promotion.median
     assert math.isfinite(measured)
     assert predicted == pytest.approx(measured, rel=0.25)
+
+
+def _promotion_minutes(scenario: simulate.Scenario, seeds: range) -> list[float]:
+    """Request-level days through the rule (replay): the first PASS after the steps."""
+    promoted: list[float] = []
+    for seed in seeds:
+        minutes = simulate.simulate_minutes(scenario, seed, thresholds_ms=(THRESHOLD,))
+        r = trajectory.replay(SETTINGS, GUARDRAILS, minutes)
+        after = (np.arange(scenario.minutes) + 1 >= 60) & (r.verdict == "pass")
+        hits = np.flatnonzero(after)
+        ok = hits.size and (r.first_fail < 0 or r.first_fail > hits[0])
+        promoted.append(hits[0] + 1 if ok else math.inf)
+    return promoted
+
+
+def _hourly(scenario: simulate.Scenario, seed: int) -> fc.Schedule:
+    """The champion's traffic and moments hour by hour, as observed on another day."""
+    m = simulate.simulate_minutes(
+        replace(scenario, ramp=((0, 1e-9),)), seed, thresholds_ms=(THRESHOLD,)
+    )
+    hours = []
+    for h in range(scenario.minutes // 60):
+        s = slice(60 * h, 60 * h + 60)
+        n = m.n[s, 0].sum()
+        mean, ll = m.revenue_sum[s, 0].sum() / n, m.log_latency_sum[s, 0].sum() / n
+        hours.append(
+            fc.Traffic(
+                requests_per_minute=m.n[s].sum() / 60,
+                revenue_mean=mean,
+                revenue_sd=math.sqrt(m.revenue_sum_sq[s, 0].sum() / n - mean**2),
+                revenue_nonzero=m.revenue_nonzero[s, 0].sum() / n,
+                error_rate=m.errors[s, 0].sum() / n,
+                tail_share={"latency": m.exceedances[s, 0, 0].sum() / n},
+                log_latency_mean=ll,
+                log_latency_sd=math.sqrt(m.log_latency_sum_sq[s, 0].sum() / n - ll**2),
+            )
+        )
+    return fc.Schedule(tuple(hours))
+
+
+def test_on_diurnal_traffic_the_hour_by_hour_schedule_agrees_and_the_days_mean_does_not() -> None:
+    """A run at the day's peak (volume ×1.5, revenue ×1.3): the day's mean rate is late."""
+    peak = replace(SCENARIO, volume_amplitude=0.6, revenue_amplitude=0.3, phase_minutes=270.0)
+    measured = float(np.median(_promotion_minutes(peak, range(16))))
+    hourly = fc.forecast(SETTINGS, GUARDRAILS, RAMP, 240, _hourly(peak, 100), paths=60)
+    flat = fc.forecast(
+        SETTINGS, GUARDRAILS, RAMP, 240, fc.Traffic.from_scenario(SCENARIO, GUARDRAILS), paths=60
+    )
+    assert hourly.promotion.median == pytest.approx(measured, rel=0.2)
+    assert flat.promotion.median > 1.3 * measured
+
+
+def test_a_schedule_of_one_period_is_constant_traffic_and_steps_read_its_hours() -> None:
+    traffic = fc.Traffic.from_scenario(SCENARIO, GUARDRAILS)
+    assert _forecast() == fc.forecast(
+        SETTINGS, GUARDRAILS, RAMP, 240, fc.Schedule((traffic,)), paths=60
+    )
+    # 12,000 requests in the 20 % step's smaller arm are 60,000 in all: 10 min at 4,000/min,
+    # 10 at 1,000/min, and the cycle repeats: 2.5 min more at 4,000/min; at 1,000/min, 60 min
+    day = fc.Schedule((traffic.scaled(2), traffic.scaled(0.5)), period_minutes=10)
+    samples = [fc.RampStep(0.2, 0, 12_000), fc.RampStep(0.5, 10)]
+    assert fc.forecast(SETTINGS, GUARDRAILS, samples, 240, day, paths=2).steps_minutes == 32.5
+    night = fc.Schedule((traffic.scaled(0.5), traffic.scaled(2)), period_minutes=120)
+    assert fc.forecast(SETTINGS, GUARDRAILS, samples, 240, night, paths=2).steps_minutes == 70
+    assert day.requests_per_minute == pytest.approx(1.25 * traffic.requests_per_minute)
+    with pytest.raises(ValueError, match="periods"):
+        fc.Schedule(())
+    with pytest.raises(ValueError, match="period_minutes"):
+        fc.Schedule((traffic,), period_minutes=0)
 
 
 def test_a_harm_is_forecast_to_fail_on_its_own_guardrail() -> None:
