@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from controller.cli import kube
 from controller.cli.common import DatabaseUrl, fail, require_url
+
+if TYPE_CHECKING:
+    from controller.operate.loop import Operator
+
+GRACE_SECONDS = 25  # a stopped loop's time to end its pass, inside the pod's 30 s grace period
 
 app = typer.Typer(help="The operator that runs Experiments.", no_args_is_help=True)
 
@@ -120,12 +125,42 @@ def run(
         f"{_where(*health_at)}, metrics on {_where(*metrics_at)}"
     )
     try:
-        operator.run(stop, leader_election=leader_election)
+        _run_until_stopped(operator, stop, leader_election)
     finally:
         health.shutdown()
         if scrape is not health:
             scrape.shutdown()
         engine.dispose()
+
+
+def _run_until_stopped(operator: Operator, stop: threading.Event, leader_election: bool) -> None:
+    """Run the operator in a thread while this (main) thread only waits for ``stop``.
+
+    Python runs signal handlers in the main thread, between bytecodes: were the loop itself
+    in the main thread, a SIGTERM arriving while it waits on a worker could go unhandled for
+    as long as that worker takes. Waiting here in one-second slices, SIGTERM sets ``stop`` at
+    once, so the shards are given back at once; then the loop has a grace period to end.
+    """
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            operator.run(stop, leader_election=leader_election)
+        except BaseException as exc:
+            failed.append(exc)
+            stop.set()
+
+    runner = threading.Thread(target=target, name="canaryctl-operator", daemon=True)
+    runner.start()
+    while not stop.wait(1.0):
+        pass
+    runner.join(timeout=GRACE_SECONDS)
+    if runner.is_alive():
+        logging.getLogger(__name__).warning(
+            "the operator loop did not end within %d s of the stop; exiting", GRACE_SECONDS
+        )
+    if failed:
+        raise failed[0]
 
 
 def _where(host: str, port: int) -> str:
