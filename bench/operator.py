@@ -32,6 +32,7 @@ import kubernetes.client
 import numpy as np
 import psutil
 import pyarrow as pa
+import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import Scenario
@@ -49,18 +50,27 @@ from controller.storage import db
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 
 
+_COUNTER = [0]
+
+
 def count_requests(api: kubernetes.client.ApiClient) -> list[int]:
-    """Count every HTTP request the client sends (a measurement wrapper, not a mock)."""
-    counter = [0]
-    pool = api.rest_client.pool_manager
-    original = pool.request
+    """Count every HTTP request sent from this process from now on, whichever way it goes
+    (the generated client or straight to a connection pool): a measurement wrapper around
+    the connection pools' ``urlopen``, not a mock. ``api`` is the operator's client (the
+    only one sending while a pass runs)."""
+    global _COUNTER
+    _COUNTER = [0]
+    pool = urllib3.connectionpool.HTTPConnectionPool
+    if not getattr(pool.urlopen, "counted", False):
+        original = pool.urlopen
 
-    def request(*args, **kwargs):  # type: ignore[no-untyped-def]
-        counter[0] += 1
-        return original(*args, **kwargs)
+        def urlopen(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            _COUNTER[0] += 1
+            return original(self, *args, **kwargs)
 
-    pool.request = request
-    return counter
+        urlopen.counted = True  # type: ignore[attr-defined]
+        pool.urlopen = urlopen  # type: ignore[method-assign]
+    return _COUNTER
 
 
 def _cpu(p: psutil.Process) -> float:

@@ -12,7 +12,7 @@ the blocking guardrail and its fix. No I/O, no clock: callers pass what they rea
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -252,18 +252,24 @@ def observed_traffic(
 
 
 def for_tick(
-    pending: evaluate.Pending, s: spec.ExperimentSpec, step_index: int
+    pending: evaluate.Pending,
+    s: spec.ExperimentSpec,
+    step_index: int,
+    *,
+    allowed: Callable[[], bool] = lambda: True,
 ) -> obs.ForecastNote | None:
     """The operator's forecast at a step start, from the windows analysed so far.
 
-    None while the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests. It is the
+    None while the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests, or when
+    ``allowed()`` (asked once there is traffic to forecast from) says no: the forecast
+    costs its tick a fraction of a second, so a pass runs only so many. It is the
     forecast of a run from the start at the observed traffic (it does not condition on the
     test statistics so far: those are in ``status.guardrails``).
     """
     settings, guardrails = engine_inputs(pending.settings)
     minutes = [(end - start).total_seconds() / 60 for _, start, end, _ in pending.windows]
     traffic = observed_traffic(pending.item.steps, minutes, guardrails)
-    if traffic is None:
+    if traffic is None or not allowed():
         return None
     f = run(
         settings,

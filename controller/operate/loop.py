@@ -6,8 +6,10 @@ state changed; the Experiment informer's events wake the loop on such a change).
 Experiments and the routing objects are read from watch-fed caches (``informer``), not
 from the API server at every tick; ``OperatorConfig.cache=False`` restores a LIST per
 pass and a GET per object per tick (the benchmark's baseline). The due experiments are
-observed in parallel (``assemble.Assembler.gather``), their analyses run as one batch
-(``analysis.evaluate_batch``), and each is finished: reconciled and executed
+observed in parallel (``assemble.Assembler.gather``); with the caches, their store reads
+are one query per pass for all of them (``Assembler.read_stores``); their analyses run as
+one batch (``analysis.evaluate_batch``) and are saved in one transaction
+(``Assembler.save_all``); and each is finished: reconciled and executed
 (``Assembler.finish``). Time comes from the injected clock only, so the demo can run
 days of canary in seconds and the tests can stop the operator at any fault point.
 
@@ -75,6 +77,10 @@ class OperatorConfig:
     # Bring the caches up to the API server's present before each pass (the simulated-time
     # demo, which writes and ticks at once; see informer.Informers.sync).
     consistent_reads: bool = False
+    # Decision forecasts (at a step start, a fraction of a second of CPU each) run in one
+    # pass at most; the others wait for the next pass (None: no limit). Experiments that
+    # start a step together would otherwise stall the pass for minutes.
+    forecasts_per_pass: int | None = 4
 
 
 @dataclass
@@ -110,7 +116,12 @@ class Operator:
         if cache is not None and router_factory is router_for:
             router_factory = functools.partial(router_for, cache=cache)
         self._assembler = assemble.Assembler(
-            api, engine, router_factory=router_factory, fault=fault, cache=cache
+            api,
+            engine,
+            router_factory=router_factory,
+            fault=fault,
+            cache=cache,
+            batched=cache is not None,
         )
         self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
@@ -315,7 +326,9 @@ class Operator:
         def observe_one(body: dict[str, Any]) -> assemble.Work | TickResult:
             return self._guard(body, now, lambda: self._observe(body, now))  # type: ignore[no-any-return]
 
+        self._assembler.forecast_budget = self.config.forecasts_per_pass
         works = self._map(observe_one, bodies)
+        self._assembler.read_stores([w for w in works if isinstance(w, assemble.Work)])
         ready = [
             w
             for w in works
@@ -325,6 +338,7 @@ class Operator:
             evaluations = analysis.evaluate_batch([w.found.pending.item for w in ready])  # type: ignore[union-attr]
             for w, ev in zip(ready, evaluations, strict=True):
                 w.evaluation = ev
+            self._assembler.save_all(ready)
 
         def finish(w: assemble.Work | TickResult) -> TickResult:
             if isinstance(w, TickResult):

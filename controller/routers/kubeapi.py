@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import kubernetes.client
+import kubernetes.client.rest
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -51,7 +53,11 @@ def open_request(
     content_type: str = MERGE_PATCH,
     timeout: float | tuple[float, float] | None = None,
 ) -> Any:
-    """Send one request; the client's ``RESTResponse`` (its body not read yet)."""
+    """Send one request; the client's ``RESTResponse`` (its body not read yet).
+
+    Straight to the client's connection pool for the API server's host (its keep-alive
+    connections, TLS settings and retries), without the generated client's per-request
+    argument handling; through a proxy, through the client's own ``request``."""
     headers = {**api.default_headers, "Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = content_type
@@ -60,8 +66,26 @@ def open_request(
     url = api.configuration.host + where
     if queries:
         url += "?" + urlencode(queries)
-    send: Any = api.rest_client.request
-    return send(method, url, headers=headers, body=body, _request_timeout=timeout)
+    manager = api.rest_client.pool_manager
+    if isinstance(manager, urllib3.ProxyManager) or type(manager) is not urllib3.PoolManager:
+        send: Any = api.rest_client.request
+        return send(method, url, headers=headers, body=body, _request_timeout=timeout)
+    if isinstance(timeout, tuple):
+        limit: Any = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+    else:
+        limit = urllib3.Timeout(total=timeout) if timeout else urllib3.util.Timeout.DEFAULT_TIMEOUT
+    pool = manager.connection_from_url(url)
+    raw = pool.urlopen(
+        method,
+        urllib3.util.parse_url(url).request_uri,
+        body=None if body is None else json.dumps(body),
+        headers=headers,
+        timeout=limit,
+        preload_content=False,
+        redirect=False,
+        assert_same_host=False,
+    )
+    return kubernetes.client.rest.RESTResponse(raw)
 
 
 def request(
