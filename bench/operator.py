@@ -139,7 +139,8 @@ def run(
         requests = count_requests(api)
         rng = np.random.default_rng(1)
         scenario = Scenario(requests_per_minute=200)
-        passes, ticks, cpu, api_calls, emu_cpu, pg_cpu = [], [], [], [], [], []
+        passes, ticks, cpu, api_calls, emu_cpu, pg_cpu, per_pass = [], [], [], [], [], [], []
+        forecasts, forecast_cpu = 0, 0.0
         for minute in range(minutes):
             if minute:  # a minute of traffic for every experiment, at a 10 % split (not timed)
                 start = clock.now() - timedelta(minutes=1)
@@ -164,6 +165,7 @@ def run(
             done.clear()
             before_cpu, before_api, t = time.process_time(), requests[0], time.perf_counter()
             before_emu, before_pg = _cpu(emulator_proc), _postgres_cpu()
+            before_fc, before_fc_cpu = operator.forecast_totals()
             if profiler is not None and minute >= 2:
                 profiler.enable()
             results = operator.run_once(force=True)
@@ -175,7 +177,13 @@ def run(
             if minute >= 2:  # warm-up: registration, claims, first status
                 passes.append(wall)
                 ticks += [d - t for d in done]
-                cpu.append((time.process_time() - before_cpu) / len(results))
+                # the step-start forecasts apart (a few per pass; see forecast_cpu)
+                fc, fc_cpu = operator.forecast_totals()
+                forecasts += fc - before_fc
+                forecast_cpu += fc_cpu - before_fc_cpu
+                spent = time.process_time() - before_cpu
+                cpu.append((spent - (fc_cpu - before_fc_cpu)) / len(results))
+                per_pass.append(round(1000 * cpu[-1], 2))
                 api_calls.append((requests[0] - before_api) / len(results))
                 emu_cpu.append((_cpu(emulator_proc) - before_emu) / len(results))
                 pg_cpu.append((_postgres_cpu() - before_pg) / len(results))
@@ -211,6 +219,9 @@ def run(
         "passes": len(passes),
         "emu_ms": 1000 * statistics.median(emu_cpu),
         "pg_ms": 1000 * statistics.median(pg_cpu),
+        "forecasts": forecasts,
+        "forecast_ms": 1000 * forecast_cpu / forecasts if forecasts else 0.0,
+        "cpu_per_pass": per_pass,
     }
 
 

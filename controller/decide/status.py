@@ -63,24 +63,26 @@ def _maybe_time(text: str | None) -> datetime | None:
     return None if text is None else _time(text)
 
 
-#: Frozen settings read from statuses, by digest: (the stored document, what it reads as).
-#: An operator reads the same frozen settings at every tick of an experiment.
-_FROZEN: dict[str, tuple[Mapping[str, Any], frozen.FrozenSettings]] = {}
+#: Frozen settings read from statuses, by digest, freezing time and routing: the stored
+#: document and what it reads as. An operator reads the same frozen settings at every tick
+#: of an experiment (experiments with the same settings share a digest, not their routing).
+_FROZEN: dict[tuple[str, str, str], tuple[Mapping[str, Any], frozen.FrozenSettings]] = {}
 _FROZEN_MAX = 4096
 
 
 def _frozen(stored: FrozenSettingsDict) -> frozen.FrozenSettings:
     """``status.frozenSettings`` read, remembered while the document is the same."""
-    digest = str(stored["digest"])
-    found = _FROZEN.get(digest)
+    snapshot = stored["snapshot"]
+    key = (str(stored["digest"]), str(stored["frozenAt"]), repr(snapshot.get("routing")))
+    found = _FROZEN.get(key)
     if found is not None and found[0] == stored:
         return found[1]
     parsed = frozen.from_json(
-        {**stored["snapshot"], "digest": stored["digest"]}, frozen_at=_time(stored["frozenAt"])
+        {**snapshot, "digest": stored["digest"]}, frozen_at=_time(stored["frozenAt"])
     )
     if len(_FROZEN) >= _FROZEN_MAX:
         _FROZEN.clear()
-    _FROZEN[digest] = (stored, parsed)
+    _FROZEN[key] = (stored, parsed)
     return parsed
 
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -74,6 +75,8 @@ class Work:
     store_due: bool = False  # the store is read for the whole pass (``Assembler.read_stores``)
     verdicts: obs.Verdicts | None = None
     saved: bool = False  # summarised and saved for the whole pass (``Assembler.save_all``)
+    forecast: obs.ForecastNote | None = None
+    forecast_done: bool = False  # computed before the pass's finish (``Assembler.forecast_all``)
 
 
 class Assembler:
@@ -100,6 +103,8 @@ class Assembler:
         # (``read_stores``, ``save_all``) rather than once per experiment
         self.batched = batched
         self.forecast_budget: int | None = None  # forecasts left in this pass (None: any)
+        self.forecasts = 0  # forecasts run, and the CPU seconds they took (their threads')
+        self.forecast_cpu = 0.0
         self._ids: dict[str, int] = {}
         self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
         self._resources: dict[str, tuple[tuple[str | None, str], observe.Resource]] = {}
@@ -246,6 +251,14 @@ class Assembler:
             for w in ready:
                 w.evaluation, w.verdicts, w.reachable = None, None, False
 
+    def forecast_all(self, works: Sequence[Work]) -> None:
+        """Every work's decision forecast (``_forecast``), one after the other in the calling
+        thread: a forecast is a fraction of a second of CPU, which the pass's other ticks
+        would otherwise wait behind, thread by thread."""
+        for w in works:
+            if w.result is None:
+                w.forecast, w.forecast_done = self._forecast(w), True
+
     def _resource(self, body: Mapping[str, Any]) -> observe.Resource:
         """``observe.resource``, remembered for the object's resourceVersion (cached
         objects come back unchanged tick after tick)."""
@@ -323,7 +336,7 @@ class Assembler:
             baseline=found.baseline,
             held_flushed=work.flushed,
             route_missing=work.route_missing,
-            forecast=self._forecast(work),
+            forecast=work.forecast if work.forecast_done else self._forecast(work),
         )
         plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
         outcome = self._apply(work, plan)
@@ -346,13 +359,23 @@ class Assembler:
             or forecasting.stored_step(res.raw_status) == res.stored.step_index
         ):
             return None
+        granted: list[bool] = []
+
+        def allowed() -> bool:
+            granted.append(self._may_forecast())
+            return granted[-1]
+
+        started = time.thread_time()
         try:
-            return forecasting.for_tick(
-                pending, s, res.stored.step_index, allowed=self._may_forecast
-            )
+            return forecasting.for_tick(pending, s, res.stored.step_index, allowed=allowed)
         except ValueError as exc:  # inputs the forecast refuses: no forecast, never a failed tick
             logger.warning("%s: no decision forecast: %s", res.key, exc)
             return None
+        finally:
+            if any(granted):
+                with self._lock:
+                    self.forecasts += 1
+                    self.forecast_cpu += time.thread_time() - started
 
     def _may_forecast(self) -> bool:
         """Whether this pass may run one more forecast (its budget, if any, is not spent)."""

@@ -261,15 +261,17 @@ def for_tick(
     """The operator's forecast at a step start, from the windows analysed so far.
 
     None while the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests, or when
-    ``allowed()`` (asked once there is traffic to forecast from) says no: the forecast
-    costs its tick a fraction of a second, so a pass runs only so many. It is the
+    ``allowed()`` (asked once it has them) says no: the forecast costs its tick a fraction
+    of a second, so a pass runs only so many. It is the
     forecast of a run from the start at the observed traffic (it does not condition on the
     test statistics so far: those are in ``status.guardrails``).
     """
+    if sum(w.champion.n for w in pending.item.steps) < MIN_CHAMPION_REQUESTS or not allowed():
+        return None
     settings, guardrails = engine_inputs(pending.settings)
     minutes = [(end - start).total_seconds() / 60 for _, start, end, _ in pending.windows]
     traffic = observed_traffic(pending.item.steps, minutes, guardrails)
-    if traffic is None or not allowed():
+    if traffic is None:
         return None
     f = run(
         settings,

@@ -169,6 +169,10 @@ class Operator:
         self.metrics.pass_seconds.observe(time.perf_counter() - started)
         return results
 
+    def forecast_totals(self) -> tuple[int, float]:
+        """Decision forecasts run so far, and the CPU seconds they took."""
+        return self._assembler.forecasts, self._assembler.forecast_cpu
+
     def close(self) -> None:
         """Stop the informers' watches."""
         self.informers.stop()
@@ -339,6 +343,8 @@ class Operator:
             for w, ev in zip(ready, evaluations, strict=True):
                 w.evaluation = ev
             self._assembler.save_all(ready)
+        if len(works) > 1:
+            self._assembler.forecast_all([w for w in works if isinstance(w, assemble.Work)])
 
         def finish(w: assemble.Work | TickResult) -> TickResult:
             if isinstance(w, TickResult):

@@ -11,6 +11,7 @@ body as JSON and the answer read with ``json.loads``. Errors are the client's
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -63,9 +64,8 @@ def open_request(
         headers["Content-Type"] = content_type
     queries = list((query or {}).items())
     api.update_params_for_auth(headers, queries, ["BearerToken"], where, method, body)
-    url = api.configuration.host + where
-    if queries:
-        url += "?" + urlencode(queries)
+    query_string = "?" + urlencode(queries) if queries else ""
+    url = api.configuration.host + where + query_string
     manager = api.rest_client.pool_manager
     if isinstance(manager, urllib3.ProxyManager) or type(manager) is not urllib3.PoolManager:
         send: Any = api.rest_client.request
@@ -74,10 +74,11 @@ def open_request(
         limit: Any = urllib3.Timeout(connect=timeout[0], read=timeout[1])
     else:
         limit = urllib3.Timeout(total=timeout) if timeout else urllib3.util.Timeout.DEFAULT_TIMEOUT
-    pool = manager.connection_from_url(url)
+    scheme, host, port, prefix = _server(api.configuration.host)
+    pool = manager.connection_from_host(host, port, scheme)
     raw = pool.urlopen(
         method,
-        urllib3.util.parse_url(url).request_uri,
+        prefix + where + query_string,
         body=None if body is None else json.dumps(body),
         headers=headers,
         timeout=limit,
@@ -86,6 +87,13 @@ def open_request(
         assert_same_host=False,
     )
     return kubernetes.client.rest.RESTResponse(raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _server(host: str) -> tuple[str, str | None, int | None, str]:
+    """The API server's scheme, host, port and path prefix, from the configured URL."""
+    url = urllib3.util.parse_url(host)
+    return url.scheme or "http", url.host, url.port, (url.path or "").rstrip("/")
 
 
 def request(
