@@ -75,7 +75,7 @@ def run(
 ) -> None:
     """Watch Experiments and run them: shift traffic, analyse, roll back or promote."""
     from controller.operate import metrics as metrics_mod
-    from controller.operate.loop import Operator, OperatorConfig
+    from controller.operate.loop import Operator, OperatorConfig, tune_gc
     from controller.storage import db
 
     logging.basicConfig(
@@ -119,6 +119,7 @@ def run(
         f"{f'; {shards} shards' if shards > 1 else ''}; health on "
         f"{_where(*health_at)}, metrics on {_where(*metrics_at)}"
     )
+    tune_gc()  # a long-running process: everything made until now stays
     try:
         operator.run(stop, leader_election=leader_election)
     finally:
