@@ -140,6 +140,7 @@ class Shards:
         self._observed: dict[str, _Observed] = {}
         self._member_valid_until = 0.0
         self._stop = threading.Event()
+        self._stopped = threading.Event()  # set once stop() has given everything back
         self._thread: threading.Thread | None = None
         self.members: tuple[str, ...] = ()
         self._on_change = on_change  # called whenever the set of held shards changes
@@ -211,12 +212,22 @@ class Shards:
         """Stop renewing; with ``release`` give every shard back and delete the member Lease.
 
         Called as soon as the replica is told to stop (writes still under way finish first;
-        later ones are fenced), so that the others take over at once. Idempotent.
+        later ones are fenced), so that the others take over at once. Idempotent: a second
+        call returns once the first has given everything back (the operator's loop and its
+        stop signal both call it, and the process must not exit before the shards are free).
         """
         with self._lock:
-            if self._stop.is_set():
-                return
+            first = not self._stop.is_set()
             self._stop.set()
+        if not first:
+            self._stopped.wait(timeout=60)
+            return
+        try:
+            self._give_back(release)
+        finally:
+            self._stopped.set()
+
+    def _give_back(self, release: bool) -> None:
         if self._thread is not None:
             self._thread.join(timeout=30)
         if release:
