@@ -10,7 +10,7 @@ always-valid p-value. This module must not compute statistics.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 STATE_VERSION = 1
@@ -27,6 +27,13 @@ class FrozenArm:
     errors: int
     log_latency_sum: float
     log_latency_sum_sq: float
+
+
+_ARM_FIELDS = tuple(f.name for f in fields(FrozenArm))
+
+
+def _arm_dict(arm: FrozenArm) -> dict[str, Any]:
+    return {name: getattr(arm, name) for name in _ARM_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -76,18 +83,30 @@ class AnalysisState:
     srm_p: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dictionary (finite floats, lists, strings)."""
-        out = asdict(self)
-        out["version"] = STATE_VERSION
-        out["frozen_steps"] = [
-            {
-                **step,
-                "exceedances": {k: list(v) for k, v in step["exceedances"].items()},
-                "log_e": {k: list(v) for k, v in step["log_e"].items()},
-            }
-            for step in out["frozen_steps"]
-        ]
-        return out
+        """Plain JSON-compatible dictionary (finite floats, lists, strings).
+
+        Written out by hand (the shape ``dataclasses.asdict`` gives, plus ``version``): the
+        operator saves a state at every look, and ``asdict`` deep-copies every value."""
+        return {
+            "looks": self.looks,
+            "frozen_steps": [
+                {
+                    "weight_challenger": step.weight_challenger,
+                    "champion": _arm_dict(step.champion),
+                    "challenger": _arm_dict(step.challenger),
+                    "exceedances": {k: list(v) for k, v in step.exceedances.items()},
+                    "log_e": {k: list(v) for k, v in step.log_e.items()},
+                    "log_bf_srm": step.log_bf_srm,
+                }
+                for step in self.frozen_steps
+            ],
+            "running_p": {
+                k: {"harm": v.harm, "noninferiority": v.noninferiority}
+                for k, v in self.running_p.items()
+            },
+            "srm_p": self.srm_p,
+            "version": STATE_VERSION,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisState:

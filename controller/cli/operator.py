@@ -80,7 +80,7 @@ def run(
 ) -> None:
     """Watch Experiments and run them: shift traffic, analyse, roll back or promote."""
     from controller.operate import metrics as metrics_mod
-    from controller.operate.loop import Operator, OperatorConfig
+    from controller.operate.loop import Operator, OperatorConfig, tune_gc
     from controller.storage import db
 
     logging.basicConfig(
@@ -124,6 +124,7 @@ def run(
         f"{f'; {shards} shards' if shards > 1 else ''}; health on "
         f"{_where(*health_at)}, metrics on {_where(*metrics_at)}"
     )
+    tune_gc()  # a long-running process: everything made until now stays
     try:
         _run_until_stopped(operator, stop, leader_election)
     finally:

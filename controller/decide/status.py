@@ -8,6 +8,7 @@ the plan's route actions succeeded. No I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -62,6 +63,29 @@ def _maybe_time(text: str | None) -> datetime | None:
     return None if text is None else _time(text)
 
 
+#: Frozen settings read from statuses, by digest, freezing time and routing: the stored
+#: document and what it reads as. An operator reads the same frozen settings at every tick
+#: of an experiment (experiments with the same settings share a digest, not their routing).
+_FROZEN: dict[tuple[str, str, str], tuple[Mapping[str, Any], frozen.FrozenSettings]] = {}
+_FROZEN_MAX = 4096
+
+
+def _frozen(stored: FrozenSettingsDict) -> frozen.FrozenSettings:
+    """``status.frozenSettings`` read, remembered while the document is the same."""
+    snapshot = stored["snapshot"]
+    key = (str(stored["digest"]), str(stored["frozenAt"]), repr(snapshot.get("routing")))
+    found = _FROZEN.get(key)
+    if found is not None and found[0] == stored:
+        return found[1]
+    parsed = frozen.from_json(
+        {**snapshot, "digest": stored["digest"]}, frozen_at=_time(stored["frozenAt"])
+    )
+    if len(_FROZEN) >= _FROZEN_MAX:
+        _FROZEN.clear()
+    _FROZEN[key] = (stored, parsed)
+    return parsed
+
+
 def read_status(raw: StatusDict | None) -> obs.StoredStatus:
     """The stored status as reconcile reads it (an empty status is a new experiment)."""
     raw = raw or {}
@@ -72,12 +96,7 @@ def read_status(raw: StatusDict | None) -> obs.StoredStatus:
         started_at=_maybe_time(raw.get("startedAt")),
         step_index=raw.get("stepIndex", 0),
         step_started_at=_maybe_time(raw.get("stepStartedAt")),
-        frozen=None
-        if stored_frozen is None
-        else frozen.from_json(
-            {**stored_frozen["snapshot"], "digest": stored_frozen["digest"]},
-            frozen_at=_time(stored_frozen["frozenAt"]),
-        ),
+        frozen=None if stored_frozen is None else _frozen(stored_frozen),
         handled_requests=tuple(raw.get("handledRequests", ())),
         conditions=tuple(
             obs.Condition(

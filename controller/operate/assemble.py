@@ -15,7 +15,8 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,11 +28,12 @@ import analysis
 from controller.decide import actions as p
 from controller.decide import deletion, reconcile
 from controller.decide import observed as obs
+from controller.decide import windows as win
 from controller.experiment import frozen, validation
 from controller.experiment import spec as sp
 from controller.operate import evaluate, executor, forecasting, informer, observe
 from controller.routers import base as routers
-from controller.storage import experiments, rollups
+from controller.storage import experiments, looks, rollups
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,11 @@ class Work:
     evaluation: analysis.Evaluation | None = None
     result: TickResult | None = None
     due: datetime | None = None
+    store_due: bool = False  # the store is read for the whole pass (``Assembler.read_stores``)
+    verdicts: obs.Verdicts | None = None
+    saved: bool = False  # summarised and saved for the whole pass (``Assembler.save_all``)
+    forecast: obs.ForecastNote | None = None
+    forecast_done: bool = False  # computed before the pass's finish (``Assembler.forecast_all``)
 
 
 class Assembler:
@@ -86,6 +93,7 @@ class Assembler:
         fault: executor.FaultHook | None = None,
         fence: Callable[[str], contextlib.AbstractContextManager[None]] | None = None,
         cache: informer.Informers | None = None,
+        batched: bool = False,
     ) -> None:
         self.api = api
         self.engine = engine
@@ -93,6 +101,12 @@ class Assembler:
         self.fault = fault
         self.fence = fence  # entered with an experiment's uid around each write for it
         self.cache = cache
+        # read the store and save the analyses once per pass for all due experiments
+        # (``read_stores``, ``save_all``) rather than once per experiment
+        self.batched = batched
+        self.forecast_budget: int | None = None  # forecasts left in this pass (None: any)
+        self.forecasts = 0  # forecasts run, and the CPU seconds they took (their threads')
+        self.forecast_cpu = 0.0
         self._ids: dict[str, int] = {}
         self._specs: dict[str, tuple[str, sp.ExperimentSpec | validation.SpecError]] = {}
         self._resources: dict[str, tuple[tuple[str | None, str], observe.Resource]] = {}
@@ -137,6 +151,9 @@ class Assembler:
         work.route, work.route_missing = observe.route_or_missing(router)
         if reachable and exp_id is not None and isinstance(spec_or_error, sp.ExperimentSpec):
             assert self.engine is not None
+            if self.batched:
+                work.store_due = True
+                return work
             try:
                 with self.engine.connect() as conn:
                     work.last_data_at, persisted = observe.store(conn, exp_id)
@@ -161,6 +178,100 @@ class Assembler:
                 )
                 work.reachable = False
         return work
+
+    def read_stores(self, works: Sequence[Work]) -> None:
+        """What ``gather`` reads from the store, for every work it left that to, at once:
+        one query for the freshness and saved states, one for every window's totals."""
+        due = [w for w in works if w.store_due]
+        if not due:
+            return
+        assert self.engine is not None
+        try:
+            with self.engine.connect() as conn:
+                stores = looks.freshness_and_states(conn, [w.exp_id for w in due])  # type: ignore[misc]
+                planned: list[tuple[Work, evaluate.Planned]] = []
+                for w in due:
+                    assert w.exp_id is not None and isinstance(w.spec_or_error, sp.ExperimentSpec)
+                    last_minute, persisted = stores.get(w.exp_id, (None, {}))
+                    w.last_data_at = None if last_minute is None else last_minute + win.MINUTE
+                    found = evaluate.plan_input(
+                        conn,
+                        w.exp_id,
+                        w.spec_or_error,
+                        w.res.stored,
+                        w.route,
+                        persisted,
+                        w.now,
+                        w.res.last_analysis_at,
+                    )
+                    if isinstance(found, evaluate.Input):
+                        w.found = found
+                    else:
+                        planned.append((w, found))
+                windows = [
+                    (one.exp_id, start, end)
+                    for _, one in planned
+                    for _, start, end, _ in one.windows
+                ]
+                totals = iter(rollups.windows_totals(conn, windows))
+                for w, one in planned:
+                    w.found = evaluate.complete_input(one, [next(totals) for _ in one.windows])
+                for w in due:  # the champion's day, for the few whose forecast is due
+                    pending = w.found.pending
+                    if pending is not None and self._forecast_due(w):
+                        assert isinstance(w.spec_or_error, sp.ExperimentSpec)
+                        w.day = rollups.champion_day_totals(
+                            conn, w.spec_or_error.champion.name, pending.history[0].start
+                        )
+        except DB_ERRORS as exc:
+            logger.warning("database unreachable during analysis: %s", describe(exc))
+            for w in due:
+                w.reachable = False
+                w.found = evaluate.Input(obs.ArmCounts())
+                w.last_data_at = None
+
+    def save_all(self, works: Sequence[Work]) -> None:
+        """``finish``'s summary and save of every evaluated work, the saves in one transaction."""
+        ready = [w for w in works if w.evaluation is not None and w.found.pending is not None]
+        if not ready:
+            return
+        assert self.engine is not None
+        saves = []
+        for w in ready:
+            pending = w.found.pending
+            assert pending is not None and w.evaluation is not None
+            w.verdicts = evaluate.summarise(
+                w.evaluation,
+                settings=pending.settings,
+                windows=pending.windows,
+                steps=pending.item.steps,
+            )
+            saves.append(
+                evaluate.to_save(
+                    pending,
+                    w.evaluation,
+                    now=w.now,
+                    step_index=w.res.stored.step_index,
+                    challenger_weight=w.route.challenger_weight if w.route else 0,
+                    samples=w.found.samples,
+                    summary=w.verdicts,
+                )
+            )
+            w.saved = True
+        try:
+            evaluate.save_many(self.engine, saves)
+        except DB_ERRORS as exc:
+            logger.warning("could not save the analysis states: %s", describe(exc))
+            for w in ready:
+                w.evaluation, w.verdicts, w.reachable = None, None, False
+
+    def forecast_all(self, works: Sequence[Work]) -> None:
+        """Every work's decision forecast (``_forecast``), one after the other in the calling
+        thread: a forecast is a fraction of a second of CPU, which the pass's other ticks
+        would otherwise wait behind, thread by thread."""
+        for w in works:
+            if w.result is None:
+                w.forecast, w.forecast_done = self._forecast(w), True
 
     def _resource(self, body: Mapping[str, Any]) -> observe.Resource:
         """``observe.resource``, remembered for the object's resourceVersion (cached
@@ -205,8 +316,8 @@ class Assembler:
             return work.result
         now, res, found = work.now, work.res, work.found
         spec_or_error, evaluation = work.spec_or_error, work.evaluation
-        verdicts = None
-        if evaluation is not None and found.pending is not None:
+        verdicts = work.verdicts
+        if evaluation is not None and found.pending is not None and not work.saved:
             assert self.engine is not None
             assert isinstance(spec_or_error, sp.ExperimentSpec)
             verdicts = evaluate.summarise(
@@ -239,7 +350,7 @@ class Assembler:
             baseline=found.baseline,
             held_flushed=work.flushed,
             route_missing=work.route_missing,
-            forecast=self._forecast(work),
+            forecast=work.forecast if work.forecast_done else self._forecast(work),
         )
         plan = reconcile.reconcile(spec_or_error, observed, verdicts, now)
         outcome = self._apply(work, plan)
@@ -268,11 +379,35 @@ class Assembler:
         res, pending, s = work.res, work.found.pending, work.spec_or_error
         if pending is None or not isinstance(s, sp.ExperimentSpec) or not self._forecast_due(work):
             return None
+        granted: list[bool] = []
+
+        def allowed() -> bool:
+            granted.append(self._may_forecast())
+            return granted[-1]
+
+        started = time.thread_time()
         try:
-            return forecasting.for_tick(pending, s, res.stored.step_index, work.day)
+            return forecasting.for_tick(
+                pending, s, res.stored.step_index, work.day, allowed=allowed
+            )
         except ValueError as exc:  # inputs the forecast refuses: no forecast, never a failed tick
             logger.warning("%s: no decision forecast: %s", res.key, exc)
             return None
+        finally:
+            if any(granted):
+                with self._lock:
+                    self.forecasts += 1
+                    self.forecast_cpu += time.thread_time() - started
+
+    def _may_forecast(self) -> bool:
+        """Whether this pass may run one more forecast (its budget, if any, is not spent)."""
+        with self._lock:
+            if self.forecast_budget is None:
+                return True
+            if self.forecast_budget <= 0:
+                return False
+            self.forecast_budget -= 1
+            return True
 
     def _apply(self, work: Work, plan: p.Plan) -> executor.Outcome:
         res = work.res

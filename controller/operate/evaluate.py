@@ -420,6 +420,19 @@ def in_force(s: spec.ExperimentSpec, stored: obs.StoredStatus) -> spec.Analysis:
     return stored.frozen.analysis if stored.frozen else s.analysis
 
 
+@dataclass
+class Planned:
+    """An analysis input whose windows are known but not read yet (``complete_input``)."""
+
+    exp_id: int
+    samples_index: int  # the current step's index: its window gives the tick's counts
+    baseline: obs.BaselineResult | None
+    history: list[win.StepRecord]
+    windows: list[win.Window]
+    settings: frozen.FrozenSettings
+    previous: dict[str, Any] | None  # the persisted sequential state
+
+
 def read_input(
     conn: sa.Connection,
     exp_id: int,
@@ -431,6 +444,27 @@ def read_input(
     last_consistent: datetime | None = None,
 ) -> Input:
     """Baseline values and the analysis input of this tick (``persisted``: the saved state)."""
+    planned = plan_input(conn, exp_id, s, stored, route, persisted, now, last_consistent)
+    if isinstance(planned, Input):
+        return planned
+    totals = [
+        rollups.window_totals(conn, exp_id, start, end) for _, start, end, _ in planned.windows
+    ]
+    return complete_input(planned, totals)
+
+
+def plan_input(
+    conn: sa.Connection,
+    exp_id: int,
+    s: spec.ExperimentSpec,
+    stored: obs.StoredStatus,
+    route: routers.RouteState | None,
+    persisted: Mapping[str, Any],
+    now: datetime,
+    last_consistent: datetime | None = None,
+) -> Input | Planned:
+    """``read_input`` up to the windows: the whole input when there is nothing to analyse,
+    else the windows whose totals ``complete_input`` takes (read one by one or for a pass)."""
     frozen_analysis = in_force(s, stored)
     final_until = win.watermark(now, frozen_analysis.allowed_lateness)
     baseline = None
@@ -464,29 +498,45 @@ def read_input(
     windows = win.windows(history, final_until)
     if not windows:
         return Input(obs.ArmCounts(), baseline)
+    return Planned(
+        exp_id,
+        stored.step_index,
+        baseline,
+        history,
+        windows,
+        stored.frozen,
+        persisted.get("analysis"),
+    )
+
+
+def complete_input(planned: Planned, totals: Sequence[Mapping[str, rollups.ArmTotals]]) -> Input:
+    """The analysis input from the planned windows' totals (one per window, in order)."""
     steps = []
     current = obs.ArmCounts()
-    for record, start, end, closed in windows:
-        totals = rollups.window_totals(conn, exp_id, start, end)
+    for (record, _, _, closed), t in zip(planned.windows, totals, strict=True):
         steps.append(
             analysis.StepWindow(
                 weight_challenger=record.share,
-                champion=arm_stats(totals["champion"]),
-                challenger=arm_stats(totals["challenger"]),
+                champion=arm_stats(t["champion"]),
+                challenger=arm_stats(t["challenger"]),
                 design_weight_challenger=record.weight / 100,
                 closed=closed,
             )
         )
-        if record.index == stored.step_index:
-            current = obs.ArmCounts(totals["champion"].n, totals["challenger"].n)
-    previous = persisted.get("analysis")
+        if record.index == planned.samples_index:
+            current = obs.ArmCounts(t["champion"].n, t["challenger"].n)
+    previous = planned.previous
     item = analysis.BatchItem(
-        settings_for(stored.frozen),
-        guardrails_for(stored.frozen),
+        settings_for(planned.settings),
+        guardrails_for(planned.settings),
         steps,
         analysis.AnalysisState.from_dict(previous) if previous else analysis.AnalysisState(),
     )
-    return Input(current, baseline, Pending(item, exp_id, history, windows, stored.frozen))
+    return Input(
+        current,
+        planned.baseline,
+        Pending(item, planned.exp_id, planned.history, planned.windows, planned.settings),
+    )
 
 
 def _baseline(
@@ -537,28 +587,64 @@ def save(
 
     ``summary``: ``summarise`` of this evaluation, whose evidence is the look's payload
     when no figure was rescaled for the status (else it is computed here, unscaled)."""
+    save_many(
+        engine,
+        [
+            to_save(
+                pending,
+                evaluation,
+                now=now,
+                step_index=step_index,
+                challenger_weight=challenger_weight,
+                samples=samples,
+                summary=summary,
+            )
+        ],
+    )
+
+
+Save = tuple[int, dict[str, Any], dict[str, Any]]
+
+
+def to_save(
+    pending: Pending,
+    evaluation: analysis.Evaluation,
+    *,
+    now: datetime,
+    step_index: int,
+    challenger_weight: int,
+    samples: obs.ArmCounts,
+    summary: obs.Verdicts | None = None,
+) -> Save:
+    """What ``save`` writes for one experiment: its id, its state and its look."""
     until = max(w[2] for w in pending.windows)
-    with engine.begin() as conn:
-        looks.save_analysis_state(
-            conn,
-            pending.exp_id,
-            {
-                "analysis": evaluation.state.to_dict(),
-                "steps": [r.to_dict() for r in pending.history],
-                "evaluatedUntil": until.isoformat(),
-            },
-            look={
-                "evaluated_until": until,
-                "at": now,
-                "step_index": step_index,
-                "challenger_weight": challenger_weight,
-                "verdict": evaluation.verdict.value,
-                "payload": (
-                    dict(summary.evidence)
-                    if summary is not None
-                    and on_spec_scale(evaluation, pending.settings) is evaluation
-                    else evidence(evaluation, pending.windows, pending.settings, pending.item.steps)
-                )
-                | {"samples": {"champion": samples.champion, "challenger": samples.challenger}},
-            },
+    state = {
+        "analysis": evaluation.state.to_dict(),
+        "steps": [r.to_dict() for r in pending.history],
+        "evaluatedUntil": until.isoformat(),
+    }
+    look = {
+        "evaluated_until": until,
+        "at": now,
+        "step_index": step_index,
+        "challenger_weight": challenger_weight,
+        "verdict": evaluation.verdict.value,
+        "payload": (
+            dict(summary.evidence)
+            if summary is not None and on_spec_scale(evaluation, pending.settings) is evaluation
+            else evidence(evaluation, pending.windows, pending.settings, pending.item.steps)
         )
+        | {"samples": {"champion": samples.champion, "challenger": samples.challenger}},
+    }
+    return pending.exp_id, state, look
+
+
+def save_many(engine: sa.Engine, saves: Sequence[Save]) -> None:
+    """Persist several experiments' states and looks (``to_save``) in one transaction."""
+    if not saves:
+        return
+    with engine.begin() as conn:
+        if len(saves) == 1:
+            looks.save_analysis_state(conn, saves[0][0], saves[0][1], look=saves[0][2])
+        else:
+            looks.save_analysis_states(conn, saves)

@@ -12,7 +12,7 @@ the blocking guardrail and its fix. No I/O, no clock: callers pass what they rea
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -296,16 +296,21 @@ def for_tick(
     s: spec.ExperimentSpec,
     step_index: int,
     day: Sequence[tuple[Mapping[str, rollups.ArmTotals], float]] | None = None,
+    *,
+    allowed: Callable[[], bool] = lambda: True,
 ) -> obs.ForecastNote | None:
     """The operator's forecast at a step start, from the champion's day or the run so far.
 
     ``day``: the champion's traffic hour by hour from the run's first step, at the same
     hours of an earlier day (``rollups.champion_day_totals``); without it (or with an hour
     of too little data), the traffic of the windows analysed so far, constant. None while
-    the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests. It is the forecast of a
-    run from the start (it does not condition on the test statistics so far: those are in
-    ``status.guardrails``).
+    the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests, or when ``allowed()``
+    (asked once it has them) says no: the forecast costs its tick a fraction of a second,
+    so a pass runs only so many. It is the forecast of a run from the start (it does not
+    condition on the test statistics so far: those are in ``status.guardrails``).
     """
+    if sum(w.champion.n for w in pending.item.steps) < MIN_CHAMPION_REQUESTS or not allowed():
+        return None
     settings, guardrails = engine_inputs(pending.settings)
     minutes = [(end - start).total_seconds() / 60 for _, start, end, _ in pending.windows]
     traffic: fc.Traffic | fc.Schedule | None = day_schedule(day, guardrails)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -51,6 +52,14 @@ _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError, ValueError)
 
 class Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
+
+
+#: The start of a watch event up to its object's resourceVersion (the first one: the
+#: metadata's; one inside a string is escaped and does not match).
+_EVENT_HEAD = re.compile(
+    r'\{\s*"type"\s*:\s*"(MODIFIED|ADDED)"\s*,\s*"object"\s*:\s*\{.*?"resourceVersion"\s*:\s*"(\d+)"'
+)
+_WRITTEN_MAX = 4096
 
 
 def newer(a: str, b: str) -> bool:
@@ -92,6 +101,8 @@ class Informer:
         self.listeners: list[Listener] = []
         self.lists = 0  # how many times it has listed (1 + the re-lists)
         self._objects: dict[Key, Body] = {}
+        # resourceVersions of the objects our writes put in, until their watch event comes
+        self._written: dict[str, Key] = {}
         self._rv = ""
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -135,6 +146,11 @@ class Informer:
                 self._objects.pop(key, None)
             else:
                 self._objects[key] = obj
+                version = _version(obj)
+                if version.isdigit():
+                    if len(self._written) >= _WRITTEN_MAX:
+                        self._written.clear()
+                    self._written[version] = key
         self._notify("PUT", obj)
 
     def refresh(self, namespace: str | None, name: str) -> Body | None:
@@ -274,7 +290,22 @@ class Informer:
     def _events(self, response: Any) -> Iterator[Body]:
         for line in iter_resp_lines(response.response):  # type: ignore[no-untyped-call]
             if line:
-                yield json.loads(line)
+                yield self._own_event(line) or json.loads(line)
+
+    def _own_event(self, line: str) -> Body | None:
+        """The event of an object this cache already holds at that very resourceVersion (the
+        answer to one of our writes, put in): that object, without parsing the line again."""
+        if not self._written:
+            return None
+        head = _EVENT_HEAD.match(line)
+        if head is None:
+            return None
+        with self._cond:
+            key = self._written.pop(head.group(2), None)
+            obj = None if key is None else self._objects.get(key)
+        if obj is None or _version(obj) != head.group(2):
+            return None
+        return {"type": head.group(1), "object": obj}
 
     def _follow(self, events: Iterator[Body]) -> None:
         for event in events:

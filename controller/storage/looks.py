@@ -9,7 +9,7 @@ Every function runs in the caller's transaction and never commits.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,43 @@ def save_analysis_state(
             _SAVE_STATE_AND_LOOK,
             {**params, **look, "payload": json.dumps(look["payload"], default=str)},
         )
+
+
+def save_analysis_states(
+    conn: sa.Connection, saves: Sequence[tuple[int, Mapping[str, Any], Mapping[str, Any]]]
+) -> None:
+    """:func:`save_analysis_state` of many ``(experiment id, state, look)``, as one batch
+    (the operator's pass saves every analysed experiment's state and look at once)."""
+    if saves:
+        conn.execute(
+            _SAVE_STATE_AND_LOOK,
+            [
+                {
+                    "e": exp_id,
+                    "state": json.dumps(state),
+                    **look,
+                    "payload": json.dumps(look["payload"], default=str),
+                }
+                for exp_id, state, look in saves
+            ],
+        )
+
+
+_FRESHNESS_AND_STATES = sa.text(
+    "SELECT e.id, (SELECT max(period) FROM rollups_minute "
+    "WHERE experiment_id = e.id AND arm IN (0, 1)), e.analysis_state "
+    "FROM experiments e WHERE e.id = ANY(CAST(:ids AS integer[]))"
+)
+
+
+def freshness_and_states(
+    conn: sa.Connection, exp_ids: Sequence[int]
+) -> dict[int, tuple[datetime | None, dict[str, Any]]]:
+    """:func:`freshness_and_state` of many experiments, in one query (missing ids left out)."""
+    if not exp_ids:
+        return {}
+    rows = conn.execute(_FRESHNESS_AND_STATES, {"ids": list(exp_ids)})
+    return {row[0]: (row[1], dict(row[2] or {})) for row in rows}
 
 
 def freshness_and_state(conn: sa.Connection, exp_id: int) -> tuple[datetime | None, dict[str, Any]]:

@@ -232,3 +232,23 @@ def test_changing_guardrails_mid_experiment_is_refused() -> None:
     ev = evaluate(AnalysisSettings(), GUARDS, ms.steps_at(150))  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="guardrails"):
         evaluate(AnalysisSettings(), GUARDS[:2], ms.steps_at(160), ev.state)  # type: ignore[attr-defined]
+
+
+def test_state_to_dict_is_the_dataclass_shape_with_its_version() -> None:
+    from dataclasses import asdict
+
+    from analysis.state import STATE_VERSION, AnalysisState, FrozenArm, FrozenStep, RunningP
+
+    arm = FrozenArm(10, 1.5, 3.25, 4, 1, 20.0, 41.0)
+    state = AnalysisState(
+        3,
+        (FrozenStep(0.1, arm, arm, {"p99": (2, 3)}, {"revenue": (0.5, -0.25)}, 0.125),),
+        {"revenue": RunningP(0.5, 0.25)},
+        0.75,
+    )
+    expected = asdict(state) | {"version": STATE_VERSION}
+    expected["frozen_steps"] = list(expected["frozen_steps"])  # a JSON list, not a tuple
+    step = expected["frozen_steps"][0]
+    step["exceedances"], step["log_e"] = {"p99": [2, 3]}, {"revenue": [0.5, -0.25]}
+    assert state.to_dict() == expected
+    assert AnalysisState.from_dict(state.to_dict()) == state

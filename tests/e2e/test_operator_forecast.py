@@ -8,7 +8,7 @@ Event and ``status.forecast``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kubernetes.client
@@ -16,7 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from analysis import Scenario
-from canaryctl_demo.world import World, experiment_body, guardrails
+from canaryctl_demo.kube import seed
+from canaryctl_demo.world import HTTPROUTE, World, experiment_body, guardrails
+from controller.operate.loop import OperatorConfig
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -69,3 +71,27 @@ def test_a_comfortable_canary_is_forecast_likely(world: World) -> None:
     assert status["forecast"]["stepsEnd"] == "1h"  # the steps' minimum durations: no earlier
     assert status["forecast"]["promotion"]["probability"] >= 0.8
     assert any(r == "PromotionLikely" for _, r, _ in _events(world, "easy"))
+
+
+def test_a_pass_runs_only_its_budget_of_forecasts_the_others_come_at_the_next(
+    truncating_engine: sa.Engine,
+) -> None:
+    config = OperatorConfig(workers=1, forecasts_per_pass=1)
+    with World.start(truncating_engine, start=T0, operator_config=config) as world:
+        assert world.cluster is not None
+        world.cluster.create(
+            HTTPROUTE, seed.httproute("ranker-b", {"ranker-v1": 100, "ranker-v2": 0})
+        )
+        world.create(experiment_body("a", max_duration="2h"))
+        world.create(experiment_body("b", route="ranker-b", max_duration="2h"))
+        world.advance(timedelta(0))
+        forecasts = []
+        for _ in range(8):
+            for name in ("a", "b"):
+                world.send_minute(name, Scenario(requests_per_minute=2000))
+            world.advance()
+            forecasts.append(sum("forecast" in world.status(n) for n in ("a", "b")))
+            if forecasts[-1] == 2:
+                break
+        # both had traffic enough at the same pass: one forecast then, the other one pass later
+        assert forecasts[-2:] == [1, 2], forecasts

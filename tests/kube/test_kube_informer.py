@@ -125,3 +125,28 @@ def test_a_write_answer_goes_into_the_cache_and_an_older_one_does_not(
     assert routes.get("ml", "r0") is written  # at once, whatever the watch has delivered yet
     routes.put(before)  # an older version never replaces a newer one
     assert routes.get("ml", "r0")["metadata"]["labels"] == {"x": "1"}  # type: ignore[index]
+
+
+def test_the_watch_event_of_its_own_write_is_not_parsed_again_others_are(
+    api: kubernetes.client.ApiClient, routes: informer.Informer
+) -> None:
+    routes.start()
+    seen: list[tuple[str, str]] = []
+    routes.listeners.append(lambda kind, obj: seen.append((kind, informer._version(obj or {}))))
+    written = kubeapi.request(
+        api,
+        "PATCH",
+        kubeapi.path(GROUP, VERSION, PLURAL, "ml", "r0"),
+        body={"metadata": {"labels": {"x": "1"}}},
+    )
+    routes.put(written)
+    version = informer._version(written)
+    assert routes.wait_for(version, timeout=10)
+    _eventually(lambda: ("MODIFIED", version) in seen, "the write's watch event")
+    assert routes.get("ml", "r0") is written  # the event handed on the object already held
+    # someone else's change to the same object is read from its event as ever
+    kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, "ml", PLURAL, "r0", {"spec": _route("r0", 40)["spec"]}
+    )
+    _eventually(lambda: _names(routes)["r0"] == 40, "the other change")
+    assert routes.get("ml", "r0")["metadata"]["labels"] == {"x": "1"}  # type: ignore[index]

@@ -347,6 +347,34 @@ def test_freezing_a_cap_rebuilds_rollups_from_raw_rows(
         )
 
 
+def test_many_windows_in_one_query_equal_each_window_read_alone(
+    conn: sa.Connection, exp_id: int, clock: SimulatedClock
+) -> None:
+    load.load(
+        conn, outcomes(4_000, seed=13, seconds=3 * 3600), batch_key="many", source="t", clock=clock
+    )
+    other = experiments.register_experiment(conn, "default/empty")
+    windows = [
+        (exp_id, T0 + timedelta(minutes=17), T0 + timedelta(hours=2, minutes=41)),  # hours inside
+        (exp_id, T0 + timedelta(minutes=5), T0 + timedelta(minutes=50)),  # minutes only
+        (other, T0, T0 + timedelta(hours=2)),  # no data: zero totals
+        (exp_id, T0 + timedelta(hours=1), T0 + timedelta(hours=1)),  # empty window
+        (exp_id, T0, T0 + timedelta(hours=3)),  # whole hours only
+    ]
+    many = rollups.windows_totals(conn, windows)
+    assert rollups.windows_totals(conn, []) == []
+    assert len(many) == len(windows)
+    assert many[0]["champion"].n > 0 and many[2]["champion"].n == 0
+    for (e, start, end), got in zip(windows, many, strict=True):
+        alone = rollups.window_totals(conn, e, start, end)
+        for arm in ("champion", "challenger"):
+            a, b = got[arm], alone[arm]
+            assert np.array_equal(a.latency_hist, b.latency_hist)
+            assert {f: getattr(a, f) for f in rollups.ROLLUP_FIELDS} == {
+                f: getattr(b, f) for f in rollups.ROLLUP_FIELDS
+            }
+
+
 def test_window_bounds_must_be_whole_minutes(conn: sa.Connection, exp_id: int) -> None:
     with pytest.raises(ValueError, match="start: window bounds are whole minutes"):
         rollups.window_totals(conn, exp_id, T0 + timedelta(seconds=30), T0 + timedelta(hours=1))

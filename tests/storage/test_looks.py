@@ -42,6 +42,22 @@ def test_state_and_looks_round_trip(conn: sa.Connection) -> None:
     assert got[0]["guardrails"] == [{"name": "revenue", "estimate": 0.01}]
 
 
+def test_states_and_looks_of_many_experiments_at_once(conn: sa.Connection) -> None:
+    a = experiments.register_experiment(conn, "ml/many-a")
+    b = experiments.register_experiment(conn, "ml/many-b")
+    looks.save_analysis_states(
+        conn, [(a, {"step": 1}, _look(1, "continue")), (b, {"step": 7}, _look(1, "fail"))]
+    )
+    looks.save_analysis_states(conn, [(a, {"step": 2}, _look(1, "pass"))])  # replaces minute 1
+    assert looks.freshness_and_states(conn, [a, b, 999_999]) == {
+        a: (None, {"step": 2}),
+        b: (None, {"step": 7}),
+    }
+    assert looks.freshness_and_states(conn, []) == {}
+    assert [g["verdict"] for g in looks.looks(conn, a)] == ["pass"]
+    assert [g["verdict"] for g in looks.looks(conn, b)] == ["fail"]
+
+
 def test_freshness_is_the_last_minute_with_data(conn: sa.Connection) -> None:
     exp = experiments.register_experiment(conn, "default/ranker")
     load.load(
