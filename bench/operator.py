@@ -12,6 +12,9 @@ a GET per routing object and the whole status through the generated client per t
 ``cache``, the default (watch-fed caches, status patches of what changed only). With
 ``--profile DIR`` each run's measured passes are profiled (cProfile on CPU time) into DIR.
 
+One operator process; the fleet (2,000 and 10,000 experiments on 1 and 4 replica processes
+sharing shards, with memory per replica) is its sibling ``bench/operator_fleet.py``.
+
 Usage: .venv/bin/python bench/operator.py [--sizes 100 500] [--minutes 8] [--workers 8]
        [--modes get cache] [--profile DIR]
 """
