@@ -303,20 +303,21 @@ def for_tick(
 
     ``day``: the champion's traffic hour by hour from the run's first step, at the same
     hours of an earlier day (``rollups.champion_day_totals``); without it (or with an hour
-    of too little data), the traffic of the windows analysed so far, constant. None while
-    the champion has fewer than ``MIN_CHAMPION_REQUESTS`` requests, or when ``allowed()``
+    of too little data), the traffic of the windows analysed so far, constant. None when
+    neither is there (without a day, while the champion has fewer than
+    ``MIN_CHAMPION_REQUESTS`` requests in the run), or when ``allowed()``
     (asked once it has them) says no: the forecast costs its tick a fraction of a second,
     so a pass runs only so many. It is the forecast of a run from the start (it does not
     condition on the test statistics so far: those are in ``status.guardrails``).
     """
-    if sum(w.champion.n for w in pending.item.steps) < MIN_CHAMPION_REQUESTS or not allowed():
-        return None
     settings, guardrails = engine_inputs(pending.settings)
-    minutes = [(end - start).total_seconds() / 60 for _, start, end, _ in pending.windows]
     traffic: fc.Traffic | fc.Schedule | None = day_schedule(day, guardrails)
     if traffic is None:
+        if sum(w.champion.n for w in pending.item.steps) < MIN_CHAMPION_REQUESTS:
+            return None
+        minutes = [(end - start).total_seconds() / 60 for _, start, end, _ in pending.windows]
         traffic = observed_traffic(pending.item.steps, minutes, guardrails)
-    if traffic is None:
+    if traffic is None or not allowed():
         return None
     f = run(
         settings,
