@@ -7,8 +7,9 @@ emulator); every simulated minute each experiment gets a minute of traffic throu
 real ingest path (not timed), then every replica makes one pass in which all of its
 experiments are due, the replicas at the same time. Reported: the fleet's pass time (the
 slowest replica's, p50 and p99 over the measured passes) against the 10 s analysis
-interval, operator CPU and API requests per experiment tick, and each replica's memory
-(peak resident set). Warm-up passes (registration, first claims) are left out.
+interval, operator CPU (the pass's decision forecasts included) and API requests (the
+shard Leases and the watches included) per experiment tick, and each replica's memory (peak
+resident set). Warm-up passes (registration, first claims) are left out.
 
 All processes share this machine's 2 cores, so with 4 replicas the pass time here is
 bounded by the cores, not by the replicas: the CPU and request columns carry over to a real
