@@ -105,6 +105,8 @@ class Assembler:
         # (``read_stores``, ``save_all``) rather than once per experiment
         self.batched = batched
         self.forecast_budget: int | None = None  # forecasts left in this pass (None: any)
+        # the champions' days read in this pass, by champion and start
+        self._days: dict[tuple[str, datetime], rollups.ChampionDay | None] = {}
         self.forecasts = 0  # forecasts run, and the CPU seconds they took (their threads')
         self.forecast_cpu = 0.0
         self._ids: dict[str, int] = {}
@@ -167,11 +169,7 @@ class Assembler:
                         now,
                         res.last_analysis_at,
                     )
-                    pending = work.found.pending
-                    if pending is not None and self._forecast_due(work):
-                        work.day = rollups.champion_day_totals(
-                            conn, spec_or_error.champion.name, pending.history[0].start
-                        )
+                    work.day = self._champion_day(conn, work)
             except DB_ERRORS as exc:
                 logger.warning(
                     "%s: database unreachable during analysis: %s", res.key, describe(exc)
@@ -217,12 +215,7 @@ class Assembler:
                 for w, one in planned:
                     w.found = evaluate.complete_input(one, [next(totals) for _ in one.windows])
                 for w in due:  # the champion's day, for the few whose forecast is due
-                    pending = w.found.pending
-                    if pending is not None and self._forecast_due(w):
-                        assert isinstance(w.spec_or_error, sp.ExperimentSpec)
-                        w.day = rollups.champion_day_totals(
-                            conn, w.spec_or_error.champion.name, pending.history[0].start
-                        )
+                    w.day = self._champion_day(conn, w)
         except DB_ERRORS as exc:
             logger.warning("database unreachable during analysis: %s", describe(exc))
             for w in due:
@@ -398,6 +391,35 @@ class Assembler:
                 with self._lock:
                     self.forecasts += 1
                     self.forecast_cpu += time.thread_time() - started
+
+    def start_pass(self, forecast_budget: int | None) -> None:
+        """A new pass: its forecast budget, and no champion's day read yet."""
+        with self._lock:
+            self.forecast_budget = forecast_budget
+            self._days.clear()
+
+    def _champion_day(self, conn: sa.Connection, work: Work) -> rollups.ChampionDay | None:
+        """The champion's day for a forecast-due experiment (``rollups.champion_day_totals``).
+
+        Read once per champion and start in a pass, and for no more experiments than the
+        pass may still forecast: at a step start shared by thousands of experiments, a read
+        each (a search among the champion's experiments) made the pass grow with the fleet.
+        """
+        pending = work.found.pending
+        if pending is None or not self._forecast_due(work):
+            return None
+        assert isinstance(work.spec_or_error, sp.ExperimentSpec)
+        key = (work.spec_or_error.champion.name, pending.history[0].start)
+        with self._lock:
+            if key in self._days:
+                return self._days[key]
+            if self.forecast_budget is not None and len(self._days) >= self.forecast_budget:
+                return None
+            self._days[key] = None  # being read: a tick of the same key meanwhile goes without
+        day = rollups.champion_day_totals(conn, *key)
+        with self._lock:
+            self._days[key] = day
+        return day
 
     def _may_forecast(self) -> bool:
         """Whether this pass may run one more forecast (its budget, if any, is not spent)."""

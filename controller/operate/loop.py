@@ -169,6 +169,7 @@ class Operator:
         for phase in obs.Phase:
             self.metrics.experiments.labels(phase.value).set(phases.get(phase.value, 0))
         results: list[TickResult] = []
+        self._assembler.start_pass(self.config.forecasts_per_pass)  # the budget is the pass's
         for start in range(0, len(due), self.config.batch):  # memory bounded by the batch
             results += self._tick_many(due[start : start + self.config.batch])
         self.passes += 1
@@ -307,6 +308,7 @@ class Operator:
 
     def tick(self, body: dict[str, Any]) -> TickResult:
         """Reconcile one Experiment now (errors are caught, logged and retried later)."""
+        self._assembler.start_pass(self.config.forecasts_per_pass)
         return self._tick_many([body])[0]
 
     def _guard(self, body: dict[str, Any], now: datetime, step: Callable[[], Any]) -> Any:
@@ -336,7 +338,6 @@ class Operator:
         def observe_one(body: dict[str, Any]) -> assemble.Work | TickResult:
             return self._guard(body, now, lambda: self._observe(body, now))  # type: ignore[no-any-return]
 
-        self._assembler.forecast_budget = self.config.forecasts_per_pass
         works = self._map(observe_one, bodies)
         self._assembler.read_stores([w for w in works if isinstance(w, assemble.Work)])
         ready = [

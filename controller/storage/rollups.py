@@ -419,9 +419,11 @@ def _newest_extent(
 DAY = timedelta(days=1)
 
 
-def champion_day_totals(
-    conn: sa.Connection, champion: str, at: datetime
-) -> list[tuple[dict[str, ArmTotals], float]] | None:
+#: A champion's day hour by hour: each hour's per-arm totals and the minutes it covers.
+ChampionDay = list[tuple[dict[str, ArmTotals], float]]
+
+
+def champion_day_totals(conn: sa.Connection, champion: str, at: datetime) -> ChampionDay | None:
     """Hour by hour from ``at``'s time of day, the champion's traffic at the same clock hours.
 
     Read from the last day of data of the newest of the champion's five latest experiments
