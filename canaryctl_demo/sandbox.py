@@ -22,8 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from controller.cli.common import sleep_until, stop_signals
 
 STATE = "sandbox.json"
 LOG = "sandbox.log"
@@ -128,9 +128,7 @@ def serve(directory: Path, *, database_url: str | None, speed: float, challenger
     from canaryctl_demo.world import World
     from controller.storage import db
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    signalled = stop_signals()
     scenario = TRAFFIC.with_effect(**SCENARIOS[challenger]["effect"])
     with _database(directory, database_url) as (url, embedded):
         engine = db.make_engine(url)
@@ -160,7 +158,9 @@ def serve(directory: Path, *, database_url: str | None, speed: float, challenger
                 world.advance(timedelta(0))
                 minute = 60 / speed
                 next_minute = time.monotonic() + minute
-                while not stop.wait(max(0.0, min(_PASS, next_minute - time.monotonic()))):
+                while not sleep_until(
+                    signalled, max(0.0, min(_PASS, next_minute - time.monotonic()))
+                ):
                     if time.monotonic() >= next_minute:
                         next_minute += minute
                         _minute(world, scenario)

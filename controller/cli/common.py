@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -177,3 +179,30 @@ def output_option(allowed: Sequence[str], help: str) -> Any:
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, default=str, sort_keys=True) + "\n")
+
+
+def stop_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> Callable[[], bool]:
+    """Note SIGTERM and SIGINT from now on; returns whether one has come.
+
+    The handler only appends to a list. A handler that set a ``threading.Event`` would take
+    the Event's lock, and Python runs handlers in the main thread between bytecodes: while
+    that thread holds the same lock (inside ``Event.wait``, or inside an earlier handler's
+    ``set`` when two SIGTERMs come in a row) it would wait for itself forever. So the main
+    thread waits with ``sleep_until`` and sets any Event itself.
+    """
+    received: list[int] = []
+    for sig in signals:
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    return lambda: bool(received)
+
+
+def sleep_until(done: Callable[[], bool], seconds: float, *, slice: float = 0.2) -> bool:
+    """Sleep up to ``seconds`` (in slices of ``slice``), ending early once ``done()``;
+    returns ``done()``."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(slice, left))
+    return done()

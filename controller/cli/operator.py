@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from controller.cli import kube
-from controller.cli.common import DatabaseUrl, fail, require_url
+from controller.cli.common import DatabaseUrl, fail, require_url, sleep_until, stop_signals
 
 if TYPE_CHECKING:
     from controller.operate.loop import Operator
@@ -116,8 +116,7 @@ def run(
             scrape, _ = metrics_mod.serve(operator.metrics, operator.ready, *metrics_at)
     except OSError as exc:
         fail(f"cannot listen on {health_at} or {metrics_at} (health and metrics): {exc}")
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    signalled = stop_signals()
     typer.echo(
         f"canaryctl operator {config.identity}: watching "
         f"{', '.join(config.namespaces) or 'all namespaces'}"
@@ -126,7 +125,7 @@ def run(
     )
     tune_gc()  # a long-running process: everything made until now stays
     try:
-        _run_until_stopped(operator, stop, leader_election)
+        _run_until_stopped(operator, stop, signalled, leader_election)
     finally:
         health.shutdown()
         if scrape is not health:
@@ -134,13 +133,19 @@ def run(
         engine.dispose()
 
 
-def _run_until_stopped(operator: Operator, stop: threading.Event, leader_election: bool) -> None:
-    """Run the operator in a thread while this (main) thread only waits for ``stop``.
+def _run_until_stopped(
+    operator: Operator,
+    stop: threading.Event,
+    signalled: Callable[[], bool],
+    leader_election: bool,
+) -> None:
+    """Run the operator in a thread while this (main) thread only waits for a signal.
 
     Python runs signal handlers in the main thread, between bytecodes: were the loop itself
     in the main thread, a SIGTERM arriving while it waits on a worker could go unhandled for
-    as long as that worker takes. Waiting here in one-second slices, SIGTERM sets ``stop`` at
-    once, so the shards are given back at once; then the loop has a grace period to end.
+    as long as that worker takes. Sleeping here in short slices, this thread sets ``stop``
+    as soon as SIGTERM comes (or the loop fails), so the shards are given back at once; then
+    the loop has a grace period to end.
     """
     failed: list[BaseException] = []
 
@@ -153,8 +158,9 @@ def _run_until_stopped(operator: Operator, stop: threading.Event, leader_electio
 
     runner = threading.Thread(target=target, name="canaryctl-operator", daemon=True)
     runner.start()
-    while not stop.wait(1.0):
+    while not sleep_until(lambda: signalled() or stop.is_set(), 1.0):
         pass
+    stop.set()
     runner.join(timeout=GRACE_SECONDS)
     if runner.is_alive():
         logging.getLogger(__name__).warning(

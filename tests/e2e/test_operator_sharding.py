@@ -45,7 +45,13 @@ class Fleet:
         self.served = served
         self.config = tmp / "kubeconfig"
         self.config.write_text(yaml.safe_dump(served.kubeconfig("ml")))
-        self.env = {"CANARYCTL_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+        # PYTHONFAULTHANDLER: a replica that will not stop is sent SIGABRT, which prints
+        # every thread's stack to its log
+        self.env = {
+            "CANARYCTL_DATABASE_URL": database_url,
+            "PATH": "/usr/bin:/bin",
+            "PYTHONFAULTHANDLER": "1",
+        }
         if "PYTHONPATH" in os.environ:  # a checkout other than the installed one
             self.env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         self.procs: dict[str, subprocess.Popen[str]] = {}
@@ -86,9 +92,16 @@ class Fleet:
         )
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
-        proc = self.procs.pop(name)
+        proc = self.procs[name]
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # its threads' stacks, then the end
+            proc.wait(timeout=10)
+            del self.procs[name]
+            pytest.fail(f"{name} did not stop in 60 s; its log ends:\n{self.output(name)[-6000:]}")
+        del self.procs[name]
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
