@@ -75,12 +75,22 @@ def run(
             help="Seconds a Lease lasts unrenewed; a replica stops acting after two thirds of it.",
         ),
     ] = 15.0,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds to wait for the API server's answer to a request; a watch silent "
+            "for twice as long is opened again; Lease requests wait at most two thirds of "
+            "--lease-duration.",
+        ),
+    ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Watch Experiments and run them: shift traffic, analyse, roll back or promote."""
     from controller.operate import metrics as metrics_mod
     from controller.operate.loop import Operator, OperatorConfig, tune_gc
+    from controller.routers import kubeapi
     from controller.storage import db
 
     logging.basicConfig(
@@ -89,6 +99,7 @@ def run(
     )
     url = require_url(database_url)
     cluster = kube.connect_or_fail(kubeconfig, context, None)
+    kubeapi.set_default_timeout(cluster.api, read=request_timeout)
     config = OperatorConfig(
         namespaces=tuple(watch_namespace or ()),
         lease_namespace=lease_namespace,
@@ -97,6 +108,7 @@ def run(
         lease_duration=lease_duration,
         renew_deadline=lease_duration * 2 / 3,
         retry_period=lease_duration * 2 / 15,
+        watch_idle_seconds=2 * request_timeout,
     )
     if identity:
         config.identity = identity

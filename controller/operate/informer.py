@@ -4,7 +4,8 @@ An :class:`Informer` keeps one kind in one namespace (or in all of them) in memo
 once, then watches from the list's ``resourceVersion`` in a background thread; a watch that
 ends (the server's ``timeoutSeconds``, a dropped connection) resumes from the last version
 seen (bookmarks included), and one the server answers with 410 Gone (the version was
-compacted away) lists again. Reads (``get``, ``items``) are served from memory; a write the
+compacted away) lists again. A watch silent for ``idle_seconds`` is taken for dead (a
+network that drops packets silently never ends it otherwise) and resumed the same way. Reads (``get``, ``items``) are served from memory; a write the
 operator makes puts the object the API server answered into the cache (``put``), so the
 next tick never acts on what it has just changed; after a 409 conflict ``refresh`` re-reads
 that one object.
@@ -94,10 +95,14 @@ class Informer:
         namespace: str | None = None,
         *,
         watch_seconds: int = WATCH_SECONDS,
+        idle_seconds: float | None = None,
     ) -> None:
         self.api = api
         self.group, self.version, self.plural, self.namespace = group, version, plural, namespace
         self.watch_seconds = watch_seconds
+        # a watch that sends nothing for this long is taken for dead and opened again from
+        # the last version (None: only past the server's own timeout)
+        self.idle_seconds = idle_seconds
         self.listeners: list[Listener] = []
         self.lists = 0  # how many times it has listed (1 + the re-lists)
         self._objects: dict[Key, Body] = {}
@@ -250,7 +255,7 @@ class Informer:
             "timeoutSeconds": str(self.watch_seconds),
         }
         response = kubeapi.open_request(
-            self.api, "GET", self._path(), query=query, timeout=(10.0, self.watch_seconds + 30.0)
+            self.api, "GET", self._path(), query=query, timeout=(10.0, self._read_timeout())
         )
         if response.status == 410:
             response.read()
@@ -260,6 +265,12 @@ class Informer:
             raise ApiException(http_resp=response)
         self._response = response
         return response
+
+    def _read_timeout(self) -> float:
+        """Seconds of silence after which the watch's connection is given up."""
+        if self.idle_seconds is None:
+            return self.watch_seconds + 30.0
+        return min(self.idle_seconds, self.watch_seconds + 30.0)
 
     def _run(self, response: Any) -> None:
         relist = False
@@ -349,10 +360,12 @@ class Informers:
         namespaces: Sequence[str] = (),
         *,
         watch_seconds: int = WATCH_SECONDS,
+        idle_seconds: float | None = None,
     ) -> None:
         self.api = api
         self.namespaces = tuple(namespaces)
         self.watch_seconds = watch_seconds
+        self.idle_seconds = idle_seconds
         self.listeners: list[Listener] = []  # given to every Experiment informer
         self._informers: dict[tuple[str, str, str, str | None], Informer] = {}
         self._lock = threading.Lock()
@@ -365,7 +378,13 @@ class Informers:
             found = self._informers.get(key)
             if found is None:
                 found = Informer(
-                    self.api, group, version, plural, where, watch_seconds=self.watch_seconds
+                    self.api,
+                    group,
+                    version,
+                    plural,
+                    where,
+                    watch_seconds=self.watch_seconds,
+                    idle_seconds=self.idle_seconds,
                 )
                 if (group, version, plural) == EXPERIMENTS:
                     found.listeners.append(self._relay)

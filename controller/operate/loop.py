@@ -85,6 +85,10 @@ class OperatorConfig:
     # pass at most; the others wait for the next pass (None: no limit). Experiments that
     # start a step together would otherwise stall the pass for minutes.
     forecasts_per_pass: int | None = 4
+    # A watch silent this long is taken for dead and opened again (a network partition that
+    # drops packets silently leaves the connection open on this side; nothing else ends it).
+    # Quiet watches are re-opened as often, from the last version: one cheap request each.
+    watch_idle_seconds: float | None = 60.0
 
 
 @dataclass
@@ -115,7 +119,9 @@ class Operator:
         self.fault = fault
         self.metrics = metrics or Metrics()
         self._custom = kubernetes.client.CustomObjectsApi(api)
-        self.informers = informer.Informers(api, self.config.namespaces)
+        self.informers = informer.Informers(
+            api, self.config.namespaces, idle_seconds=self.config.watch_idle_seconds
+        )
         cache = self.informers if self.config.cache else None
         if cache is not None and router_factory is router_for:
             router_factory = functools.partial(router_for, cache=cache)

@@ -132,6 +132,9 @@ class Shards:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self._leases = kubernetes.client.CoordinationV1Api(api)
+        # each Lease call ends within the renew deadline: a round stuck on a silent network
+        # would otherwise keep this replica from ever renewing again once it is back
+        self.call_timeout = renew_deadline
         self._now = monotonic
         self._lock = threading.Condition()
         self._valid_until: dict[int, float] = {}  # held shards: act until (monotonic)
@@ -230,7 +233,9 @@ class Shards:
                     for shard in held:
                         self._wait_idle(shard, self.renew_deadline)
                         self._release(shard)
-                    self._leases.delete_namespaced_lease(self.member_lease(), self.namespace)
+                    self._leases.delete_namespaced_lease(
+                        self.member_lease(), self.namespace, _request_timeout=self.call_timeout
+                    )
                 except Exception as exc:  # leaving must not fail: the leases expire anyway
                     logger.info("%s: leaving without giving back: %s", self.identity, exc)
             with self._lock:
@@ -248,7 +253,9 @@ class Shards:
     def round(self) -> None:
         """One round: list, renew the member Lease, then renew, give back and take shards."""
         listed: Any = self._leases.list_namespaced_lease(
-            self.namespace, label_selector=f"{LABEL}={self.name}"
+            self.namespace,
+            label_selector=f"{LABEL}={self.name}",
+            _request_timeout=self.call_timeout,
         )
         now = self._now()
         seen: dict[str, Any] = {}
@@ -347,10 +354,13 @@ class Shards:
                         ),
                         spec=spec,
                     ),
+                    _request_timeout=self.call_timeout,
                 )
             else:
                 lease.spec = spec
-                self._leases.replace_namespaced_lease(self.member_lease(), self.namespace, lease)
+                self._leases.replace_namespaced_lease(
+                    self.member_lease(), self.namespace, lease, _request_timeout=self.call_timeout
+                )
         except kubernetes.client.ApiException as exc:
             if exc.status != 409:
                 raise
@@ -365,7 +375,9 @@ class Shards:
             )
         )
         try:
-            self._leases.delete_namespaced_lease(key, self.namespace, body=options)
+            self._leases.delete_namespaced_lease(
+                key, self.namespace, body=options, _request_timeout=self.call_timeout
+            )
             logger.info("%s: removed the member Lease of %s", self.identity, key)
         except kubernetes.client.ApiException as exc:
             if exc.status not in (404, 409):
@@ -388,7 +400,10 @@ class Shards:
             ),
         )
         try:
-            self._observe(self._leases.create_namespaced_lease(self.namespace, body), sent)
+            created = self._leases.create_namespaced_lease(
+                self.namespace, body, _request_timeout=self.call_timeout
+            )
+            self._observe(created, sent)
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:  # another replica created it first
                 return
@@ -414,7 +429,7 @@ class Shards:
         lease.spec.lease_duration_seconds = math.ceil(self.lease_duration)
         try:
             written = self._leases.replace_namespaced_lease(
-                self.shard_lease(shard), self.namespace, lease
+                self.shard_lease(shard), self.namespace, lease, _request_timeout=self.call_timeout
             )
             self._observe(written, sent)
         except kubernetes.client.ApiException as exc:
@@ -458,7 +473,7 @@ class Shards:
         lease.spec.renew_time = _micro_time(datetime.now(UTC))
         try:
             written = self._leases.replace_namespaced_lease(
-                self.shard_lease(shard), self.namespace, lease
+                self.shard_lease(shard), self.namespace, lease, _request_timeout=self.call_timeout
             )
             self._observe(written, self._now())
             logger.info("%s: gave back shard %d", self.identity, shard)

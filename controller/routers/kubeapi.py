@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,8 +21,73 @@ import kubernetes.client
 import kubernetes.client.rest
 import urllib3
 from kubernetes.client.exceptions import ApiException
+from urllib3.connection import HTTPConnection
 
 MERGE_PATCH = "application/merge-patch+json"
+
+#: TCP keep-alive probes on the API server's connections, as Go's dialer sends them (client-go):
+#: a peer gone silent is found in about 30 s even on a connection nothing is sent on (a watch).
+_KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)] + [
+    (socket.IPPROTO_TCP, getattr(socket, name), value)
+    for name, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, name)  # Linux; macOS has only TCP_KEEPINTVL and TCP_KEEPCNT
+]
+
+Timeout = float | tuple[float, float]  # total seconds, or (connect, read) seconds
+
+
+class _TimedRESTClient(kubernetes.client.rest.RESTClientObject):
+    """The client's REST layer with a timeout for every request that names none."""
+
+    def __init__(self, configuration: Any, timeout: tuple[float, float]) -> None:
+        super().__init__(configuration)
+        self.default_timeout = timeout
+        # the pools of ``open_request`` (which passes the pool's default) get it too
+        self.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
+            connect=timeout[0], read=timeout[1]
+        )
+        options = self.pool_manager.connection_pool_kw.get("socket_options")
+        self.pool_manager.connection_pool_kw["socket_options"] = [
+            *(HTTPConnection.default_socket_options if options is None else options),
+            *_KEEPALIVE,
+        ]
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Timeout | None = None,
+    ) -> Any:
+        send: Any = super().request  # the generated client is untyped
+        return send(
+            method,
+            url,
+            headers=headers,
+            body=body,
+            post_params=post_params,
+            _request_timeout=_request_timeout or self.default_timeout,
+        )
+
+
+def set_default_timeout(
+    api: kubernetes.client.ApiClient, *, connect: float = 10.0, read: float = 30.0
+) -> None:
+    """Give every request ``api`` sends without a timeout of its own this one, and its
+    connections TCP keep-alive probes.
+
+    The generated client waits for an answer for ever unless each call names a timeout,
+    and Python's sockets send no keep-alive probe by default: after a network partition
+    that silently drops packets (a lost NAT or conntrack entry), a request on a kept-alive
+    connection would never return, and a long-running process would stall for good even
+    once the network is back. (client-go's dialer sets keep-alive, and HTTP/2 pings end
+    such connections.)
+    """
+    old = api.rest_client
+    api.rest_client = _TimedRESTClient(api.configuration, (connect, read))
+    old.close()
 
 
 def path(
@@ -52,7 +118,7 @@ def open_request(
     query: dict[str, str] | None = None,
     body: Any = None,
     content_type: str = MERGE_PATCH,
-    timeout: float | tuple[float, float] | None = None,
+    timeout: Timeout | None = None,
 ) -> Any:
     """Send one request; the client's ``RESTResponse`` (its body not read yet).
 
@@ -104,7 +170,7 @@ def request(
     query: dict[str, str] | None = None,
     body: Any = None,
     content_type: str = MERGE_PATCH,
-    timeout: float | tuple[float, float] | None = None,
+    timeout: Timeout | None = None,
 ) -> Any:
     """Send one request and return its JSON answer; a status outside 2xx raises ``ApiException``."""
     response = open_request(
