@@ -92,16 +92,21 @@ class Fleet:
         return (self.logs / f"{name}.log").read_text()
 
 
-def running_fleet(
-    served: emulator.Served, database_url: str, tmp: Path, options: list[str]
-) -> Iterator[Fleet]:
-    """A fleet whose replicas are killed at the end, whatever happened."""
-    fleet = Fleet(served, database_url, tmp, options)
-    try:
-        yield fleet
-    finally:
-        for name in list(fleet.procs):
-            fleet.stop(name, signal.SIGKILL)
+def fleet_fixture(options: list[str]) -> Any:
+    """A ``fleet`` fixture: replicas run with ``options`` against a new emulator, and are
+    killed at the end, whatever happened."""
+
+    @pytest.fixture()
+    def fleet(database_url: str, tmp_path: Path) -> Iterator[Fleet]:
+        with emulator.serve() as served:
+            one = Fleet(served, database_url, tmp_path, options)
+            try:
+                yield one
+            finally:
+                for name in list(one.procs):
+                    one.stop(name, signal.SIGKILL)
+
+    return fleet
 
 
 def seed_routes(served: emulator.Served, experiments: int) -> kubernetes.client.CustomObjectsApi:
@@ -221,6 +226,14 @@ def wait(what: str, check: Any, timeout: float, fleet: Fleet | None = None) -> f
         assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
         time.sleep(0.2)
     return time.monotonic() - started
+
+
+def change_specs(custom: kubernetes.client.CustomObjectsApi, experiments: int, hours: int) -> None:
+    """Edit every experiment's spec (its ``maxDuration``): a new generation to observe."""
+    for i in range(experiments):
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, f"e-{i}", {"spec": {"maxDuration": f"{hours}h"}}
+        )
 
 
 def observed(custom: kubernetes.client.CustomObjectsApi) -> int:

@@ -13,13 +13,9 @@ on changes made meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from canaryctl_demo.kube import emulator
 from canaryctl_demo.world import GROUP, PLURAL, VERSION, experiment_body
 from tests.e2e.fleet import (
     AGENT,
@@ -28,12 +24,13 @@ from tests.e2e.fleet import (
     Partition,
     balanced,
     balanced_at,
+    change_specs,
     check_writes,
     decisions_once,
+    fleet_fixture,
     holders,
     observed,
     phases,
-    running_fleet,
     seed_routes,
     wait,
 )
@@ -54,10 +51,7 @@ OPTIONS = [
 ]
 
 
-@pytest.fixture()
-def fleet(database_url: str, tmp_path: Path) -> Iterator[Fleet]:
-    with emulator.serve() as served:
-        yield from running_fleet(served, database_url, tmp_path, OPTIONS)
+fleet = fleet_fixture(OPTIONS)
 
 
 def test_a_partitioned_replica_is_fenced_then_rejoins(
@@ -101,10 +95,7 @@ def test_a_partitioned_replica_is_fenced_then_rejoins(
         assert not any(r.agent == AGENT + "op-2" for r in served.emulator.log[cut_index:])
 
         # its experiments go on without it: a spec change is observed everywhere
-        for i in range(EXPERIMENTS):
-            custom.patch_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL, f"e-{i}", {"spec": {"maxDuration": "23h"}}
-            )
+        change_specs(custom, EXPERIMENTS, 23)
         wait(
             "the change observed while op-2 is cut off",
             lambda: observed(custom) == EXPERIMENTS,
@@ -122,10 +113,7 @@ def test_a_partitioned_replica_is_fenced_then_rejoins(
 
         # and acts on what changed: its watches were opened again, not left dead
         rejoined_index = len(served.emulator.log)
-        for i in range(EXPERIMENTS):
-            custom.patch_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL, f"e-{i}", {"spec": {"maxDuration": "22h"}}
-            )
+        change_specs(custom, EXPERIMENTS, 22)
         wait("the change observed by all three", lambda: observed(custom) == EXPERIMENTS, 60, fleet)
         assert any(
             r.agent == AGENT + "op-2" and "/experiments/" in r.path and r.path.endswith("/status")

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from canaryctl_demo.kube import emulator
 from canaryctl_demo.world import GROUP, PLURAL, VERSION, experiment_body
 from tests.e2e.fleet import (
     AGENT,
@@ -27,11 +23,12 @@ from tests.e2e.fleet import (
     Fleet,
     balanced,
     balanced_at,
+    change_specs,
     check_writes,
     decisions_once,
+    fleet_fixture,
     observed,
     phases,
-    running_fleet,
     seed_routes,
     wait,
 )
@@ -42,10 +39,7 @@ LEASE = 10.0  # seconds; renew deadline 6.7 s, a round every 1.3 s
 OPTIONS = ["--shards", str(SHARDS), "--lease-duration", str(LEASE), "--workers", "4"]
 
 
-@pytest.fixture()
-def fleet(database_url: str, tmp_path: Path) -> Iterator[Fleet]:
-    with emulator.serve() as served:
-        yield from running_fleet(served, database_url, tmp_path, OPTIONS)
+fleet = fleet_fixture(OPTIONS)
 
 
 def test_replicas_share_experiments_across_kill_and_scaling(
@@ -135,10 +129,7 @@ def test_replicas_share_experiments_across_kill_and_scaling(
     assert given_back, "leaving replicas did not give their shards back"
 
     # every experiment is still served: a spec change reaches observedGeneration everywhere
-    for i in range(EXPERIMENTS):
-        custom.patch_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, f"e-{i}", {"spec": {"maxDuration": "23h"}}
-        )
+    change_specs(custom, EXPERIMENTS, 23)
     wait(
         "every experiment to observe its new generation",
         lambda: observed(custom) == EXPERIMENTS,
