@@ -18,7 +18,10 @@ import sqlalchemy as sa
 from analysis import Scenario
 from canaryctl_demo.kube import seed
 from canaryctl_demo.world import HTTPROUTE, World, experiment_body, guardrails
+from controller.ingest import load
 from controller.operate.loop import OperatorConfig
+from controller.storage import experiments, rollups
+from tests.storage.helpers import outcomes
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -95,3 +98,72 @@ def test_a_pass_runs_only_its_budget_of_forecasts_the_others_come_at_the_next(
                 break
         # both had traffic enough at the same pass: one forecast then, the other one pass later
         assert forecasts[-2:] == [1, 2], forecasts
+
+
+class _At:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_from_the_champions_day_hour_by_hour_read_once_per_champion_within_the_budget(
+    truncating_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three experiments on ranker-v1, whose earlier experiment holds a whole day, and two on
+    other champions (no day: from their runs' traffic), all started in one pass: the first
+    three forecast hour by hour from that day (no run data needed), the day is read once per champion and start in a pass, and a pass
+    reads no more days than it may run forecasts."""
+    with truncating_engine.begin() as conn:
+        experiments.register_experiment(conn, "ml/old", spec={"champion": {"name": "ranker-v1"}})
+    day = outcomes(36_000, experiment="ml/old", start=T0 - timedelta(days=2), seconds=86_400)
+    load.load_table(
+        truncating_engine, day, batch_key="day", source="test", clock=_At(T0 - timedelta(days=1))
+    )
+    reads: list[tuple[str, datetime]] = []
+    real = rollups.champion_day_totals
+
+    def counted(conn: sa.Connection, champion: str, at: datetime) -> Any:
+        reads.append((champion, at))
+        return real(conn, champion, at)
+
+    monkeypatch.setattr(rollups, "champion_day_totals", counted)
+    config = OperatorConfig(workers=1, forecasts_per_pass=2)
+    with World.start(truncating_engine, start=T0, operator_config=config) as world:
+        assert world.cluster is not None
+        names = {"a": "ranker-v1", "b": "ranker-v1", "c": "ranker-v1", "x": "other-0"}
+        names["y"] = "other-1"
+        for name, champion in names.items():
+            if champion != "ranker-v1":
+                world.cluster.create_deployment(champion, replicas=2)
+            world.cluster.create(
+                HTTPROUTE, seed.httproute(f"route-{name}", {champion: 100, "ranker-v2": 0})
+            )
+            world.create(
+                experiment_body(name, champion=champion, route=f"route-{name}", max_duration="2h")
+            )
+        world.advance(timedelta(0))  # every one starts its first step: no forecast due yet
+        assert reads == []
+        per_pass = []
+        for _ in range(10):
+            for name in ("x", "y"):  # no day for theirs: a forecast from the run's traffic
+                world.send_minute(name, Scenario(requests_per_minute=2000))
+            world.advance()
+            per_pass.append(list(reads))
+            reads.clear()
+            if all("forecast" in world.status(n) for n in names):
+                break
+        for one in per_pass:
+            assert len(one) == len(set(one)), f"a day read twice in a pass: {one}"
+            assert len(one) <= 2, f"more days read than the pass may forecast: {one}"
+        assert all("forecast" in world.status(n) for n in names)
+        assert len(per_pass) >= 3  # five forecasts, two a pass
+        for name, champion in names.items():
+            forecast = world.status(name)["forecast"]
+            if champion == "ranker-v1":  # 36,000 requests a day, 24 hours
+                assert forecast["trafficPeriods"] == 24
+                assert 20 < forecast["requestsPerMinute"] < 30
+            else:
+                assert forecast["trafficPeriods"] == 1
+                assert 1500 < forecast["requestsPerMinute"] < 2500
