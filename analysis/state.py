@@ -29,11 +29,13 @@ class FrozenArm:
     log_latency_sum_sq: float
 
 
-_ARM_FIELDS = tuple(f.name for f in fields(FrozenArm))
+#: An arm's sufficient statistics by name, in the order every table of them uses (the
+#: ingest's pre-aggregated cells, the report's per-step frame).
+ARM_FIELDS = tuple(f.name for f in fields(FrozenArm))
 
 
 def _arm_dict(arm: FrozenArm) -> dict[str, Any]:
-    return {name: getattr(arm, name) for name in _ARM_FIELDS}
+    return {name: getattr(arm, name) for name in ARM_FIELDS}
 
 
 @dataclass(frozen=True)

@@ -52,21 +52,27 @@ def summarise(result: load.IngestResult) -> str:
     )
 
 
+#: The options ``ingest load`` and ``ingest cells`` share.
+FileFormat = Annotated[
+    str | None,
+    typer.Option("--format", help="csv, jsonl or parquet (default: from the extension)."),
+]
+BatchId = Annotated[
+    str | None,
+    typer.Option(
+        help="Batch id; default: the file's SHA-256, so loading a file twice loads it once."
+    ),
+]
+TextOrJson = Annotated[str, typer.Option("-o", "--output", help="text or json")]
+
+
 @app.command("load")
 def load_file(
     path: Annotated[
         Path, typer.Argument(help="CSV, JSON lines or Parquet file.", show_default=False)
     ],
-    fmt: Annotated[
-        str | None,
-        typer.Option("--format", help="csv, jsonl or parquet (default: from the extension)."),
-    ] = None,
-    batch_id: Annotated[
-        str | None,
-        typer.Option(
-            help="Batch id; default: the file's SHA-256, so loading a file twice loads it once."
-        ),
-    ] = None,
+    fmt: FileFormat = None,
+    batch_id: BatchId = None,
     chunk_rows: Annotated[
         int,
         typer.Option(
@@ -75,7 +81,7 @@ def load_file(
             "memory does not depend on it (docs/ingest.md, Large files).",
         ),
     ] = 200_000,
-    output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+    output: TextOrJson = "text",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Load one file of request outcomes (columns: experiment, arm, ts, revenue, latency_ms, error[, unit_id]).
@@ -383,17 +389,9 @@ def load_cells_file(
     path: Annotated[
         Path, typer.Argument(help="CSV, JSON lines or Parquet file of cells.", show_default=False)
     ],
-    fmt: Annotated[
-        str | None,
-        typer.Option("--format", help="csv, jsonl or parquet (default: from the extension)."),
-    ] = None,
-    batch_id: Annotated[
-        str | None,
-        typer.Option(
-            help="Batch id; default: the file's SHA-256, so loading a file twice loads it once."
-        ),
-    ] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+    fmt: FileFormat = None,
+    batch_id: BatchId = None,
+    output: TextOrJson = "text",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Load pre-aggregated cells: per experiment, arm and minute, the sums of the requests.

@@ -71,28 +71,19 @@ def load_cells(
     with engine.begin() as conn:
         reg = _locked_registry(conn, table)
         prepared = cells.prepare(table, reg, now=now, future_tolerance=future_tolerance)
-        batch_id = conn.execute(
-            sa.text(
-                "INSERT INTO ingest_batches "
-                "(batch_key, source, received, loaded, rejected, late, at, content_hash) "
-                "VALUES (:k, :s, :r, :l, :j, :t, :at, :h) "
-                "ON CONFLICT (batch_key) DO NOTHING RETURNING id"
-            ),
-            {
-                "k": batch_key,
-                "h": digest,
-                "s": source,
-                "r": prepared.received,
-                "l": prepared.loaded,
-                "j": len(prepared.rejects),
-                "t": int(prepared.late.sum()),
-                "at": now,
-            },
-        ).scalar()
-        if batch_id is None:  # delivered concurrently and committed first
-            stored = load._stored_result(conn, batch_key, digest)
-            assert stored is not None
-            return stored
+        batch_id = load.claim_batch(
+            conn,
+            batch_key,
+            digest,
+            source,
+            now,
+            received=prepared.received,
+            loaded=prepared.loaded,
+            rejected=len(prepared.rejects),
+            late=int(prepared.late.sum()),
+        )
+        if isinstance(batch_id, load.IngestResult):  # delivered concurrently, committed first
+            return batch_id
         raw = conn.connection.driver_connection
         if prepared.loaded:
             _upsert(raw, prepared)

@@ -29,22 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import buckets
+from analysis.state import ARM_FIELDS
 from controller.ingest import load, validate
 from controller.storage import rollups
 
-REQUIRED = (
-    "experiment",
-    "arm",
-    "minute",
-    "n",
-    "revenue_sum",
-    "revenue_sum_sq",
-    "revenue_nonzero",
-    "errors",
-    "log_latency_sum",
-    "log_latency_sum_sq",
-    "latency_hist",
-)
+REQUIRED = ("experiment", "arm", "minute", *ARM_FIELDS, "latency_hist")
 #: Optional columns: the cap the capped sums used, the capped sums, the largest revenue
 #: values, and the id of the latency edges the histogram was counted on.
 OPTIONAL = ("revenue_cap", "revenue_capped_sum", "revenue_capped_sum_sq", "revenue_top",

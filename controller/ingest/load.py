@@ -265,6 +265,45 @@ def load_table(
         )
 
 
+def claim_batch(
+    conn: sa.Connection,
+    batch_key: str,
+    digest: str,
+    source: str,
+    now: datetime,
+    *,
+    received: int = 0,
+    loaded: int = 0,
+    rejected: int = 0,
+    late: int = 0,
+) -> int | IngestResult:
+    """Record a batch's key (with its counts, when known now): its id, or the stored result
+    when a concurrent delivery of the same id committed first."""
+    batch_id = conn.execute(
+        sa.text(
+            "INSERT INTO ingest_batches "
+            "(batch_key, source, received, loaded, rejected, late, at, content_hash) "
+            "VALUES (:k, :s, :r, :l, :j, :t, :at, :h) "
+            "ON CONFLICT (batch_key) DO NOTHING RETURNING id"
+        ),
+        {
+            "k": batch_key,
+            "h": digest,
+            "s": source,
+            "r": received,
+            "l": loaded,
+            "j": rejected,
+            "t": late,
+            "at": now,
+        },
+    ).scalar()
+    if batch_id is None:
+        stored = _stored_result(conn, batch_key, digest)
+        assert stored is not None
+        return stored
+    return int(batch_id)
+
+
 def _write(
     conn: sa.Connection,
     parts: Iterable[_Part],
@@ -280,19 +319,9 @@ def _write(
 ) -> IngestResult:
     """Record the batch's key, then part by part create its partitions, copy its good rows
     and store its rejects; then upsert the rollups of all parts and the batch's counts."""
-    batch_id = conn.execute(
-        sa.text(
-            "INSERT INTO ingest_batches "
-            "(batch_key, source, received, loaded, rejected, late, at, content_hash) "
-            "VALUES (:k, :s, 0, 0, 0, 0, :at, :h) "
-            "ON CONFLICT (batch_key) DO NOTHING RETURNING id"
-        ),
-        {"k": batch_key, "h": digest, "s": source, "at": now},
-    ).scalar()
-    if batch_id is None:  # delivered concurrently and committed first: read its record
-        stored = _stored_result(conn, batch_key, digest)
-        assert stored is not None
-        return stored
+    batch_id = claim_batch(conn, batch_key, digest, source, now)
+    if isinstance(batch_id, IngestResult):  # delivered concurrently and committed first
+        return batch_id
     raw = conn.connection.driver_connection
     info = {exp.id: exp for exp in reg.values()}
     locked: set[int] = set()

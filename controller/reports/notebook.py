@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from analysis.state import ARM_FIELDS
 from controller.reports import read, render, reproduce
 from controller.reports import view as v
 from controller.storage import db
@@ -256,13 +257,7 @@ STEP_COLUMNS = [
     "end",
     "closed",
     "arm",
-    "n",
-    "revenue_sum",
-    "revenue_sum_sq",
-    "revenue_nonzero",
-    "errors",
-    "log_latency_sum",
-    "log_latency_sum_sq",
+    *ARM_FIELDS,
     "latency_hist",
 ]
 REPRODUCED_COLUMNS = [
