@@ -150,8 +150,12 @@ class Partition:
         self._cut = False
 
     def close(self) -> None:
+        """Close every connection, the dead ones too (their pumps and the server's handlers
+        end)."""
         self._listener.close()
         for one in self._sockets:
+            with contextlib.suppress(OSError):  # closed already
+                one.shutdown(socket.SHUT_RDWR)
             one.close()
 
     def _accept(self) -> None:
