@@ -36,6 +36,7 @@ import kubernetes.client
 import numpy as np
 import psutil
 import pyarrow as pa
+import sqlalchemy as sa
 import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -77,6 +78,52 @@ def count_requests(api: kubernetes.client.ApiClient) -> list[int]:
     return _COUNTER
 
 
+def seed_fleet(api: kubernetes.client.ApiClient, n: int) -> kubernetes.client.CustomObjectsApi:
+    """The CRD, namespace ``ml``, two Deployments and ``n`` Experiments ``exp-<i>``, each on
+    a route of its own, whose steps last 6 hours (every pass ticks them all, none ends)."""
+    kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd.build_crd())
+    cluster = seed.Cluster(api, "ml")
+    cluster.create_namespace()
+    for name in ("ranker-v1", "ranker-v2"):
+        cluster.create_deployment(name, replicas=4)
+    custom = kubernetes.client.CustomObjectsApi(api)
+    for i in range(n):
+        cluster.create(HTTPROUTE, seed.httproute(f"route-{i}", {"ranker-v1": 100, "ranker-v2": 0}))
+        body = experiment_body(
+            f"exp-{i}",
+            route=f"route-{i}",
+            steps=[
+                {"weight": 10, "minDuration": "6h", "minSamples": 10**9},
+                {"weight": 50, "minDuration": "6h", "minSamples": 10**9},
+            ],
+        )
+        custom.create_namespaced_custom_object(
+            spec.API_GROUP, spec.API_VERSION, "ml", spec.PLURAL, body
+        )
+    return custom
+
+
+def load_minute(
+    engine: sa.Engine,
+    clock: SimulatedClock,
+    scenario: Scenario,
+    n: int,
+    minute: int,
+    rng: np.random.Generator,
+) -> None:
+    """The last minute's requests of every experiment, at a 10 % split, as one batch."""
+    start = clock.now() - timedelta(minutes=1)
+    rows = [
+        traffic.minute_of_requests(
+            scenario, experiment=f"ml/exp-{i}", minute=minute, start=start, share=0.1, rng=rng
+        )
+        for i in range(n)
+    ]
+    load.load_table(
+        engine, pa.concat_tables(rows), batch_key=f"b{uuid.uuid4()}", source="bench", clock=clock
+    )
+
+
 def _cpu(p: psutil.Process) -> float:
     t = p.cpu_times()
     return float(t.user + t.system)
@@ -113,27 +160,7 @@ def run(
             url, pool_size=workers + 2, max_overflow=workers, pool_pre_ping=False
         )
         emulator_proc = psutil.Process(proc.pid)
-        kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd.build_crd())
-        cluster = seed.Cluster(api, "ml")
-        cluster.create_namespace()
-        for name in ("ranker-v1", "ranker-v2"):
-            cluster.create_deployment(name, replicas=4)
-        custom = kubernetes.client.CustomObjectsApi(api)
-        for i in range(n):
-            cluster.create(
-                HTTPROUTE, seed.httproute(f"route-{i}", {"ranker-v1": 100, "ranker-v2": 0})
-            )
-            body = experiment_body(
-                f"exp-{i}",
-                route=f"route-{i}",
-                steps=[
-                    {"weight": 10, "minDuration": "6h", "minSamples": 10**9},
-                    {"weight": 50, "minDuration": "6h", "minSamples": 10**9},
-                ],
-            )
-            custom.create_namespaced_custom_object(
-                spec.API_GROUP, spec.API_VERSION, "ml", spec.PLURAL, body
-            )
+        custom = seed_fleet(api, n)
         clock = SimulatedClock(T0)
         thresholds = gc.get_threshold()
         config = OperatorConfig(workers=workers, cache=mode == "cache")
@@ -148,26 +175,8 @@ def run(
         passes, ticks, cpu, api_calls, emu_cpu, pg_cpu, per_pass = [], [], [], [], [], [], []
         forecasts, forecast_cpu = 0, 0.0
         for minute in range(minutes):
-            if minute:  # a minute of traffic for every experiment, at a 10 % split (not timed)
-                start = clock.now() - timedelta(minutes=1)
-                rows = [
-                    traffic.minute_of_requests(
-                        scenario,
-                        experiment=f"ml/exp-{i}",
-                        minute=minute,
-                        start=start,
-                        share=0.1,
-                        rng=rng,
-                    )
-                    for i in range(n)
-                ]
-                load.load_table(
-                    engine,
-                    pa.concat_tables(rows),
-                    batch_key=f"b{uuid.uuid4()}",
-                    source="bench",
-                    clock=clock,
-                )
+            if minute:  # a minute of traffic for every experiment (not timed)
+                load_minute(engine, clock, scenario, n, minute, rng)
             done.clear()
             before_cpu, before_api, t = time.process_time(), requests[0], time.perf_counter()
             before_emu, before_pg = _cpu(emulator_proc), _postgres_cpu()

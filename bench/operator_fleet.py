@@ -27,25 +27,20 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 import numpy as np
-import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import Scenario
 from bench._results import table, write_section
 from bench.ingest import drop_database, scratch_database
-from canaryctl_demo import traffic
-from canaryctl_demo.kube import emulator, seed
-from canaryctl_demo.world import HTTPROUTE, experiment_body
+from bench.operator import load_minute, seed_fleet
+from canaryctl_demo.kube import emulator
 from controller.clock import SimulatedClock
-from controller.experiment import crd, spec
-from controller.ingest import load
 from controller.storage import db
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
@@ -76,29 +71,9 @@ def run(
         api = emulator.api_client(emulator_url)
         db.upgrade(url)
         engine = db.make_engine(url, pool_size=4, pool_pre_ping=False)
-        kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd.build_crd())
-        kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": LEASE_NS}})
-        cluster = seed.Cluster(api, "ml")
-        cluster.create_namespace()
-        for name in ("ranker-v1", "ranker-v2"):
-            cluster.create_deployment(name, replicas=4)
-        custom = kubernetes.client.CustomObjectsApi(api)
         t_seed = time.perf_counter()
-        for i in range(n):
-            cluster.create(
-                HTTPROUTE, seed.httproute(f"route-{i}", {"ranker-v1": 100, "ranker-v2": 0})
-            )
-            body = experiment_body(
-                f"exp-{i}",
-                route=f"route-{i}",
-                steps=[
-                    {"weight": 10, "minDuration": "6h", "minSamples": 10**9},
-                    {"weight": 50, "minDuration": "6h", "minSamples": 10**9},
-                ],
-            )
-            custom.create_namespaced_custom_object(
-                spec.API_GROUP, spec.API_VERSION, "ml", spec.PLURAL, body
-            )
+        seed_fleet(api, n)
+        kubernetes.client.CoreV1Api(api).create_namespace({"metadata": {"name": LEASE_NS}})
         print(f"  seeded {n} experiments in {time.perf_counter() - t_seed:.0f} s", flush=True)
         for r in range(replicas):
             children.append(
@@ -127,26 +102,8 @@ def run(
         calls: list[float] = []
         rss = [0] * replicas
         for minute in range(minutes):
-            if minute:  # a minute of traffic for every experiment, at a 10 % split (not timed)
-                start = clock.now() - timedelta(minutes=1)
-                tables = [
-                    traffic.minute_of_requests(
-                        scenario,
-                        experiment=f"ml/exp-{i}",
-                        minute=minute,
-                        start=start,
-                        share=0.1,
-                        rng=rng,
-                    )
-                    for i in range(n)
-                ]
-                load.load_table(
-                    engine,
-                    pa.concat_tables(tables),
-                    batch_key=f"b{uuid.uuid4()}",
-                    source="bench",
-                    clock=clock,
-                )
+            if minute:  # a minute of traffic for every experiment (not timed)
+                load_minute(engine, clock, scenario, n, minute, rng)
             t = time.perf_counter()
             for c in children:
                 assert c.stdin is not None
