@@ -13,8 +13,11 @@ import threading
 import time
 
 import kubernetes.client
+import urllib3
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+from controller.routers import kubeapi
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +26,19 @@ class _StoppableElection(leaderelection.LeaderElection):
     def __init__(self, config: electionconfig.Config, stop: threading.Event) -> None:
         super().__init__(config)
         self._stop = stop
+
+    def try_acquire_or_renew(self) -> bool:
+        """One attempt; an unreachable or silent API server is a failed attempt.
+
+        The library catches only ``ApiException``: a refused connection or a timeout
+        escaped its loops and ended the election thread for good, the ``leading`` flag
+        left as it was (a leader cut off kept acting; a follower never took over).
+        """
+        try:
+            return bool(super().try_acquire_or_renew())
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            logger.warning("%s: Lease not reached: %s", self.election_config.lock.identity, exc)
+            return False
 
     def acquire(self) -> bool:
         while not self._stop.is_set():
@@ -67,7 +83,14 @@ class LeaderElector:
         self.leading = threading.Event()
         self._stop = threading.Event()
         lock = LeaseLock(name, namespace, identity)
-        lock.api_instance = kubernetes.client.CoordinationV1Api(api)
+        # A client of its own whose calls end in half the slack between the renew deadline
+        # and the lease duration: an attempt (a read and a write) that hangs on a silent
+        # network ends before the others may take the Lease, and the leader stops first.
+        client = kubernetes.client.ApiClient(api.configuration)
+        client.user_agent = api.user_agent
+        call = max(0.5, (lease_duration - renew_deadline) / 4)
+        kubeapi.set_default_timeout(client, connect=call, read=call)
+        lock.api_instance = kubernetes.client.CoordinationV1Api(client)
         self._config = electionconfig.Config(
             lock, lease_duration, renew_deadline, retry_period, self._started, self._stopped
         )
@@ -84,7 +107,11 @@ class LeaderElector:
     def start(self) -> LeaderElector:
         def run() -> None:
             while not self._stop.is_set():
-                _StoppableElection(self._config, self._stop).run()
+                try:
+                    _StoppableElection(self._config, self._stop).run()
+                except Exception:  # never end the election: a replica must lead again later
+                    logger.exception("%s: leader election failed; trying again", self.identity)
+                    self._stop.wait(self._config.retry_period)
                 self.leading.clear()
 
         self._thread = threading.Thread(target=run, name=f"leader-{self.identity}", daemon=True)

@@ -46,6 +46,11 @@ class _TimedRESTClient(kubernetes.client.rest.RESTClientObject):
         self.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
             connect=timeout[0], read=timeout[1]
         )
+        # no second try once a request may have been sent: urllib3 would otherwise send a
+        # timed-out GET or PUT three times more, and a timeout would mean four of them
+        self.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
+            total=1, connect=1, read=0, status=0, redirect=False
+        )
         options = self.pool_manager.connection_pool_kw.get("socket_options")
         self.pool_manager.connection_pool_kw["socket_options"] = [
             *(HTTPConnection.default_socket_options if options is None else options),

@@ -21,7 +21,6 @@ from tests.e2e.fleet import (
     AGENT,
     NAMESPACE,
     Fleet,
-    Partition,
     balanced,
     balanced_at,
     change_specs,
@@ -34,6 +33,7 @@ from tests.e2e.fleet import (
     seed_routes,
     wait,
 )
+from tests.network import Partition
 
 EXPERIMENTS = 60
 SHARDS = 12
