@@ -91,6 +91,7 @@ class LeaderElector:
         call = max(0.5, (lease_duration - renew_deadline) / 4)
         kubeapi.set_default_timeout(client, connect=call, read=call)
         lock.api_instance = kubernetes.client.CoordinationV1Api(client)
+        self._client = client
         self._config = electionconfig.Config(
             lock, lease_duration, renew_deadline, retry_period, self._started, self._stopped
         )
@@ -123,3 +124,4 @@ class LeaderElector:
         self.leading.clear()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._client.close()
