@@ -197,8 +197,8 @@ def stop_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> Ca
 
 
 def sleep_until(done: Callable[[], bool], seconds: float, *, slice: float = 0.2) -> bool:
-    """Sleep up to ``seconds`` (in slices of ``slice``), ending early once ``done()``;
-    returns ``done()``."""
+    """Sleep up to ``seconds`` (``math.inf``: until ``done()``) in slices of ``slice``,
+    ending early once ``done()``; returns ``done()``."""
     deadline = time.monotonic() + seconds
     while not done():
         left = deadline - time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -170,8 +171,7 @@ def _run_until_stopped(
 
     runner = threading.Thread(target=target, name="canaryctl-operator", daemon=True)
     runner.start()
-    while not sleep_until(lambda: signalled() or stop.is_set(), 1.0):
-        pass
+    sleep_until(lambda: signalled() or stop.is_set(), math.inf)
     stop.set()
     runner.join(timeout=GRACE_SECONDS)
     if runner.is_alive():

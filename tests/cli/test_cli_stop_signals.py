@@ -15,13 +15,12 @@ import time
 import pytest
 
 WAITER = """
-import signal, sys, threading
+import math, signal, sys, threading
 from controller.cli.common import sleep_until, stop_signals
 signalled = stop_signals()
 stop = threading.Event()
 print("waiting", flush=True)
-while not sleep_until(lambda: signalled() or stop.is_set(), 1.0):
-    pass
+sleep_until(lambda: signalled() or stop.is_set(), math.inf)
 stop.set()
 for sig in (signal.SIGTERM, signal.SIGINT):  # the rest of the burst must not end it unclean
     signal.signal(sig, signal.SIG_IGN)
