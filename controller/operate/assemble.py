@@ -254,7 +254,8 @@ class Assembler:
         try:
             evaluate.save_many(self.engine, saves)
         except DB_ERRORS as exc:
-            logger.warning("could not save the analysis states: %s", describe(exc))
+            which = ready[0].res.key if len(ready) == 1 else f"{len(ready)} experiments"
+            logger.warning("%s: could not save the analysis state: %s", which, describe(exc))
             for w in ready:
                 w.evaluation, w.verdicts, w.reachable = None, None, False
 
@@ -309,30 +310,10 @@ class Assembler:
             return work.result
         now, res, found = work.now, work.res, work.found
         spec_or_error, evaluation = work.spec_or_error, work.evaluation
-        verdicts = work.verdicts
         if evaluation is not None and found.pending is not None and not work.saved:
-            assert self.engine is not None
-            assert isinstance(spec_or_error, sp.ExperimentSpec)
-            verdicts = evaluate.summarise(
-                evaluation,
-                settings=found.pending.settings,
-                windows=found.pending.windows,
-                steps=found.pending.item.steps,
-            )
-            try:
-                evaluate.save(
-                    self.engine,
-                    found.pending,
-                    evaluation,
-                    now=now,
-                    step_index=res.stored.step_index,
-                    challenger_weight=work.route.challenger_weight if work.route else 0,
-                    samples=found.samples,
-                    summary=verdicts,
-                )
-            except DB_ERRORS as exc:
-                logger.warning("%s: could not save the analysis state: %s", res.key, describe(exc))
-                evaluation, verdicts, work.reachable = None, None, False
+            self.save_all([work])  # a tick on its own (the pass saves its batch at once)
+            evaluation = work.evaluation
+        verdicts = work.verdicts
         observed = observe.observed(
             res,
             work.route,

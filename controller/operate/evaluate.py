@@ -572,37 +572,6 @@ def _baseline(
     return obs.BaselineResult(revenue_cap=cap, thresholds_ms=thresholds)
 
 
-def save(
-    engine: sa.Engine,
-    pending: Pending,
-    evaluation: analysis.Evaluation,
-    *,
-    now: datetime,
-    step_index: int,
-    challenger_weight: int,
-    samples: obs.ArmCounts,
-    summary: obs.Verdicts | None = None,
-) -> None:
-    """Persist the sequential state, the step history and this look (one transaction).
-
-    ``summary``: ``summarise`` of this evaluation, whose evidence is the look's payload
-    when no figure was rescaled for the status (else it is computed here, unscaled)."""
-    save_many(
-        engine,
-        [
-            to_save(
-                pending,
-                evaluation,
-                now=now,
-                step_index=step_index,
-                challenger_weight=challenger_weight,
-                samples=samples,
-                summary=summary,
-            )
-        ],
-    )
-
-
 Save = tuple[int, dict[str, Any], dict[str, Any]]
 
 
@@ -616,7 +585,11 @@ def to_save(
     samples: obs.ArmCounts,
     summary: obs.Verdicts | None = None,
 ) -> Save:
-    """What ``save`` writes for one experiment: its id, its state and its look."""
+    """What ``save_many`` writes for one experiment: its id, its sequential state with the
+    step history, and this look.
+
+    ``summary``: ``summarise`` of this evaluation, whose evidence is the look's payload
+    when no figure was rescaled for the status (else it is computed here, unscaled)."""
     until = max(w[2] for w in pending.windows)
     state = {
         "analysis": evaluation.state.to_dict(),
@@ -644,7 +617,4 @@ def save_many(engine: sa.Engine, saves: Sequence[Save]) -> None:
     if not saves:
         return
     with engine.begin() as conn:
-        if len(saves) == 1:
-            looks.save_analysis_state(conn, saves[0][0], saves[0][1], look=saves[0][2])
-        else:
-            looks.save_analysis_states(conn, saves)
+        looks.save_analysis_states(conn, saves)

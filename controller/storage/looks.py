@@ -41,14 +41,10 @@ def save_analysis_state(
 ) -> None:
     """Persist the sequential tests' state (a restarted operator continues the same test)
     and, in the same statement, this look for the reports (one row per finalised minute)."""
-    params: dict[str, Any] = {"e": exp_id, "state": json.dumps(state)}
     if look is None:
-        conn.execute(_SAVE_STATE, params)
+        conn.execute(_SAVE_STATE, {"e": exp_id, "state": json.dumps(state)})
     else:
-        conn.execute(
-            _SAVE_STATE_AND_LOOK,
-            {**params, **look, "payload": json.dumps(look["payload"], default=str)},
-        )
+        save_analysis_states(conn, [(exp_id, state, look)])
 
 
 def save_analysis_states(
@@ -90,14 +86,10 @@ def freshness_and_states(
 
 def freshness_and_state(conn: sa.Connection, exp_id: int) -> tuple[datetime | None, dict[str, Any]]:
     """The last minute with data and the persisted sequential state ({} before the first look)."""
-    row = conn.execute(
-        sa.text(
-            "SELECT (SELECT max(period) FROM rollups_minute WHERE experiment_id = :e AND arm IN (0, 1)), "
-            "analysis_state FROM experiments WHERE id = :e"
-        ),
-        {"e": exp_id},
-    ).one()
-    return row[0], dict(row[1] or {})
+    found = freshness_and_states(conn, [exp_id])
+    if exp_id not in found:
+        raise sa.exc.NoResultFound(f"no experiment with id {exp_id}")
+    return found[exp_id]
 
 
 def looks(conn: sa.Connection, exp_id: int) -> list[dict[str, Any]]:

@@ -444,8 +444,6 @@ def champion_day_totals(conn: sa.Connection, champion: str, at: datetime) -> Cha
     base = end - DAY
     hour = timedelta(hours=1)
     first = round((at - base) / hour) % 24  # the hour of that day nearest to ``at``'s time
-    out = []
-    for i in range(24):
-        start = base + ((first + i) % 24) * hour
-        out.append((window_totals(conn, exp_id, start, start + hour), 60.0))
-    return out
+    starts = [base + ((first + i) % 24) * hour for i in range(24)]
+    totals = windows_totals(conn, [(exp_id, start, start + hour) for start in starts])
+    return [(t, 60.0) for t in totals]
