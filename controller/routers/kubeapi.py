@@ -80,8 +80,9 @@ class _TimedRESTClient(kubernetes.client.rest.RESTClientObject):
 def set_default_timeout(
     api: kubernetes.client.ApiClient, *, connect: float = 10.0, read: float = 30.0
 ) -> None:
-    """Give every request ``api`` sends without a timeout of its own this one, and its
-    connections TCP keep-alive probes.
+    """Give every request ``api`` sends without a timeout of its own this one, its
+    connections TCP keep-alive probes, and no second try of a request once it may have
+    reached the server.
 
     The generated client waits for an answer for ever unless each call names a timeout,
     and Python's sockets send no keep-alive probe by default: after a network partition
